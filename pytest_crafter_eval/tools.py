@@ -95,3 +95,61 @@ def parse_tool_calls(message: Mapping[str, Any] | None) -> ParsedCalls:
             parsed.valid_calls += 1
             parsed.actions.extend(valid)
     return parsed
+
+
+# Why a response carried no usable tool call. Episode results carry the class.
+BUDGET_EXHAUSTED = "budget_exhausted"
+TEXT_ANSWER = "text_answer"
+REFUSAL = "refusal"
+CONTENT_FILTER = "content_filter"
+EMPTY_RESPONSE = "empty_response"
+INVALID_CALL = "invalid_tool_call"
+
+
+def diagnose_no_tool_call(response: Mapping[str, Any], request: Mapping[str, Any],
+                          parsed: ParsedCalls | None = None) -> tuple[str, str]:
+    """Classify a response without a valid tool call; return (class, one-line reason
+    with the fix). `request` is the body that was sent, for the token budget."""
+    choices = response.get("choices") or []
+    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], Mapping) else {}
+    message = choice.get("message") if isinstance(choice.get("message"), Mapping) else {}
+    finish = choice.get("finish_reason")
+    text = message.get("content") if isinstance(message.get("content"), str) else ""
+    refusal = message.get("refusal")
+    usage = response.get("usage") if isinstance(response.get("usage"), Mapping) else {}
+    details = usage.get("completion_tokens_details") or {}
+    reasoning = details.get("reasoning_tokens") if isinstance(details, Mapping) else None
+
+    if refusal:
+        return REFUSAL, f"refusal: {_clip(refusal)}"
+    if finish == "content_filter":
+        return CONTENT_FILTER, ("finish_reason=content_filter: the provider filtered the answer; "
+                                "check the prompt and image")
+    if finish == "length":
+        param = next((p for p in ("max_completion_tokens", "max_tokens") if p in request), None)
+        budget = request.get(param) if param else None
+        if reasoning:
+            return BUDGET_EXHAUSTED, (
+                f"reasoning used {reasoning} of {param}={budget}; raise request.max_output_tokens "
+                "or lower reasoning_effort")
+        return BUDGET_EXHAUSTED, (
+            f"finish_reason=length: the answer was cut at {param}={budget} before a tool call; "
+            "raise request.max_output_tokens")
+    if parsed is not None and parsed.tool_calls:
+        problems = [f"{n} {what}" for n, what in (
+            (parsed.malformed_json, "with malformed JSON arguments"),
+            (parsed.unknown_tools, "to an unknown tool"),
+            (parsed.invalid_actions, "invalid action name(s)")) if n]
+        return INVALID_CALL, (f"{parsed.tool_calls} tool call(s) but no valid action: "
+                              + ", ".join(problems))
+    if text.strip():
+        return TEXT_ANSWER, (f"finish_reason={finish}, text answer: {_clip(text)}; the model "
+                             "answered in text: check tool_choice and the instructions")
+    if not choices:
+        return EMPTY_RESPONSE, "empty response: no choices"
+    return EMPTY_RESPONSE, f"finish_reason={finish}, empty response: no text and no tool call"
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    text = " ".join(str(text).split())
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")

@@ -1,0 +1,195 @@
+"""Stage: episode. Runs one Crafter episode against one model and returns its result.
+
+Knows no pytest. The loop: observe -> build the request for the model's profile ->
+call the model -> parse the tool call -> step the env with each action. A response with
+no usable tool call ends the episode and says why; a failed request ends it as an error.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from . import profiles, spec, tools
+from .client import ModelCallError, ModelClient
+from .env import ACTIONS, CrafterEnv, data_uri
+
+SYSTEM_PROMPT = """You are playing Crafter, a 2D survival game seen from above. \
+Unlock as many achievements as you can: collect wood, place a table, make tools, \
+find water and food, survive the night.
+Each turn you see the game frame and a text description of your state. Answer by \
+calling the tool interact_many with 1 to 8 actions, run in order.
+Actions: {actions}.
+Moving toward a blocked tile turns you to face it; 'do' collects, attacks or drinks \
+whatever you face. Crafting needs a nearby table (and a furnace for iron tools)."""
+
+IMAGE_ONLY_PROMPT = "What do you do next? Call interact_many."
+
+
+@dataclass
+class EpisodeResult:
+    """Everything one episode produced. `outcome` is set by whoever judges it."""
+
+    eval: str
+    model: str
+    seed: int
+    steps: int = 0                       # model calls made
+    env_steps: int = 0                   # Crafter steps taken
+    achievements: dict[str, int] = field(default_factory=dict)  # unlocked -> count
+    reward: float = 0.0                  # sum of Crafter's per-step rewards
+    tool_calls: int = 0                  # steps whose answer had a valid tool call
+    valid_actions: int = 0
+    invalid_actions: int = 0
+    malformed_calls: int = 0
+    unknown_tools: int = 0
+    no_tool_call: dict[str, Any] | None = None   # {step, class, message, finish_reason}
+    tokens_in: int = 0
+    tokens_out: int = 0
+    tokens_reasoning: int = 0
+    latencies_s: list[float] = field(default_factory=list)
+    duration_s: float = 0.0
+    end: str = "steps"                   # steps | done | no_tool_call | error
+    error: str | None = None
+    infra_error: bool = False
+    outcome: str | None = None           # passed | failed | error | skipped | xfailed
+
+    @property
+    def tool_call_rate(self) -> float:
+        return self.tool_calls / self.steps if self.steps else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["tool_call_rate"] = self.tool_call_rate
+        return data
+
+
+def system_prompt(instructions: str | None = None) -> str:
+    return instructions or SYSTEM_PROMPT.format(actions=", ".join(ACTIONS))
+
+
+def observation_message(env: CrafterEnv, observation: spec.Observation) -> dict[str, Any]:
+    """The user message for the current state: text part, then the frame."""
+    parts: list[dict[str, Any]] = [
+        {"type": "text", "text": env.text() if observation.text else IMAGE_ONLY_PROMPT}]
+    if observation.image is not None:
+        parts.append({"type": "image_url", "image_url": {
+            "url": data_uri(env.frame()), "detail": observation.image.detail}})
+    return {"role": "user", "content": parts}
+
+
+def first_request(run: spec.Run, seed: int, instructions: str | None = None) -> dict[str, Any]:
+    """The body of an episode's first request, without calling anything."""
+    env = _make_env(run, seed)
+    return _request(run, profiles.resolve(run.model), env, instructions)
+
+
+def _make_env(run: spec.Run, seed: int) -> CrafterEnv:
+    size = run.observation.image.size if run.observation.image else 64
+    env = CrafterEnv(seed, size=size)
+    env.reset()
+    return env
+
+
+def _request(run, profile, env, instructions) -> dict[str, Any]:
+    messages = [{"role": "system", "content": system_prompt(instructions)},
+                observation_message(env, run.observation)]
+    return profiles.build_request(run, profile, messages)
+
+
+def run_episode(run: spec.Run, seed: int, client: ModelClient, *, eval_name: str,
+                instructions: str | None = None,
+                on_step: Callable[[dict[str, Any]], None] | None = None) -> EpisodeResult:
+    """Play one episode of `run.model` on `seed` for at most `run.steps` model calls."""
+    started = time.perf_counter()
+    result = EpisodeResult(eval=eval_name, model=run.model, seed=seed)
+    profile = profiles.resolve(run.model)
+    env = _make_env(run, seed)
+    for step in range(run.steps):
+        body = _request(run, profile, env, instructions)
+        result.steps += 1
+        try:
+            reply = client.complete(body)
+        except ModelCallError as exc:
+            result.end, result.error, result.infra_error = "error", f"step {step}: {exc}", exc.infra
+            break
+        result.latencies_s.append(reply.latency_s)
+        _count_usage(result, reply.body)
+        message = _first_message(reply.body)
+        parsed = tools.parse_tool_calls(message)
+        result.invalid_actions += parsed.invalid_actions
+        result.malformed_calls += parsed.malformed_json
+        result.unknown_tools += parsed.unknown_tools
+        if not parsed.ok:
+            kind, why = tools.diagnose_no_tool_call(reply.body, body, parsed)
+            result.no_tool_call = {"step": step, "class": kind, "message": why,
+                                   "finish_reason": _finish_reason(reply.body)}
+            result.end = "no_tool_call"
+            break
+        result.tool_calls += 1
+        for action in parsed.actions:
+            result.reward += env.step(action)
+            result.valid_actions += 1
+            if env.done:
+                break
+        if on_step is not None:
+            on_step({"step": step, "request": body, "response": reply.body,
+                     "actions": parsed.actions, "reward": env.reward_total,
+                     "achievements": list(env.unlocked)})
+        if env.done:
+            result.end = "done"
+            break
+    result.env_steps = env.step_count
+    result.achievements = {name: env.achievements[name] for name in env.unlocked}
+    result.duration_s = time.perf_counter() - started
+    return result
+
+
+def _first_message(response: dict[str, Any]) -> dict[str, Any] | None:
+    choices = response.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        message = choices[0].get("message")
+        return message if isinstance(message, dict) else None
+    return None
+
+
+def _finish_reason(response: dict[str, Any]) -> str | None:
+    choices = response.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        return choices[0].get("finish_reason")
+    return None
+
+
+def _count_usage(result: EpisodeResult, response: dict[str, Any]) -> None:
+    usage = response.get("usage")
+    if not isinstance(usage, dict):
+        return
+    result.tokens_in += _int(usage.get("prompt_tokens"))
+    result.tokens_out += _int(usage.get("completion_tokens"))
+    details = usage.get("completion_tokens_details")
+    if isinstance(details, dict):
+        result.tokens_reasoning += _int(details.get("reasoning_tokens"))
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def check(result: EpisodeResult, expect: spec.Expect) -> list[str]:
+    """The expectations `result` misses, each as a readable sentence."""
+    if result.error:
+        return []  # an error is not a verdict on the model
+    problems: list[str] = []
+    if result.no_tool_call and (expect.tool_call_at_first_step and result.no_tool_call["step"] == 0):
+        problems.append(f"no tool call at step 0: {result.no_tool_call['message']}")
+    elif result.no_tool_call and expect.min_tool_call_rate > 0:
+        problems.append(f"no tool call at step {result.no_tool_call['step']}: "
+                        f"{result.no_tool_call['message']}")
+    if result.tool_call_rate < expect.min_tool_call_rate and not problems:
+        problems.append(f"tool-call rate {result.tool_call_rate:.2f} is below "
+                        f"expect.min_tool_call_rate={expect.min_tool_call_rate}")
+    got = len(result.achievements)
+    if got < expect.min_achievements:
+        names = ", ".join(result.achievements) or "none"
+        problems.append(f"{got} achievement(s) ({names}), expected at least "
+                        f"expect.min_achievements={expect.min_achievements}")
+    return problems

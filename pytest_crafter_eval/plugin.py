@@ -1,0 +1,216 @@
+"""Stage: plugin. The pytest hooks only: options, collection, running items, results.
+
+Each eval YAML file becomes an `EvalFile`; each (model, seed) in it one `EpisodeItem`
+with an id like `evals/smoke.yaml::local/heuristic[seed=3]`. An item plays its episode
+in the setup phase, so that an infrastructure failure is reported as an error, and
+judges it in the call phase, so that a missing capability is reported as a failure.
+"""
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import spec
+
+GROUP = "crafter-eval"
+RESULT_KEY = "crafter_episode"
+
+# name -> (help, default); each option is also an ini key `crafter_<name>`.
+_OPTIONS: dict[str, tuple[str, Any]] = {
+    "model": ("model(s) to run instead of each eval file's list; repeat or comma-separate", None),
+    "seeds": ("seeds instead of each file's: a count (10 = 0..9), a range 0-99 or a list 3,5,8", None),
+    "steps": ("model calls per episode at most, instead of each file's", None),
+    "base_url": ("OpenAI-compatible base URL for non-local models (default: $OPENAI_BASE_URL)", None),
+    "api_key_env": ("environment variable that holds the API key", "OPENAI_API_KEY"),
+    "request_timeout": ("seconds before one model request times out", "60"),
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup(GROUP, "crafter-eval: Crafter episodes as tests")
+    for name, (help_text, default) in _OPTIONS.items():
+        flag = "--" + name.replace("_", "-")
+        metavar = name.upper()
+        if name == "model":
+            group.addoption(flag, action="append", dest="crafter_model", metavar="NAME", help=help_text)
+        else:
+            group.addoption(flag, dest=f"crafter_{name}", metavar=metavar, help=help_text)
+        parser.addini(f"crafter_{name}", help_text, default=default)
+    group.addoption("--require-api-key", action="store_true", dest="crafter_require_api_key",
+                    help="fail, instead of skip, episodes of models whose API key is missing")
+    parser.addini("crafter_require_api_key", "see --require-api-key", type="bool", default=False)
+    parser.addini("crafter_eval_dirs", "directory names whose YAML files are eval files",
+                  type="args", default=["evals"])
+
+
+def setting(config: pytest.Config, name: str) -> Any:
+    """A setting from the command line, else from the ini file."""
+    value = config.getoption(f"crafter_{name}")
+    if value in (None, False, []):
+        value = config.getini(f"crafter_{name}")
+    return value
+
+
+class UsageError(pytest.UsageError):
+    pass
+
+
+def _overrides(config: pytest.Config) -> dict[str, Any]:
+    """Command-line overrides of every eval file, checked once."""
+    cached = config.stash.get(_OVERRIDES, None)
+    if cached is not None:
+        return cached
+    models: list[str] | None = None
+    raw_models = setting(config, "model")
+    if raw_models:
+        raw = raw_models if isinstance(raw_models, list) else [raw_models]
+        models = [m.strip() for item in raw for m in str(item).split(",") if m.strip()]
+        for m in models:
+            spec.check_model_name(m, lambda msg: UsageError(f"--model: {msg}"))
+        if len(set(models)) != len(models):
+            raise UsageError(f"--model: a model is named twice: {', '.join(models)}")
+    seeds = None
+    if setting(config, "seeds"):
+        try:
+            seeds = spec.parse_seeds(str(setting(config, "seeds")))
+        except ValueError as exc:
+            raise UsageError(f"--seeds: {exc}") from None
+    steps = None
+    if setting(config, "steps"):
+        raw = str(setting(config, "steps"))
+        if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+            raise UsageError(f"--steps: expected a whole number from 1 to 10000, got {raw!r}")
+        steps = int(raw)
+    result = {"models": models, "seeds": seeds, "steps": steps}
+    config.stash[_OVERRIDES] = result
+    return result
+
+
+_OVERRIDES = pytest.StashKey[dict]()
+_CONNECTIONS = pytest.StashKey[Any]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "crafter: a Crafter episode collected from an eval file")
+    timeout = str(setting(config, "request_timeout"))
+    try:
+        if float(timeout) <= 0:
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"--request-timeout: expected a positive number of seconds, got {timeout!r}")
+    _overrides(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    connections = config.stash.get(_CONNECTIONS, None)
+    if connections is not None:
+        connections.close()
+
+
+def connections(config: pytest.Config):
+    """The process's model connections, made on first use."""
+    if _CONNECTIONS not in config.stash:
+        from .client import Connections
+        config.stash[_CONNECTIONS] = Connections(
+            base_url=setting(config, "base_url"), api_key_env=setting(config, "api_key_env"),
+            timeout=float(setting(config, "request_timeout")))
+    return config.stash[_CONNECTIONS]
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector):
+    if file_path.suffix not in (".yaml", ".yml") or file_path.name.startswith(("_", ".")):
+        return None
+    dirs = parent.config.getini("crafter_eval_dirs")
+    in_eval_dir = any(fnmatch.fnmatch(part, d) for part in file_path.parent.parts for d in dirs)
+    if "__snapshots__" in file_path.parts or not (in_eval_dir or parent.session.isinitpath(file_path)):
+        return None
+    return EvalFile.from_parent(parent, path=file_path)
+
+
+class EvalFile(pytest.File):
+    """An eval YAML file: one item per (model, seed)."""
+
+    def collect(self):
+        try:
+            loaded = spec.load(self.path)
+        except spec.SpecError as exc:  # name the file as pytest shows it
+            raise self.CollectError(str(spec.SpecError(self.nodeid, exc.line, exc.key, exc.message)))
+        loaded = loaded.with_overrides(**_overrides(self.config))
+        fixtureinfo = None  # the same for every item of this file: compute it once
+        for run in loaded.runs:
+            for seed in loaded.seeds:
+                item = EpisodeItem.from_parent(
+                    self, name=f"{run.model}[seed={seed}]", callobj=_episode,
+                    fixtureinfo=fixtureinfo, eval_spec=loaded, run=run, seed=seed)
+                fixtureinfo = item._fixtureinfo
+                yield item
+
+
+def _episode() -> None:
+    """Placeholder callable: EpisodeItem runs the episode itself."""
+
+
+class EpisodeItem(pytest.Function):
+    """One episode of one model on one seed."""
+
+    def __init__(self, *, eval_spec: spec.EvalSpec, run: spec.Run, seed: int, **kwargs):
+        super().__init__(**kwargs)
+        self.spec, self.run, self.seed = eval_spec, run, seed
+        self.result = None
+        self.add_marker(pytest.mark.crafter)
+
+    def setup(self) -> None:
+        super().setup()
+        from .client import MissingKey
+        from .episode import run_episode
+        try:
+            client = connections(self.config).for_model(self.run.model)
+        except MissingKey as exc:
+            if setting(self.config, "require_api_key"):
+                raise EpisodeError(f"{exc} (--require-api-key is set)") from None
+            pytest.skip(f"{exc}; skipped without a key")
+        self.result = run_episode(self.run, self.seed, client, eval_name=self.spec.name,
+                                  instructions=self.spec.instructions)
+        if self.result.error:
+            self._record("error")
+            raise EpisodeError(f"{self.run.model} seed {self.seed}: {self.result.error}")
+
+    def runtest(self) -> None:
+        from .episode import check
+        problems = check(self.result, self.run.expect)
+        if self.run.xfail:
+            if problems:
+                self._record("xfailed")
+                pytest.xfail(f"{self.run.xfail} ({problems[0]})")
+            self._record("failed")
+            pytest.fail(f"capability gained: remove the xfail of {self.run.model} "
+                        f"({self.run.xfail!r}): {_summary(self.result)}", pytrace=False)
+        if problems:
+            self._record("failed")
+            pytest.fail("; ".join(problems), pytrace=False)
+        self._record("passed")
+
+    def _record(self, outcome: str) -> None:
+        self.result.outcome = outcome
+        self.user_properties.append((RESULT_KEY, self.result.to_dict()))
+
+    def reportinfo(self):
+        return self.path, (self.run.line or 1) - 1, f"{self.run.model}[seed={self.seed}]"
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, EpisodeError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+
+class EpisodeError(Exception):
+    """An episode stopped by infrastructure (network, server, missing key)."""
+
+
+def _summary(result) -> str:
+    names = ", ".join(result.achievements) or "none"
+    return (f"{len(result.achievements)} achievement(s) ({names}), tool-call rate "
+            f"{result.tool_call_rate:.2f} over {result.steps} step(s)")

@@ -1,0 +1,391 @@
+"""Stage: spec. Parses and validates eval YAML into frozen dataclasses.
+
+Nothing else in the project reads YAML. Every problem is a `SpecError` whose `str()` is
+one line naming the file, the line and the key, for example::
+
+    evals/smoke.yaml:7: models[2]: duplicate model 'local/random'
+
+A file's settings (`steps`, `observation`, `request`, `expect`) are defaults; a model
+given as a mapping overrides them key by key. `load(path)` returns an `EvalSpec` whose
+`runs` hold the fully resolved settings of each model.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MAX_SEEDS = 100_000
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+/-]*(\?[A-Za-z0-9_=&.,-]*)?$")
+
+
+class SpecError(ValueError):
+    """A problem in an eval file, reported as `file:line: key: message`."""
+
+    def __init__(self, path: str | Path, line: int | None, key: str, message: str):
+        self.path, self.line, self.key, self.message = str(path), line, key, message
+        where = f"{self.path}:{line}" if line else self.path
+        super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class Image:
+    size: int = 64
+    detail: str = "low"
+
+
+@dataclass(frozen=True)
+class Observation:
+    image: Image | None = Image()
+    text: bool = True
+
+
+@dataclass(frozen=True)
+class Request:
+    """Model-independent request settings; `profiles` maps them onto each model's API."""
+
+    max_output_tokens: int | None = 512
+    temperature: float | None = None
+    top_p: float | None = None
+    reasoning_effort: str | None = None
+
+
+@dataclass(frozen=True)
+class Expect:
+    """Per-episode assertions."""
+
+    tool_call_at_first_step: bool = True
+    min_tool_call_rate: float = 0.0
+    min_achievements: int = 0
+
+
+@dataclass(frozen=True)
+class Run:
+    """One model of an eval file with its settings resolved."""
+
+    model: str
+    steps: int
+    observation: Observation
+    request: Request
+    expect: Expect
+    xfail: str | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    name: str
+    path: str
+    seeds: tuple[int, ...]
+    runs: tuple[Run, ...]
+    defaults: Run  # the file-level settings, for models named only on the command line
+    instructions: str | None = None
+
+    def with_overrides(self, models: list[str] | None = None, seeds: tuple[int, ...] | None = None,
+                       steps: int | None = None) -> "EvalSpec":
+        """Apply command-line overrides: `models` replaces the model list, keeping the
+        file's settings for a model it already names."""
+        runs = self.runs
+        if models:
+            known = {run.model: run for run in runs}
+            runs = tuple(known.get(m) or replace(self.defaults, model=m) for m in models)
+        if steps is not None:
+            runs = tuple(replace(run, steps=steps) for run in runs)
+        return replace(self, runs=runs, seeds=seeds if seeds is not None else self.seeds)
+
+
+# -- parsing -------------------------------------------------------------------------
+
+TOP_KEYS = {"name", "description", "instructions", "models", "seeds", "steps",
+            "observation", "request", "expect"}
+MODEL_KEYS = {"steps", "observation", "request", "expect", "xfail"}
+OBSERVATION_KEYS = {"image", "text"}
+IMAGE_KEYS = {"size", "detail"}
+REQUEST_KEYS = {"max_output_tokens", "temperature", "top_p", "reasoning_effort"}
+EXPECT_KEYS = {"tool_call_at_first_step", "min_tool_call_rate", "min_achievements"}
+
+
+class _Doc:
+    """A YAML document as plain values, with the line of every key path."""
+
+    def __init__(self, path: Path, text: str):
+        self.path = path
+        self.lines: dict[str, int] = {}
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark else None
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise SpecError(path, line, "", f"invalid YAML: {problem}") from None
+        except RecursionError:
+            raise SpecError(path, None, "", "invalid YAML: nested too deeply") from None
+        self.value = None if node is None else self._convert(node, "")
+
+    def _convert(self, node: yaml.Node, key: str) -> Any:
+        self.lines.setdefault(key, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for knode, vnode in node.value:
+                name = self._convert(knode, key)
+                child = f"{key}.{name}" if key else str(name)
+                if name in out:
+                    raise SpecError(self.path, knode.start_mark.line + 1, child, "key given twice")
+                self.lines[child] = knode.start_mark.line + 1
+                out[name] = self._convert(vnode, child)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self._convert(v, f"{key}[{i}]") for i, v in enumerate(node.value)]
+        try:
+            return _scalar(node)
+        except yaml.YAMLError as exc:
+            raise SpecError(self.path, node.start_mark.line + 1, key, f"invalid value: {exc}") from None
+
+    def error(self, key: str, message: str) -> SpecError:
+        line = self.lines.get(key)
+        probe = key
+        while line is None and probe:
+            probe = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", probe)
+            line = self.lines.get(probe)
+        return SpecError(self.path, line, key, message)
+
+
+def _scalar(node: yaml.ScalarNode) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def load(path: str | Path, text: str | None = None) -> EvalSpec:
+    """Read and validate one eval file. Raises `SpecError`."""
+    path = Path(path)
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError(path, None, "", f"cannot read: {exc}") from None
+    doc = _Doc(path, text)
+    data = doc.value
+    if data is None:
+        raise SpecError(path, None, "", "empty eval file: expected a mapping with a 'models' key")
+    if not isinstance(data, dict):
+        raise doc.error("", f"expected a mapping at the top, got {_type(data)}")
+    _check_keys(doc, data, TOP_KEYS, "")
+
+    name = data.get("name", path.stem)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise doc.error("name", f"must be a short name of letters, digits, '.', '_' or '-', got {name!r}")
+    instructions = data.get("instructions")
+    if instructions is not None and not isinstance(instructions, str):
+        raise doc.error("instructions", f"must be a string, got {_type(instructions)}")
+    if "models" not in data:
+        raise doc.error("", "missing key 'models'")
+    base = Run(
+        model="",
+        steps=_steps(doc, data.get("steps", 50), "steps"),
+        observation=_observation(doc, data.get("observation", {}), "observation", Observation()),
+        request=_section(doc, data.get("request", {}), "request", Request(), REQUEST_KEYS),
+        expect=_section(doc, data.get("expect", {}), "expect", Expect(), EXPECT_KEYS),
+    )
+    seeds = _seeds(doc, data.get("seeds", 1), "seeds")
+    runs = _models(doc, data["models"], base)
+    return EvalSpec(name=name, path=str(path), seeds=seeds, runs=runs, defaults=base,
+                    instructions=instructions)
+
+
+def _models(doc: _Doc, value: Any, base: Run) -> tuple[Run, ...]:
+    if not isinstance(value, list):
+        raise doc.error("models", f"must be a list of model names, got {_type(value)}")
+    if not value:
+        raise doc.error("models", "the model list is empty")
+    runs: list[Run] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(value):
+        key = f"models[{i}]"
+        overrides: Any = {}
+        if isinstance(entry, dict):
+            if len(entry) != 1:
+                raise doc.error(key, "a model given as a mapping has one key, its name")
+            (name, overrides), = entry.items()
+            overrides = {} if overrides is None else overrides
+            if not isinstance(overrides, dict):
+                raise doc.error(key, f"overrides of {name!r} must be a mapping, got {_type(overrides)}")
+        else:
+            name = entry
+        check_model_name(name, lambda msg: doc.error(key, msg))
+        if name in seen:
+            raise doc.error(key, f"duplicate model {name!r}")
+        seen.add(name)
+        sub = f"{key}.{name}"
+        _check_keys(doc, overrides, MODEL_KEYS, sub)
+        xfail = overrides.get("xfail")
+        if xfail is not None and not (isinstance(xfail, str) and xfail.strip()):
+            raise doc.error(f"{sub}.xfail", "must be a reason, a non-empty string")
+        runs.append(Run(
+            model=name,
+            steps=_steps(doc, overrides["steps"], f"{sub}.steps") if "steps" in overrides else base.steps,
+            observation=_observation(doc, overrides.get("observation", {}), f"{sub}.observation",
+                                     base.observation),
+            request=_section(doc, overrides.get("request", {}), f"{sub}.request", base.request,
+                             REQUEST_KEYS),
+            expect=_section(doc, overrides.get("expect", {}), f"{sub}.expect", base.expect,
+                            EXPECT_KEYS),
+            xfail=xfail,
+            line=doc.lines.get(key),
+        ))
+    return tuple(runs)
+
+
+def check_model_name(name: Any, error) -> str:
+    """Model names end up in node ids and file names: keep them plain."""
+    if not isinstance(name, str) or not name:
+        raise error(f"a model name must be a non-empty string, got {_type(name)}")
+    if not _MODEL_NAME.match(name) or ".." in name.split("?")[0] or "//" in name:
+        raise error(f"invalid model name {name!r}: use letters, digits and . _ - : @ + /, "
+                    "like 'gpt-4o-mini' or 'local/random'")
+    return name
+
+
+def _steps(doc: _Doc, value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise doc.error(key, f"must be a whole number of model calls, got {_type(value)}")
+    if value < 1:
+        raise doc.error(key, f"must be at least 1, got {value}")
+    if value > 10_000:
+        raise doc.error(key, f"at most 10000 (a Crafter episode's length), got {value}")
+    return value
+
+
+def parse_seeds(value: Any) -> tuple[int, ...]:
+    """`10` -> 0..9; `"0-99"`; `"3,5,8"`; `[3, 5, 8]`. Raises ValueError with a reason."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a count, a range 'a-b' or a list, got {value!r}")
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError(f"a seed count must be at least 1, got {value}")
+        if value > MAX_SEEDS:
+            raise ValueError(f"at most {MAX_SEEDS} seeds, got {value}")
+        return tuple(range(value))
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"\d+", text):
+            return parse_seeds(int(text))
+        match = re.fullmatch(r"(\d+)\s*-\s*(\d+)", text)
+        if match:
+            lo, hi = int(match[1]), int(match[2])
+            if hi < lo:
+                raise ValueError(f"range {text!r} ends before it starts")
+            if hi - lo + 1 > MAX_SEEDS:
+                raise ValueError(f"at most {MAX_SEEDS} seeds, got {hi - lo + 1}")
+            return tuple(range(lo, hi + 1))
+        if re.fullmatch(r"\d+(\s*,\s*\d+)+,?", text):
+            return parse_seeds([int(x) for x in text.split(",") if x.strip()])
+        raise ValueError(f"expected a count, a range 'a-b' or a list 'a,b,c', got {value!r}")
+    if isinstance(value, list):
+        if not value:
+            raise ValueError("the seed list is empty")
+        if len(value) > MAX_SEEDS:
+            raise ValueError(f"at most {MAX_SEEDS} seeds, got {len(value)}")
+        for seed in value:
+            if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
+                raise ValueError(f"a seed must be a whole number from 0 to 2**31-1, got {seed!r}")
+        if len(set(value)) != len(value):
+            dup = next(s for s in value if value.count(s) > 1)
+            raise ValueError(f"seed {dup} is listed twice")
+        return tuple(value)
+    raise ValueError(f"expected a count, a range 'a-b' or a list, got {_type(value)}")
+
+
+def _seeds(doc: _Doc, value: Any, key: str) -> tuple[int, ...]:
+    try:
+        return parse_seeds(value)
+    except ValueError as exc:
+        raise doc.error(key, str(exc)) from None
+
+
+def _observation(doc: _Doc, value: Any, key: str, base: Observation) -> Observation:
+    if not isinstance(value, dict):
+        raise doc.error(key, f"must be a mapping, got {_type(value)}")
+    _check_keys(doc, value, OBSERVATION_KEYS, key)
+    image = base.image
+    if "image" in value:
+        raw = value["image"]
+        if raw is False:
+            image = None
+        elif raw is True:
+            image = base.image or Image()
+        elif isinstance(raw, dict):
+            _check_keys(doc, raw, IMAGE_KEYS, f"{key}.image")
+            image = _section(doc, raw, f"{key}.image", base.image or Image(), IMAGE_KEYS)
+            if not 16 <= image.size <= 1024:
+                raise doc.error(f"{key}.image.size", f"must be from 16 to 1024 pixels, got {image.size}")
+            if image.detail not in ("low", "high", "auto"):
+                raise doc.error(f"{key}.image.detail", f"must be low, high or auto, got {image.detail!r}")
+        else:
+            raise doc.error(f"{key}.image", f"must be false or a mapping like {{size: 64}}, got {_type(raw)}")
+    text = value.get("text", base.text)
+    if not isinstance(text, bool):
+        raise doc.error(f"{key}.text", f"must be true or false, got {_type(text)}")
+    if image is None and not text:
+        raise doc.error(key, "image and text are both off: the model would see nothing")
+    return Observation(image=image, text=text)
+
+
+_FIELD_TYPES = {
+    "size": int, "detail": str,
+    "max_output_tokens": int, "temperature": float, "top_p": float, "reasoning_effort": str,
+    "tool_call_at_first_step": bool, "min_tool_call_rate": float, "min_achievements": int,
+}
+_RANGES = {
+    "max_output_tokens": (1, 1_000_000), "temperature": (0, 2), "top_p": (0, 1),
+    "min_tool_call_rate": (0, 1), "min_achievements": (0, 22),
+}
+
+
+def _section(doc: _Doc, value: Any, key: str, base, allowed: set[str]):
+    if not isinstance(value, dict):
+        raise doc.error(key, f"must be a mapping, got {_type(value)}")
+    _check_keys(doc, value, allowed, key)
+    changes = {}
+    for name, raw in value.items():
+        sub = f"{key}.{name}"
+        kind = _FIELD_TYPES[name]
+        nullable = name in ("max_output_tokens", "temperature", "top_p", "reasoning_effort")
+        if raw is None and nullable:
+            changes[name] = None
+            continue
+        if kind is float and isinstance(raw, int) and not isinstance(raw, bool):
+            raw = float(raw)
+        if not isinstance(raw, kind) or (kind is int and isinstance(raw, bool)):
+            raise doc.error(sub, f"must be {_KIND_NAMES[kind]}, got {_type(raw)}")
+        if name in _RANGES:
+            lo, hi = _RANGES[name]
+            if not lo <= raw <= hi:
+                raise doc.error(sub, f"must be from {lo} to {hi}, got {raw}")
+        changes[name] = raw
+    return replace(base, **changes)
+
+
+_KIND_NAMES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _check_keys(doc: _Doc, value: dict, allowed: set[str], key: str) -> None:
+    for name in value:
+        if name not in allowed:
+            sub = f"{key}.{name}" if key else str(name)
+            hint = difflib.get_close_matches(str(name), sorted(allowed), n=1)
+            extra = f" (did you mean '{hint[0]}'?)" if hint else f"; known keys: {', '.join(sorted(allowed))}"
+            raise doc.error(sub, f"unknown key{extra}")
+
+
+def _type(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    return {bool: "a boolean", int: "a number", float: "a number", str: f"the string {value!r}",
+            list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
