@@ -1,0 +1,30 @@
+# Two commands do everything on a fresh machine: `make eval` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+N      ?= 8
+
+.PHONY: install eval test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+## Run the offline eval matrices in evals/ with the built-in local models.
+eval: $(STAMP)
+	$(BIN)/pytest evals/ -n $(N) -rsx
+
+## Run the project's test suite.
+test: $(STAMP)
+	$(BIN)/pytest tests/ -n 2
+
+## Run the benchmarks; writes benchmarks/results.json.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache reports/*.json* reports/*.md reports/*.html
