@@ -8,6 +8,7 @@ judges it in the call phase, so that a missing capability is reported as a failu
 from __future__ import annotations
 
 import fnmatch
+import os
 from pathlib import Path
 from typing import Any
 
@@ -141,12 +142,24 @@ class EvalFile(pytest.File):
         loaded = loaded.with_overrides(**_overrides(self.config))
         fixtureinfo = None  # the same for every item of this file: compute it once
         for run in loaded.runs:
+            skip = _missing_key_skip(self.config, run.model)
             for seed in loaded.seeds:
                 item = EpisodeItem.from_parent(
                     self, name=f"{run.model}[seed={seed}]", callobj=_episode,
                     fixtureinfo=fixtureinfo, eval_spec=loaded, run=run, seed=seed)
                 fixtureinfo = item._fixtureinfo
+                if skip is not None:
+                    item.add_marker(skip)
                 yield item
+
+
+def _missing_key_skip(config: pytest.Config, model: str):
+    """A skip mark for a model whose API key is missing, unless --require-api-key."""
+    from .client import is_local
+    key_env = setting(config, "api_key_env")
+    if is_local(model) or os.environ.get(key_env) or setting(config, "require_api_key"):
+        return None
+    return pytest.mark.skip(reason=f"no API key for {model}: set {key_env} to run it")
 
 
 def _episode() -> None:
@@ -169,14 +182,15 @@ class EpisodeItem(pytest.Function):
         try:
             client = connections(self.config).for_model(self.run.model)
         except MissingKey as exc:
-            if setting(self.config, "require_api_key"):
-                raise EpisodeError(f"{exc} (--require-api-key is set)") from None
-            pytest.skip(f"{exc}; skipped without a key")
+            client, missing = None, str(exc)
+        if client is None:  # only with --require-api-key: collection skips these otherwise
+            pytest.fail(f"{missing} (--require-api-key is set)", pytrace=False)
         self.result = run_episode(self.run, self.seed, client, eval_name=self.spec.name,
                                   instructions=self.spec.instructions)
         if self.result.error:
             self._record("error")
-            raise EpisodeError(f"{self.run.model} seed {self.seed}: {self.result.error}")
+            # Failing in setup makes pytest report an error: not a verdict on the model.
+            pytest.fail(f"{self.run.model} seed {self.seed}: {self.result.error}", pytrace=False)
 
     def runtest(self) -> None:
         from .episode import check
@@ -199,15 +213,6 @@ class EpisodeItem(pytest.Function):
 
     def reportinfo(self):
         return self.path, (self.run.line or 1) - 1, f"{self.run.model}[seed={self.seed}]"
-
-    def repr_failure(self, excinfo, style=None):
-        if isinstance(excinfo.value, EpisodeError):
-            return str(excinfo.value)
-        return super().repr_failure(excinfo)
-
-
-class EpisodeError(Exception):
-    """An episode stopped by infrastructure (network, server, missing key)."""
 
 
 def _summary(result) -> str:
