@@ -88,7 +88,7 @@ class _Env(crafter.Env):
 
     def __init__(self, seed: int, size: int, length: int) -> None:
         super().__init__(size=(size, size), length=length, seed=seed)
-        self._world = _World(self._area, constants.materials, (12, 12))
+        self._world = _World(self._area, constants.materials, self._world._chunk_size)
         self._local_view = _LocalView(self._world, self._textures, self._local_view._grid)
         self._sem_view._world = self._world
 
@@ -136,6 +136,7 @@ class CrafterEnv:
         That reward is +1 on a step that unlocks any new achievement, plus the
         change in health / 10.
         """
+        self._check_started()
         if action not in ACTIONS:
             raise ValueError(f"unknown action {action!r}; expected one of {ACTIONS}")
         if self.done:
