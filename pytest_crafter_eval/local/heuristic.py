@@ -211,8 +211,8 @@ def _go_do(obs: Observation, target: tuple[int, int], times: int) -> list[str]:
         sideways = [d for d in MOVES if _free(obs, f"move_{d}")]
         moves = [f"move_{sideways[0]}"] if sideways else []
         times = 0
-    if "lava" in obs.nearby and _dist(obs.nearby["lava"]) <= 3:
-        moves, times = moves[:1], 0 if len(moves) > 1 else times
+    if len(moves) > 1 and _lava_within(obs, 3):
+        moves, times = moves[:1], 0
     return moves + ["do"] * times
 
 
@@ -229,8 +229,12 @@ def _explore(obs: Observation, rng: random.Random) -> list[str]:
     if not _free(obs, direction) or rng.random() < 0.15:
         free = [d for d in MOVES if _free(obs, f"move_{d}")]
         direction = rng.choice(free or list(MOVES))
-    steps = 1 if "lava" in obs.nearby and _dist(obs.nearby["lava"]) <= 4 else rng.randint(4, 8)
+    steps = 1 if _lava_within(obs, 4) else rng.randint(4, 8)
     return [f"move_{direction}"] * steps
+
+
+def _lava_within(obs: Observation, distance: int) -> bool:
+    return "lava" in obs.nearby and _dist(obs.nearby["lava"]) <= distance
 
 
 def _dist(offset: tuple[int, int]) -> int:
