@@ -31,12 +31,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
-        from .local.server import serve
+        from .local import ModelError, serve
         try:
             serve(args.model, args.host, args.port)
         except KeyboardInterrupt:
             return 0
-        except (ValueError, OSError) as exc:
+        except (ModelError, ValueError, OSError) as exc:
             print(f"crafter-eval serve: error: {exc}", file=sys.stderr)
             return USAGE_ERROR
     return 0
