@@ -3,7 +3,10 @@
 `Connections.for_model(name)` gives a `ModelClient` for a model: built-in `local/*`
 models are answered by the loopback server in `local/`, started on first use; any other
 model goes to `--base-url` (default: OPENAI_BASE_URL, else the SDK's default) with the
-key from the configured environment variable. `ModelClient.complete(body)` sends one
+key from the configured environment variable. With `record=DIR` every exchange is also
+written to a cassette; with `replay=DIR` every model, local or not, is answered from the
+cassette by a loopback server and needs no key (see `cassette.py`). Error messages are
+redacted (`redact.py`): no key or URL credentials in them. `ModelClient.complete(body)` sends one
 chat-completions request and returns the response body as a plain dict.
 """
 from __future__ import annotations
@@ -15,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import openai
+
+from . import redact
 
 LOCAL_PREFIX = "local/"
 
@@ -33,7 +38,7 @@ class ModelCallError(Exception):
     failure."""
 
     def __init__(self, message: str, *, status: int | None = None, infra: bool = True):
-        super().__init__(message)
+        super().__init__(redact.text(message))  # the API echoes keys in 401 messages
         self.status = status
         self.infra = infra
 
@@ -84,18 +89,28 @@ class Connections:
     """One SDK client per base URL, and the built-in local server, for one process."""
 
     def __init__(self, *, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
-                 timeout: float = 60.0, max_retries: int = 2):
+                 timeout: float = 60.0, max_retries: int = 2, record: str | None = None,
+                 replay: str | None = None):
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         self.api_key_env = api_key_env
         self.timeout = timeout
         self.max_retries = max_retries
         self._clients: dict[str, ModelClient] = {}
         self._server = None
+        self._recorder = None
+        self.replay = replay
+        if record:
+            from .cassette import Recorder
+            self._recorder = Recorder(record)
+        redact.add_secret(self.api_key())
+        redact.add_url(self.base_url)
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) or None
 
     def for_model(self, model: str) -> ModelClient:
+        if self.replay:
+            return self._client(self._local_url(), "replay")
         if is_local(model):
             return self._client(self._local_url(), "local")
         key = self.api_key()
@@ -106,15 +121,22 @@ class Connections:
     def _client(self, base_url: str | None, key: str) -> ModelClient:
         cache_key = f"{base_url}|{key}"
         if cache_key not in self._clients:
+            http = None
+            if self._recorder is not None:
+                http = openai.DefaultHttpxClient(event_hooks={"response": [self._recorder.hook]})
             sdk = openai.OpenAI(api_key=key, base_url=base_url, timeout=self.timeout,
-                                max_retries=self.max_retries)
+                                max_retries=self.max_retries, http_client=http)
             self._clients[cache_key] = ModelClient(sdk)
         return self._clients[cache_key]
 
     def _local_url(self) -> str:
         if self._server is None:
             from .local.server import LocalServer
-            self._server = LocalServer().start()
+            responder = None
+            if self.replay:
+                from .cassette import Cassette
+                responder = Cassette(self.replay).respond
+            self._server = LocalServer(responder=responder).start()
         return self._server.base_url
 
     def close(self) -> None:

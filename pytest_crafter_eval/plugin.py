@@ -27,6 +27,8 @@ _OPTIONS: dict[str, tuple[str, Any]] = {
     "base_url": ("OpenAI-compatible base URL for non-local models (default: $OPENAI_BASE_URL)", None),
     "api_key_env": ("environment variable that holds the API key", "OPENAI_API_KEY"),
     "request_timeout": ("seconds before one model request times out", "60"),
+    "record": ("write every model request/response pair to cassette files in DIR", None),
+    "replay": ("answer every model from the cassette files in DIR, over loopback HTTP, no key needed", None),
 }
 
 
@@ -37,6 +39,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar = name.upper()
         if name == "model":
             group.addoption(flag, action="append", dest="crafter_model", metavar="NAME", help=help_text)
+        elif name in ("record", "replay"):
+            group.addoption(flag, dest=f"crafter_{name}", metavar="DIR", help=help_text)
         else:
             group.addoption(flag, dest=f"crafter_{name}", metavar=metavar, help=help_text)
         parser.addini(f"crafter_{name}", help_text, default=default)
@@ -103,6 +107,31 @@ def pytest_configure(config: pytest.Config) -> None:
     except ValueError:
         raise UsageError(f"--request-timeout: expected a positive number of seconds, got {timeout!r}")
     _overrides(config)
+    _check_cassette_options(config)
+    from . import redact
+    redact.add_secret(os.environ.get(setting(config, "api_key_env")))
+    redact.add_url(setting(config, "base_url") or os.environ.get("OPENAI_BASE_URL"))
+    redact.install_log_filter()
+
+
+def _check_cassette_options(config: pytest.Config) -> None:
+    record, replay = setting(config, "record"), setting(config, "replay")
+    if record and replay:
+        raise UsageError("--record and --replay: choose one (replaying while recording "
+                         "would record the cassette into itself)")
+    if record:
+        path = Path(record)
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"--record: {record} exists and is not a directory")
+    if replay:
+        from .cassette import Cassette
+        if not Path(replay).is_dir():
+            raise UsageError(f"--replay: no such directory: {replay}")
+        try:
+            if not len(Cassette(replay)):
+                raise UsageError(f"--replay: no cassette files (*.json) in {replay}")
+        except ValueError as exc:
+            raise UsageError(f"--replay: {exc}") from None
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -117,7 +146,8 @@ def connections(config: pytest.Config):
         from .client import Connections
         config.stash[_CONNECTIONS] = Connections(
             base_url=setting(config, "base_url"), api_key_env=setting(config, "api_key_env"),
-            timeout=float(setting(config, "request_timeout")))
+            timeout=float(setting(config, "request_timeout")),
+            record=setting(config, "record"), replay=setting(config, "replay"))
     return config.stash[_CONNECTIONS]
 
 
@@ -154,10 +184,11 @@ class EvalFile(pytest.File):
 
 
 def _missing_key_skip(config: pytest.Config, model: str):
-    """A skip mark for a model whose API key is missing, unless --require-api-key."""
+    """A skip mark for a model whose API key is missing, unless --require-api-key or --replay."""
     from .client import is_local
     key_env = setting(config, "api_key_env")
-    if is_local(model) or os.environ.get(key_env) or setting(config, "require_api_key"):
+    if is_local(model) or os.environ.get(key_env) or setting(config, "require_api_key") \
+            or setting(config, "replay"):
         return None
     return pytest.mark.skip(reason=f"no API key for {model}: set {key_env} to run it")
 
@@ -187,13 +218,17 @@ class EpisodeItem(pytest.Function):
             pytest.fail(f"{missing} (--require-api-key is set)", pytrace=False)
         self.result = run_episode(self.run, self.seed, client, eval_name=self.spec.name,
                                   instructions=self.spec.instructions)
-        if self.result.error:
+        from .cassette import is_miss
+        if self.result.error and not is_miss(self.result.error):  # a miss fails in runtest
             self._record("error")
             # Failing in setup makes pytest report an error: not a verdict on the model.
             pytest.fail(f"{self.run.model} seed {self.seed}: {self.result.error}", pytrace=False)
 
     def runtest(self) -> None:
         from .episode import check
+        if self.result.error:  # only a replay miss gets here: a payload change is a failure
+            self._record("failed")
+            pytest.fail(f"{self.run.model} seed {self.seed}: {self.result.error}", pytrace=False)
         problems = check(self.result, self.run.expect)
         if self.run.xfail:
             if problems:
@@ -208,7 +243,9 @@ class EpisodeItem(pytest.Function):
         self._record("passed")
 
     def _record(self, outcome: str) -> None:
+        from . import redact
         self.result.outcome = outcome
+        self.result.error = self.result.error and redact.text(self.result.error)
         self.user_properties.append((RESULT_KEY, self.result.to_dict()))
 
     def reportinfo(self):

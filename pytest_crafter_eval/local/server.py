@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 
 from .models import ModelError, complete, list_models, parse_model
 
@@ -28,13 +28,17 @@ class LocalServer:
 
     `model`, if given, answers requests whose `model` is not a `local/...` name (so any
     OpenAI client can point at it); `local/...` names are always served as named.
+    `responder`, if given, answers every chat request instead of the local models: a
+    callable `body -> (status, JSON body or raw text)`, such as `cassette.Cassette.respond`.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, model: str | None = None,
+                 responder: Callable[[Any], tuple[int, Any]] | None = None,
                  log: bool = False, verbose: bool = False):
         if model is not None:
             parse_model(model)  # fail now, not on the first request
         self.host, self.model, self.verbose = host, model, verbose
+        self.responder = responder
         self.requests: list[tuple[float, str, int]] | None = [] if log else None
         self.connections = 0          # TCP connections accepted so far
         self._port = port
@@ -129,11 +133,12 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0].rstrip("/")
         return path[3:] if path.startswith("/v1/") else path
 
-    def _send(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body, separators=(",", ":")).encode()
+    def _send(self, status: int, body: dict[str, Any] | str, extra: str = "") -> None:
+        """Send a JSON body, or a str as it is (a recorded body that was not JSON)."""
+        data = body.encode() if isinstance(body, str) else json.dumps(body, separators=(",", ":")).encode()
         head = (f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
-                f"Server: {self.server_version}\r\n")
+                f"Server: {self.server_version}\r\n{extra}")
         if self.close_connection:
             head += "Connection: close\r\n"
         self.wfile.write(head.encode() + b"\r\n" + data)  # one write: no Nagle stalls
@@ -166,6 +171,18 @@ class _Handler(BaseHTTPRequestHandler):
         if self._path() != "/chat/completions":
             return self._error(404, f"Unknown path {self.command} {self.path}.")
         model = "?"
+        responder = self.server.owner.responder
+        if responder is not None:
+            try:
+                body = json.loads(raw)
+                model = str(body.get("model")) if isinstance(body, dict) else "?"
+                status, response = responder(body)
+            except Exception as error:  # a bad request or a broken cassette: say so, keep serving
+                status, response = 400, ModelError(400, f"{type(error).__name__}: {error}").body()
+            if self.server.owner.requests is not None:
+                self.server.owner.requests.append((time.monotonic(), model, status))
+            # A replayed answer is the same on every attempt: tell the SDK not to retry.
+            return self._send(status, response, "x-should-retry: false\r\n" if status >= 400 else "")
         try:
             try:
                 body = json.loads(raw)
