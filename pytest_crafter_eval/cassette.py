@@ -152,7 +152,7 @@ def is_miss(message: str | None) -> bool:
 # --- files (the side effects) -----------------------------------------------------------
 
 def _slug(model: Any) -> str:
-    return re.sub(r"[^A-Za-z0-9.]+", "_", str(model)).strip("_")[:60] or "request"
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", str(model)).strip("_")[:60] or "request"
 
 
 def entry_name(entry: dict[str, Any]) -> str:
