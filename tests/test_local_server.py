@@ -133,6 +133,16 @@ def test_raw_bodies_match_the_official_schema(client, model):
     assert errors == []
 
 
+def test_max_actions_bounds_the_actions_per_call(client):
+    counts = {len(parse_tool_calls(create(client, "local/random?max_actions=1",
+                                          TEXT + [{"role": "user", "content": str(i)}])
+                                   .choices[0].message.model_dump()).actions) for i in range(20)}
+    assert counts == {1}
+    counts = {len(parse_tool_calls(create(client, "local/random", TEXT + [{"role": "user", "content": str(i)}])
+                                   .choices[0].message.model_dump()).actions) for i in range(20)}
+    assert len(counts) > 1 and max(counts) <= MAX_ACTIONS
+
+
 def test_unknown_model_is_not_found_and_lists_known_models(client):
     with pytest.raises(openai.NotFoundError) as info:
         create(client, "local/nope")
@@ -146,6 +156,7 @@ def test_unknown_model_is_not_found_and_lists_known_models(client):
     ("local/random?latency_ms=-5", ["latency_ms"]),
     ("local/silent?mode=shout", ["mode", "refusal", "shout"]),
     ("local/random?seed", ["key=value"]),
+    ("local/random?max_actions=9", ["max_actions", "1 to 8", "9"]),
 ])
 def test_bad_options_are_clear_bad_requests(client, model, words):
     with pytest.raises(openai.BadRequestError) as info:

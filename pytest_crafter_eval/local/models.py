@@ -227,13 +227,19 @@ def tool_call(actions: list[str]) -> dict[str, Any]:
             "function": {"name": TOOL_NAME, "arguments": json.dumps({"actions": actions})}}
 
 
-def random_actions(rng: random.Random) -> list[str]:
-    return [rng.choice(ACTIONS) for _ in range(rng.randint(1, MAX_ACTIONS))]
+def random_actions(rng: random.Random, most: int = MAX_ACTIONS) -> list[str]:
+    return [rng.choice(ACTIONS) for _ in range(rng.randint(1, most))]
 
 
-@register("local/random", "1-8 uniformly random actions per call via interact_many")
+@register("local/random", "1-8 uniformly random actions per call via interact_many",
+          max_actions=Option(int, MAX_ACTIONS, help="at most this many actions per call, 1 to 8 "
+                                                    "(1 gives episodes of fixed length for benchmarks)"))
 def random_model(body, rng, options):
-    return Answer(tool_calls=[tool_call(random_actions(rng))], finish_reason="tool_calls")
+    most = options.get("max_actions", MAX_ACTIONS)
+    if not 1 <= most <= MAX_ACTIONS:
+        raise ModelError(400, f"Option `max_actions` of model `local/random` must be from 1 to "
+                              f"{MAX_ACTIONS}, got `{most}`.", param="model")
+    return Answer(tool_calls=[tool_call(random_actions(rng, most))], finish_reason="tool_calls")
 
 
 @register("local/heuristic", "scripted agent reading the text observation "
