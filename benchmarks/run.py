@@ -1,0 +1,418 @@
+"""Benchmarks: how much the harness costs next to the model, and how it scales.
+
+    make bench                        # = python benchmarks/run.py, a few minutes
+    python benchmarks/run.py --tiny   # seconds; the test suite runs this
+    python benchmarks/run.py --only overhead_ratio,reset_median_s
+
+Prints a table and writes benchmarks/results.json (or --out): the machine's description
+and, for each key, its value, goal and pass/fail. Figures that depend on the machine's
+speed are ratios against a floor or an ideal measured in the same run, so that they hold
+on a noisy shared machine:
+
+  overhead_ratio            steps/s of episodes of local/random over loopback HTTP, over
+                            steps/s of the raw floor (Crafter step, frame, PNG, data URI)
+                            on the same seeds and actions; 64x64 frames.
+  parallel_wall_over_ideal  wall time of `pytest -n 8` on E episodes x S steps of a model
+                            answering in 200 ms, start-up included, over E*S*0.2/8. The
+                            model plays one random action per call: with 1-8, most
+                            episodes die within 50 calls, and uneven episodes would
+                            measure the workload's imbalance, not the harness.
+  reset_median_s            median seconds of `CrafterEnv(seed).reset()`.
+  collect_20k_s             seconds to collect 20 models x 1,000 seeds (pytest's own
+                            collection, measured inside the pytest process).
+  snapshot_50_s             seconds to collect and run the payload snapshot items of an
+                            eval file with 50 models.
+  worker_peak_rss_mb        largest peak RSS of an xdist worker of the parallel run.
+
+Exit status: 0 when every measured goal is met (always 0 with --tiny), 1 otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+HERE = Path(__file__).resolve().parent
+
+# key -> (comparison, goal, unit)
+GOALS: dict[str, tuple[str, float, str]] = {
+    "overhead_ratio": (">=", 0.5, ""),
+    "parallel_wall_over_ideal": ("<=", 1.25, ""),
+    "reset_median_s": ("<=", 0.25, "s"),
+    "collect_20k_s": ("<=", 3.0, "s"),
+    "snapshot_50_s": ("<=", 2.0, "s"),
+    "worker_peak_rss_mb": ("<=", 200.0, "MB"),
+}
+
+SIZES: dict[str, dict[str, int]] = {
+    # parallel: 32 episodes x 50 steps x 0.2 s / 8 workers = an ideal of 40 s
+    "full": dict(overhead_seeds=6, overhead_steps=50, parallel_episodes=32, parallel_steps=50,
+                 workers=8, latency_ms=200, reset_seeds=10, collect_models=20,
+                 collect_seeds=1000, snapshot_models=50),
+    "tiny": dict(overhead_seeds=1, overhead_steps=4, parallel_episodes=2, parallel_steps=2,
+                 workers=2, latency_ms=20, reset_seeds=2, collect_models=2,
+                 collect_seeds=10, snapshot_models=2),
+}
+
+# Written into each temporary pytest run: records collection time, episode results and
+# each worker's peak RSS, and writes them as JSON to $CRAFTER_BENCH_OUT.
+PROBE = '''\
+import json, os, resource, time
+import pytest
+
+_seen = {"collect_s": None, "items": 0, "episodes": [], "rss_kb": {}}
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_collection(session):
+    _seen["start"] = time.perf_counter()
+    yield
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    _seen["collect_s"] = time.perf_counter() - _seen.pop("start")
+    _seen["items"] = len(items)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_setup(item):
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    item.user_properties.append(("bench_started", (time.time(), usage.ru_utime + usage.ru_stime)))
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    if call.when == "teardown":
+        item.user_properties.append(("bench_worker", os.environ.get("PYTEST_XDIST_WORKER", "main")))
+        item.user_properties.append(("bench_rss_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+    yield
+
+
+def pytest_runtest_logreport(report):
+    if report.when != "teardown" or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    props = dict(report.user_properties)
+    if "crafter_episode" in props:
+        _seen["episodes"].append({**props["crafter_episode"], "worker": props.get("bench_worker"),
+                                  "started": props.get("bench_started")})
+    if "bench_rss_kb" in props:
+        worker = props["bench_worker"]
+        _seen["rss_kb"][worker] = max(_seen["rss_kb"].get(worker, 0), props["bench_rss_kb"])
+
+
+def pytest_sessionfinish(session):
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        with open(os.environ["CRAFTER_BENCH_OUT"], "w") as f:
+            json.dump(_seen, f)
+'''
+
+
+# -- the machine ----------------------------------------------------------------------
+
+def machine() -> dict[str, Any]:
+    """What ran the benchmarks, next to the figures."""
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpus": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "memory_gb": _memory_gb(),
+        "python": platform.python_version(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "packages": {name: _version(name) for name in
+                     ("pytest-crafter-eval", "crafter", "pytest", "pytest-xdist", "openai", "numpy", "pillow")},
+        "commit": _git_commit(),
+    }
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _memory_gb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+# -- measures -------------------------------------------------------------------------
+
+def measure_overhead(size: dict[str, int]) -> dict[str, Any]:
+    """Episodes of local/random over loopback HTTP against the raw floor, same seeds and actions.
+
+    Both are timed from the end of the first model call to the end of the last one, so
+    world generation (see reset_median_s) and connection set-up count in neither.
+    """
+    from pytest_crafter_eval import spec
+    from pytest_crafter_eval.client import Connections
+    from pytest_crafter_eval.env import CrafterEnv, data_uri
+    from pytest_crafter_eval.episode import run_episode
+
+    run = spec.Run(model="local/random", steps=size["overhead_steps"],
+                   observation=spec.Observation(image=spec.Image(64, "low"), text=True),
+                   request=spec.Request(), expect=spec.Expect())
+    connections = Connections()
+    client = connections.for_model(run.model)
+    harness_s = floor_s = 0.0
+    timed_steps = 0
+    try:
+        for seed in range(size["overhead_seeds"]):
+            marks: list[float] = []
+            actions: list[list[str]] = []
+
+            def on_step(info: dict[str, Any]) -> None:
+                marks.append(time.perf_counter())
+                actions.append(info["actions"])
+
+            run_episode(run, seed, client, eval_name="bench", on_step=on_step)
+            harness_s += marks[-1] - marks[0]
+
+            env = CrafterEnv(seed, size=64)
+            env.reset()
+            data_uri(env.frame())
+            _play(env, actions[0])
+            started = time.perf_counter()
+            for step_actions in actions[1:]:
+                data_uri(env.frame())
+                timed_steps += _play(env, step_actions)
+            floor_s += time.perf_counter() - started
+    finally:
+        connections.close()
+    harness_rate, floor_rate = timed_steps / harness_s, timed_steps / floor_s
+    return {"value": round(harness_rate / floor_rate, 3),
+            "harness_steps_per_s": round(harness_rate, 1), "floor_steps_per_s": round(floor_rate, 1),
+            "crafter_steps": timed_steps, "episodes": size["overhead_seeds"],
+            "model_calls_per_episode": size["overhead_steps"], "image_size": 64}
+
+
+def _play(env, actions: list[str]) -> int:
+    played = 0
+    for action in actions:
+        if env.done:
+            break
+        env.step(action)
+        played += 1
+    return played
+
+
+def measure_parallel(size: dict[str, int], workdir: Path) -> dict[str, dict[str, Any]]:
+    """A real `pytest -n W` run: parallel_wall_over_ideal and worker_peak_rss_mb."""
+    episodes, steps, workers = size["parallel_episodes"], size["parallel_steps"], size["workers"]
+    latency = size["latency_ms"] / 1000
+    eval_text = textwrap.dedent(f"""\
+        models:
+          - local/random?max_actions=1&latency_ms={size['latency_ms']}
+        seeds: 0-{episodes - 1}
+        steps: {steps}
+        expect: {{min_tool_call_rate: 0.0, min_achievements: 0}}
+        """)
+    run = _pytest_run(workdir / "parallel", {"evals/parallel.yaml": eval_text},
+                      ["evals", "-n", str(workers)])
+    probe = run["probe"]
+    found = probe["episodes"]
+    if len(found) != episodes or run["returncode"] != 0:
+        raise RuntimeError(f"parallel run: {len(found)} of {episodes} episodes, "
+                           f"pytest exit {run['returncode']}:\n{run['tail']}")
+    calls = sum(e["steps"] for e in found)
+    ideal = calls * latency / workers
+    per_worker: dict[str, int] = {}
+    first_start: dict[str, list[float]] = {}  # worker -> [wall clock, CPU seconds] at its first episode
+    for e in found:
+        per_worker[e["worker"]] = per_worker.get(e["worker"], 0) + e["steps"]
+        first_start[e["worker"]] = min(first_start.get(e["worker"], e["started"]), e["started"])
+    rss = probe["rss_kb"]
+    return {
+        "parallel_wall_over_ideal": {
+            "value": round(run["wall_s"] / ideal, 3), "wall_s": round(run["wall_s"], 2),
+            "ideal_s": round(ideal, 2), "episodes": episodes, "steps": steps,
+            "model_calls": calls, "latency_ms": size["latency_ms"], "workers": workers,
+            "busiest_worker_calls": max(per_worker.values()),
+            "busiest_worker_ideal_s": round(max(per_worker.values()) * latency, 2),
+            "worker_start_s": round(statistics.median(w for w, _ in first_start.values()) - run["started"], 2),
+            "worker_start_cpu_s": round(statistics.median(c for _, c in first_start.values()), 2),
+            "ended_early": sum(e["steps"] < steps for e in found),
+            "command": f"pytest evals -n {workers}"},
+        "worker_peak_rss_mb": {
+            "value": round(max(rss.values()) / 1024, 1),
+            "per_worker_mb": {w: round(kb / 1024, 1) for w, kb in sorted(rss.items())},
+            "note": "ru_maxrss of each xdist worker after each of its episodes (64x64, "
+                    f"{steps} steps, loopback server in the worker)"},
+    }
+
+
+def measure_reset(size: dict[str, int]) -> dict[str, Any]:
+    """Median seconds of `CrafterEnv(seed).reset()`: world generation dominates."""
+    from pytest_crafter_eval.env import CrafterEnv
+    times = []
+    for seed in range(size["reset_seeds"]):
+        env = CrafterEnv(seed)
+        started = time.perf_counter()
+        env.reset()
+        times.append(time.perf_counter() - started)
+    return {"value": round(statistics.median(times), 4), "max_s": round(max(times), 4),
+            "seeds": size["reset_seeds"]}
+
+
+def measure_collect(size: dict[str, int], workdir: Path) -> dict[str, Any]:
+    """`pytest --collect-only` of one eval file with M models x N seeds."""
+    models = "\n".join(f"  - local/random?seed={i}" for i in range(size["collect_models"]))
+    eval_text = f"models:\n{models}\nseeds: 0-{size['collect_seeds'] - 1}\nsteps: 50\n"
+    run = _pytest_run(workdir / "collect", {"evals/collect.yaml": eval_text},
+                      ["evals", "--collect-only", "-q"])
+    probe = run["probe"]
+    expected = size["collect_models"] * size["collect_seeds"]
+    if probe["items"] != expected or run["returncode"] != 0:
+        raise RuntimeError(f"collection: {probe['items']} of {expected} items, "
+                           f"pytest exit {run['returncode']}:\n{run['tail']}")
+    return {"value": round(probe["collect_s"], 3), "items": probe["items"],
+            "process_wall_s": round(run["wall_s"], 2),
+            "note": "value: pytest's collection inside the process; process_wall_s adds "
+                    "start-up and printing the ids"}
+
+
+def measure_snapshot(size: dict[str, int], workdir: Path) -> dict[str, Any]:
+    return {"value": None, "status": "pending",
+            "note": "payload snapshot items (issue 3) have not landed on main yet"}
+
+
+def _pytest_run(directory: Path, files: dict[str, str], args: list[str]) -> dict[str, Any]:
+    """Run pytest in a fresh directory holding `files` and the probe; wall time included."""
+    directory.mkdir(parents=True)
+    (directory / "pytest.ini").write_text("[pytest]\n")
+    (directory / "conftest.py").write_text(PROBE)
+    for name, text in files.items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_text(text)
+    out = directory / "probe.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "OPENAI_"))}
+    env["CRAFTER_BENCH_OUT"] = str(out)
+    command = [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider"]
+    started, wall_started = time.perf_counter(), time.time()
+    done = subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True, timeout=900)
+    wall = time.perf_counter() - started
+    tail = "\n".join((done.stdout + done.stderr).splitlines()[-15:])
+    if not out.exists():
+        raise RuntimeError(f"{' '.join(command[2:])} wrote no results (exit {done.returncode}):\n{tail}")
+    return {"wall_s": wall, "started": wall_started, "returncode": done.returncode, "probe": json.loads(out.read_text()),
+            "tail": tail}
+
+
+# -- running and reporting ------------------------------------------------------------
+
+def judge(key: str, result: dict[str, Any]) -> dict[str, Any]:
+    op, goal, unit = GOALS[key]
+    value = result.get("value")
+    passed = None if value is None else (value >= goal if op == ">=" else value <= goal)
+    return {"value": value, "goal": f"{op} {goal:g}{unit and ' ' + unit}", "pass": passed,
+            **{k: v for k, v in result.items() if k != "value"}}
+
+
+def run_all(size_name: str, only: set[str] | None) -> dict[str, dict[str, Any]]:
+    size = SIZES[size_name]
+    wanted = lambda *keys: only is None or any(k in only for k in keys)  # noqa: E731
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="crafter-bench-") as tmp:
+        workdir = Path(tmp)
+        steps: list[tuple[tuple[str, ...], Callable[[], Any]]] = [
+            (("overhead_ratio",), lambda: {"overhead_ratio": measure_overhead(size)}),
+            (("reset_median_s",), lambda: {"reset_median_s": measure_reset(size)}),
+            (("collect_20k_s",), lambda: {"collect_20k_s": measure_collect(size, workdir)}),
+            (("snapshot_50_s",), lambda: {"snapshot_50_s": measure_snapshot(size, workdir)}),
+            (("parallel_wall_over_ideal", "worker_peak_rss_mb"),
+             lambda: measure_parallel(size, workdir)),
+        ]
+        for keys, measure in steps:
+            if not wanted(*keys):
+                continue
+            print(f"measuring {', '.join(keys)} ...", file=sys.stderr, flush=True)
+            for key, result in measure().items():
+                results[key] = judge(key, result)
+    return results
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    rows = [("key", "value", "goal", "result")]
+    for key, r in results.items():
+        value = "-" if r["value"] is None else f"{r['value']:g}"
+        verdict = r.get("status") or {True: "pass", False: "FAIL"}[r["pass"]]
+        rows.append((key, value, r["goal"], verdict))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true",
+                        help="a tiny size that runs in seconds (checks the benchmarks work)")
+    parser.add_argument("--only", help=f"comma-separated keys: {', '.join(GOALS)}")
+    parser.add_argument("--out", type=Path, default=HERE / "results.json",
+                        help="where to write the results (default: %(default)s)")
+    args = parser.parse_args(argv)
+    only = None
+    if args.only:
+        only = {k.strip() for k in args.only.split(",") if k.strip()}
+        unknown = only - set(GOALS)
+        if unknown:
+            parser.error(f"--only: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(GOALS)}")
+    size_name = "tiny" if args.tiny else "full"
+    started = time.time()
+    report: dict[str, Any] = {"size": size_name, "size_parameters": SIZES[size_name],
+                              "machine": machine(),
+                              "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))}
+    results = run_all(size_name, only)
+    report["duration_s"] = round(time.time() - started, 1)
+    report.update(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    m = report["machine"]
+    print(f"{m['cpu']}, {m['cpus']} CPUs, {m['memory_gb']} GB, Python {m['python']}, "
+          f"load {m['load_average_at_start']}; {size_name} size, {report['duration_s']} s")
+    print(table(results))
+    print(f"wrote {args.out}")
+    failed = [k for k, r in results.items() if r["pass"] is False]
+    return 0 if args.tiny or not failed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""benchmarks/run.py at its tiny size: every key is measured, judged and written.
+
+No timed assertions here: the speed and memory goals are checked by `make bench`, whose
+figures are ratios against floors measured in the same run. This only checks that the
+benchmarks work, so that `make bench` cannot rot unnoticed.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = ["overhead_ratio", "parallel_wall_over_ideal", "reset_median_s", "collect_20k_s",
+        "snapshot_50_s", "worker_peak_rss_mb"]
+
+
+def bench(tmp_path, *args):
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), *args],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+
+def test_tiny_run_writes_every_key_with_its_goal(tmp_path):
+    out = tmp_path / "results.json"
+    done = bench(tmp_path, "--tiny", "--out", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads(out.read_text())
+    assert data["size"] == "tiny"
+    machine = data["machine"]
+    assert machine["cpus"] >= 1 and machine["python"] and machine["packages"]["crafter"] == "1.8.3"
+    for key in KEYS:
+        result = data[key]
+        assert result["goal"].split()[0] in ("<=", ">="), key
+        if result.get("status") == "pending":
+            assert key == "snapshot_50_s" and result["value"] is None and result["note"]
+        else:
+            assert isinstance(result["value"], (int, float)) and result["value"] > 0, key
+            assert isinstance(result["pass"], bool), key
+    # the tiny sizes really ran: 2 models x 10 seeds collected, 2 episodes x 2 calls played
+    assert data["collect_20k_s"]["items"] == 20
+    assert data["parallel_wall_over_ideal"]["model_calls"] == 4
+    assert set(data["worker_peak_rss_mb"]["per_worker_mb"]) == {"gw0", "gw1"}
+    assert data["overhead_ratio"]["crafter_steps"] > 0
+    table = done.stdout.splitlines()
+    for key in KEYS:
+        assert any(line.startswith(key + " ") for line in table), key
+
+
+def test_unknown_key_is_a_usage_error(tmp_path):
+    done = bench(tmp_path, "--only", "overhead,reset_median_s")
+    assert done.returncode == 2
+    assert "--only: unknown key(s) overhead" in done.stderr and "Traceback" not in done.stderr
