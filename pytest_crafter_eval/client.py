@@ -20,12 +20,7 @@ from typing import Any
 import openai
 
 from . import redact
-
-LOCAL_PREFIX = "local/"
-
-
-def is_local(model: str) -> bool:
-    return model.startswith(LOCAL_PREFIX)
+from .spec import LOCAL_PREFIX, is_local  # noqa: F401  (defined with the model names)
 
 
 class MissingKey(Exception):

@@ -185,9 +185,9 @@ class EvalFile(pytest.File):
 
 def _missing_key_skip(config: pytest.Config, model: str):
     """A skip mark for a model whose API key is missing, unless --require-api-key or --replay."""
-    from .client import is_local
+    # spec, not client: importing the openai SDK here would cost collection half a second
     key_env = setting(config, "api_key_env")
-    if is_local(model) or os.environ.get(key_env) or setting(config, "require_api_key") \
+    if spec.is_local(model) or os.environ.get(key_env) or setting(config, "require_api_key") \
             or setting(config, "replay"):
         return None
     return pytest.mark.skip(reason=f"no API key for {model}: set {key_env} to run it")

@@ -242,6 +242,14 @@ def _models(doc: _Doc, value: Any, base: Run) -> tuple[Run, ...]:
     return tuple(runs)
 
 
+LOCAL_PREFIX = "local/"
+
+
+def is_local(model: str) -> bool:
+    """A built-in model, answered by the loopback server in `local/` with no key."""
+    return model.startswith(LOCAL_PREFIX)
+
+
 def check_model_name(name: Any, error) -> str:
     """Model names end up in node ids and file names: keep them plain."""
     if not isinstance(name, str) or not name:

@@ -49,3 +49,17 @@ def test_unknown_key_is_a_usage_error(tmp_path):
     done = bench(tmp_path, "--only", "overhead,reset_median_s")
     assert done.returncode == 2
     assert "--only: unknown key(s) overhead" in done.stderr and "Traceback" not in done.stderr
+
+
+# -- causes of slowness found by the benchmarks, checked without timing them ---------
+
+def test_collection_does_not_import_the_openai_sdk(pytester):
+    """Importing openai costs about 0.5 s; collection needs no client (collect_20k_s)."""
+    pytester.makefile(".yaml", **{"evals/e": "models: [local/random, gpt-4o-mini]\nseeds: 2\n"})
+    pytester.makeconftest("""
+        import sys
+        def pytest_collection_finish(session):
+            print("openai imported:", "openai" in sys.modules)
+    """)
+    result = pytester.runpytest_subprocess("evals", "--collect-only", "-q", "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["openai imported: False", "4 tests collected*"])
