@@ -80,7 +80,7 @@ def observation_message(env: CrafterEnv, observation: spec.Observation) -> dict[
 def first_request(run: spec.Run, seed: int, instructions: str | None = None) -> dict[str, Any]:
     """The body of an episode's first request, without calling anything."""
     env = _make_env(run, seed)
-    return _request(run, profiles.resolve(run.model), env, instructions)
+    return _request(run, profiles.for_run(run), env, instructions)
 
 
 def _make_env(run: spec.Run, seed: int) -> CrafterEnv:
@@ -102,7 +102,13 @@ def run_episode(run: spec.Run, seed: int, client: ModelClient, *, eval_name: str
     """Play one episode of `run.model` on `seed` for at most `run.steps` model calls."""
     started = time.perf_counter()
     result = EpisodeResult(eval=eval_name, model=run.model, seed=seed)
-    profile = profiles.resolve(run.model)
+    profile = profiles.for_run(run)
+    try:
+        profiles.check_capabilities(run, profile)
+    except profiles.Unsupported as exc:  # before any env work or request
+        result.end, result.error, result.infra_error = "error", str(exc), False
+        result.duration_s = time.perf_counter() - started
+        return result
     env = _make_env(run, seed)
     for step in range(run.steps):
         body = _request(run, profile, env, instructions)

@@ -1,46 +1,433 @@
-"""Stage: profiles. What each model accepts, and the request body built from it (pure).
+"""Stage: profiles. What each model accepts, and the request body built from it.
 
-`resolve(model)` finds a model's `Profile`; `build_request(run, profile, messages)` turns
-model-independent settings into the body that model accepts. No I/O here.
+A `Profile` says what one model takes: the token parameter, temperature and top_p,
+reasoning effort, images, tools, tool_choice, parallel_tool_calls, the role of the
+instructions, its output limit and its prices. The built-in registry is the package data
+file `profiles.yaml` (facts from models.dev); users add or override entries in an eval
+file (`profiles:`) or a file named by `--profiles`.
+
+    profile = resolve("gpt-4o-mini-2024-07-18")       # -> entry gpt-4o-mini (dated snapshot)
+    body, notes = normalise(run, profile, messages)   # pure: settings -> body, and what changed
+    body = build_request(run, profile, messages)      # the same, warning once per note
+
+Nothing here does I/O except reading the packaged data file once, and `build_request`,
+which turns notes into one-time `CrafterEvalWarning`s.
 """
 from __future__ import annotations
 
+import fnmatch
+import functools
+import re
+import warnings
 from dataclasses import dataclass
-from typing import Any
+from importlib import resources
+from typing import Any, Callable, Iterable, Mapping
 
 from . import spec
 from .tools import TOOL
 
+DEFAULT = "*"
+EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")  # lowest first
+DEFAULT_EFFORT = "low"
+DEFAULT_REASONING_BUDGET = 4096   # tokens to reason in, on top of request.max_output_tokens
+TOKEN_PARAMS = ("max_tokens", "max_completion_tokens")
+TOOL_CHOICES = ("none", "auto", "required")
+ROLES = ("system", "developer")
+_DATED = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{4})$")   # gpt-4o-2024-08-06, gpt-4-0613
+
+
+class CrafterEvalWarning(UserWarning):
+    """A request setting changed for a model, or a model profile that was assumed."""
+
+
+class Unsupported(ValueError):
+    """The eval needs something the model does not take (image input, tool calls)."""
+
+
+@dataclass(frozen=True)
+class Prices:
+    """USD per million tokens."""
+
+    input: float
+    output: float
+    cached: float | None = None   # None: cached input tokens cost as much as input
+
 
 @dataclass(frozen=True)
 class Profile:
+    """What one model accepts. `entry` is the registry entry used, `match` how it was
+    found: exact, snapshot, family or default. `assumed` says what was guessed."""
+
     name: str
-    token_param: str = "max_tokens"          # or "max_completion_tokens"
-    temperature: bool = True                 # accepts a non-default temperature
+    entry: str = DEFAULT
+    match: str = "default"
+    token_param: str = "max_tokens"
+    temperature: tuple[float, float] | None = (0.0, 2.0)   # None: only the default
+    top_p: tuple[float, float] | None = (0.0, 1.0)
     reasoning: bool = False
+    reasoning_efforts: tuple[str, ...] = ()
+    reasoning_effort: str | None = None                     # the default effort
+    reasoning_budget: int = 0
+    image_input: bool = True
+    tool_call: bool = True
+    tool_choice: tuple[str, ...] = ("none", "auto")
+    parallel_tool_calls: bool = False
+    system_role: str = "system"
+    max_output_tokens: int | None = None
+    context_tokens: int | None = None
+    prices: Prices | None = None
+    assumed: str | None = None
+
+    def cost(self, tokens_in: int, tokens_out: int, cached: int = 0) -> float | None:
+        """USD for `tokens_in` prompt tokens (of which `cached` were cached) and
+        `tokens_out` completion tokens (reasoning included); None if prices are unknown."""
+        if self.prices is None:
+            return None
+        p = self.prices
+        cached = min(max(cached, 0), tokens_in)
+        cached_price = p.input if p.cached is None else p.cached
+        return ((tokens_in - cached) * p.input + cached * cached_price + tokens_out * p.output) / 1e6
+
+    def describe(self) -> str:
+        """The rules of this profile in a few words, for warnings and errors."""
+        temp = ("temperature " + "-".join(f"{v:g}" for v in self.temperature)
+                if self.temperature else "no temperature")
+        parts = [self.token_param, temp, f"{self.system_role} role"]
+        if self.reasoning:
+            parts.append(f"reasoning_effort {'/'.join(self.reasoning_efforts) or 'not taken'}"
+                         f" (default {self.reasoning_effort}), reasoning budget {self.reasoning_budget}")
+        parts.append("image input" if self.image_input else "no image input")
+        parts.append("tool calls" if self.tool_call else "no tool calls")
+        parts.append("prices known" if self.prices else "prices unknown")
+        return ", ".join(parts)
 
 
-def resolve(model: str) -> Profile:
-    """The profile of `model`: reasoning families (gpt-5*, o*) take
-    max_completion_tokens and no temperature; others are chat models."""
-    base = model.split("?")[0].split("/")[-1]
-    if base.startswith("gpt-5") or (base[:1] == "o" and base[1:2].isdigit()):
-        return Profile(model, token_param="max_completion_tokens", temperature=False, reasoning=True)
-    return Profile(model)
+# -- the registry ----------------------------------------------------------------------
+
+FIELDS = {"like", "token_param", "temperature", "top_p", "reasoning", "reasoning_efforts",
+          "reasoning_effort", "reasoning_budget", "image_input", "tool_call", "tool_choice",
+          "parallel_tool_calls", "system_role", "max_output_tokens", "context_tokens", "price"}
+PRICE_KEYS = {"input", "output", "cached"}
+
+Entries = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]   # hashable: (name, fields)
+
+
+def check_entries(data: Any, error: Callable[[str, str], Exception]) -> Entries:
+    """Validate a `profiles:` mapping (name -> fields); return it in hashable form.
+    `error(key, message)` makes the exception to raise, `key` relative to the mapping."""
+    if not isinstance(data, Mapping):
+        raise error("", f"must be a mapping of model names to profile fields, got {_type(data)}")
+    entries = []
+    for name, fields in data.items():
+        if not isinstance(name, str) or not name:
+            raise error(str(name), "a profile name must be a model name or a pattern like 'gpt-5*'")
+        fields = {} if fields is None else fields
+        if not isinstance(fields, Mapping):
+            raise error(name, f"must be a mapping of profile fields, got {_type(fields)}")
+        entries.append((name, tuple((k, _check_field(name, k, v, error)) for k, v in fields.items())))
+    return tuple(entries)
+
+
+def _check_field(name: str, key: str, value: Any, error) -> Any:
+    where = f"{name}.{key}"
+    if key not in FIELDS:
+        import difflib
+        hint = difflib.get_close_matches(str(key), sorted(FIELDS), n=1)
+        raise error(where, "unknown key" + (f" (did you mean '{hint[0]}'?)" if hint
+                                            else f"; known keys: {', '.join(sorted(FIELDS))}"))
+    if key == "like":
+        if not isinstance(value, str):
+            raise error(where, f"must name another profile, got {_type(value)}")
+    elif key == "token_param":
+        _choice(value, TOKEN_PARAMS, where, error)
+    elif key == "system_role":
+        _choice(value, ROLES, where, error)
+    elif key in ("temperature", "top_p"):
+        top = 2.0 if key == "temperature" else 1.0
+        if isinstance(value, bool):
+            return (0.0, top) if value else None
+        if (isinstance(value, (list, tuple)) and len(value) == 2 and all(_number(v) for v in value)
+                and 0 <= value[0] <= value[1] <= top):
+            return (float(value[0]), float(value[1]))
+        raise error(where, f"must be true, false or a range [min, max] within 0..{top:g}, got {value!r}")
+    elif key in ("reasoning", "image_input", "tool_call", "parallel_tool_calls"):
+        if not isinstance(value, bool):
+            raise error(where, f"must be true or false, got {_type(value)}")
+    elif key in ("reasoning_efforts", "tool_choice"):
+        allowed = EFFORTS if key == "reasoning_efforts" else TOOL_CHOICES
+        if not isinstance(value, (list, tuple)):
+            raise error(where, f"must be a list of {', '.join(allowed)}, got {_type(value)}")
+        for v in value:
+            _choice(v, allowed, where, error)
+        return tuple(value)
+    elif key == "reasoning_effort":
+        _choice(value, EFFORTS, where, error)
+    elif key in ("reasoning_budget", "max_output_tokens", "context_tokens"):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise error(where, f"must be a whole number of tokens, got {_type(value)}")
+    elif key == "price":
+        if not isinstance(value, Mapping) or not {"input", "output"} <= set(value) \
+                or not set(value) <= PRICE_KEYS:
+            raise error(where, f"must be a mapping {{input: X, output: Y, cached: Z}} of USD per "
+                               f"million tokens (cached optional), got {value!r}")
+        for k, v in value.items():
+            if not _number(v) or v < 0:
+                raise error(f"{where}.{k}", f"must be a price of 0 or more, got {_type(v)}")
+        return Prices(float(value["input"]), float(value["output"]),
+                      None if value.get("cached") is None else float(value["cached"]))
+    return value
+
+
+def _choice(value: Any, allowed: Iterable[str], where: str, error) -> None:
+    if value not in allowed:
+        raise error(where, f"must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _type(value: Any) -> str:
+    return "nothing (null)" if value is None else {
+        bool: "a boolean", int: "a number", float: "a number", str: f"the string {value!r}",
+        list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
+
+
+@functools.lru_cache(maxsize=1)
+def builtin() -> Entries:
+    """The packaged registry, read once."""
+    import yaml
+    text = resources.files(__package__).joinpath("profiles.yaml").read_text(encoding="utf-8")
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    data = yaml.load(text, Loader=loader)
+
+    def error(key: str, message: str) -> Exception:
+        return RuntimeError(f"pytest_crafter_eval/profiles.yaml: profiles.{key}: {message}")
+    return check_entries(data["profiles"], error)
+
+
+def _is_pattern(name: str) -> bool:
+    return any(c in name for c in "*?[")
+
+
+def _specificity(pattern: str) -> tuple[int, int]:
+    literal = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+    return len(literal), len(pattern)
+
+
+class Registry:
+    """Profile entries by name, the later ones overriding the earlier field by field."""
+
+    def __init__(self, layers: Iterable[Entries]):
+        self.entries: dict[str, dict[str, Any]] = {}
+        for layer in layers:
+            for name, fields in layer:
+                self.entries.setdefault(name, {}).update(fields)
+        self.exact = {n for n in self.entries if not _is_pattern(n)}
+        self.patterns = sorted((n for n in self.entries if _is_pattern(n) and n != DEFAULT),
+                               key=_specificity, reverse=True)
+
+    def family(self, name: str) -> str:
+        """The most specific pattern matching `name`, else the default."""
+        return next((p for p in self.patterns if fnmatch.fnmatchcase(name, p)), DEFAULT)
+
+    def fields(self, entry: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The fields of `entry` with everything it inherits: `like`, else its family,
+        else the default."""
+        if entry in seen:
+            raise ValueError(f"profile {entry!r}: `like` loops back: {' -> '.join(seen + (entry,))}")
+        own = self.entries.get(entry, {})
+        if entry == DEFAULT:
+            return dict(own)
+        base = own.get("like")
+        if base is not None and base not in self.entries:
+            raise ValueError(f"profile {entry!r}: like: no profile named {base!r}")
+        parent = base or (self.family(entry) if not _is_pattern(entry) else DEFAULT)
+        merged = self.fields(parent, seen + (entry,))
+        if "temperature" in own and "top_p" not in own:
+            merged.pop("top_p", None)   # top_p follows temperature unless given
+        merged.update(own)
+        merged.pop("like", None)
+        return merged
+
+    def lookup(self, model: str) -> tuple[str, str]:
+        """(entry, how) for a model name: exact, snapshot, family or default."""
+        name = model.split("?", 1)[0]
+        names = [name]
+        if "/" in name and not name.startswith("local/"):
+            names.append(name.rsplit("/", 1)[1])     # openai/gpt-4o -> gpt-4o
+        for candidate in names:
+            if candidate in self.exact:
+                return candidate, "exact"
+        for candidate in names:
+            undated = _DATED.sub("", candidate)
+            if undated != candidate and undated in self.exact:
+                return undated, "snapshot"
+        families = [self.family(c) for c in names]
+        best = max(families, key=_specificity)
+        return best, "default" if best == DEFAULT else "family"
+
+
+@functools.lru_cache(maxsize=4096)
+def resolve(model: str, user: Entries = ()) -> Profile:
+    """The profile of `model`, from the packaged registry and the `user` entries."""
+    registry = Registry((builtin(), user))
+    entry, how = registry.lookup(model)
+    fields = registry.fields(entry)
+    prices = fields.pop("price", None)
+    temperature = fields.pop("temperature", (0.0, 2.0))
+    top_p = fields.pop("top_p", (0.0, 1.0) if temperature else None)
+    efforts = fields.pop("reasoning_efforts", ())
+    effort = fields.pop("reasoning_effort", None)
+    reasoning = fields.get("reasoning", False)
+    if reasoning:
+        fields.setdefault("reasoning_budget", DEFAULT_REASONING_BUDGET)
+    if reasoning and efforts and effort not in efforts:
+        effort = nearest_effort(effort or DEFAULT_EFFORT, efforts)
+    profile = Profile(name=model, entry=entry, match=how, temperature=temperature, top_p=top_p,
+                      reasoning_efforts=efforts if reasoning else (),
+                      reasoning_effort=effort if reasoning and efforts else None,
+                      prices=prices, **fields)
+    if how in ("family", "default"):
+        what = f"family {entry!r}" if how == "family" else "the default OpenAI-compatible profile"
+        profile = _replace(profile, assumed=(
+            f"{model}: no profile of its own; assumed {what}: {profile.describe()}. "
+            "Add it under `profiles:` in the eval file or in --profiles FILE"))
+    return profile
+
+
+def _replace(profile: Profile, **changes) -> Profile:
+    from dataclasses import replace
+    return replace(profile, **changes)
+
+
+def nearest_effort(wanted: str, accepted: tuple[str, ...]) -> str:
+    """The lowest accepted effort at or above `wanted`, else the highest accepted."""
+    rank = EFFORTS.index(wanted)
+    above = [e for e in accepted if EFFORTS.index(e) >= rank]
+    return min(above, key=EFFORTS.index) if above else max(accepted, key=EFFORTS.index)
+
+
+# -- normalisation ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Note:
+    """One setting changed for a model: `rule` names the profile field behind it."""
+
+    model: str
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.model}: {self.message} (profile rule {self.rule!r})"
+
+
+def check_capabilities(run: spec.Run, profile: Profile) -> None:
+    """Raise `Unsupported` if the eval needs what the model does not take."""
+    why = f"(profile {profile.entry!r}, {profile.match})"
+    if not profile.tool_call:
+        raise Unsupported(f"{run.model} does not take tool calls {why}: the agent acts only "
+                          "through the tool interact_many")
+    if run.observation.image is not None and not profile.image_input:
+        raise Unsupported(f"{run.model} does not take image input {why}: use a text-only eval "
+                          "(observation: {image: false})")
+
+
+def normalise(run: spec.Run, profile: Profile, messages: list[dict[str, Any]]
+              ) -> tuple[dict[str, Any], list[Note]]:
+    """The chat-completions body for one step of `run` on a model with `profile`, and a
+    note for every setting that was renamed, dropped or changed. Pure."""
+    check_capabilities(run, profile)
+    notes: list[Note] = []
+
+    def note(rule: str, message: str) -> None:
+        notes.append(Note(run.model, rule, message))
+
+    req = run.request
+    if profile.system_role != "system":
+        messages = [dict(m, role=profile.system_role) if m.get("role") == "system" else m
+                    for m in messages]
+    body: dict[str, Any] = {"model": run.model, "messages": messages, "tools": [TOOL]}
+
+    choice = req.tool_choice or "auto"
+    if choice not in profile.tool_choice:
+        fallback = "auto" if "auto" in profile.tool_choice else None
+        note("tool_choice", f"request.tool_choice={choice!r} is not taken; "
+                            + (f"sent {fallback!r}" if fallback else "left out"))
+        choice = fallback
+    if choice is not None:
+        body["tool_choice"] = choice
+    if req.parallel_tool_calls is not None:
+        if profile.parallel_tool_calls:
+            body["parallel_tool_calls"] = req.parallel_tool_calls
+        else:
+            note("parallel_tool_calls", "request.parallel_tool_calls dropped: not taken")
+
+    if req.max_output_tokens is not None:
+        budget = req.max_output_tokens
+        if profile.reasoning:
+            extra = profile.reasoning_budget if req.reasoning_budget is None else req.reasoning_budget
+            budget += extra
+        limit = profile.max_output_tokens
+        if limit and budget > limit:
+            note("max_output_tokens", f"{profile.token_param}={budget} lowered to the model's "
+                                      f"output limit {limit}")
+            budget = limit
+        body[profile.token_param] = budget
+    elif req.reasoning_budget is not None and profile.reasoning:
+        note("reasoning_budget", "request.reasoning_budget ignored: request.max_output_tokens is null")
+
+    for key in ("temperature", "top_p"):
+        value = getattr(req, key)
+        accepted = getattr(profile, key)
+        if value is None:
+            continue
+        if accepted is None:
+            note(key, f"request.{key}={value:g} dropped: the model takes only the default {key}")
+        elif not accepted[0] <= value <= accepted[1]:
+            clamped = min(max(value, accepted[0]), accepted[1])
+            note(key, f"request.{key}={value:g} changed to {clamped:g}: the model takes "
+                      f"{accepted[0]:g} to {accepted[1]:g}")
+            body[key] = clamped
+        else:
+            body[key] = value
+
+    effort = req.reasoning_effort
+    if profile.reasoning_efforts:
+        chosen = effort or profile.reasoning_effort
+        if chosen not in profile.reasoning_efforts:
+            near = nearest_effort(chosen, profile.reasoning_efforts)
+            note("reasoning_efforts", f"request.reasoning_effort={chosen!r} changed to {near!r}: the "
+                                      f"model takes {', '.join(profile.reasoning_efforts)}")
+            chosen = near
+        body["reasoning_effort"] = chosen
+    elif effort is not None:
+        note("reasoning", f"request.reasoning_effort={effort!r} dropped: "
+                          + ("not a reasoning model" if not profile.reasoning
+                             else "the model takes no reasoning_effort"))
+    return body, notes
+
+
+_WARNED: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """A `CrafterEvalWarning`, once per process for each message."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        warnings.warn(CrafterEvalWarning(message), stacklevel=3)
 
 
 def build_request(run: spec.Run, profile: Profile, messages: list[dict[str, Any]]) -> dict[str, Any]:
-    """The chat-completions body for one step of `run` on a model with `profile`."""
-    body: dict[str, Any] = {"model": run.model, "messages": messages, "tools": [TOOL],
-                            "tool_choice": "auto"}
-    req = run.request
-    if req.max_output_tokens is not None:
-        body[profile.token_param] = req.max_output_tokens
-    if profile.temperature:
-        if req.temperature is not None:
-            body["temperature"] = req.temperature
-        if req.top_p is not None:
-            body["top_p"] = req.top_p
-    if profile.reasoning and req.reasoning_effort is not None:
-        body["reasoning_effort"] = req.reasoning_effort
+    """`normalise`, warning once per process for each note and for an assumed profile."""
+    if profile.assumed:
+        warn_once(profile.assumed)
+    body, notes = normalise(run, profile, messages)
+    for n in notes:
+        warn_once(str(n))
     return body
+
+
+def for_run(run: spec.Run) -> Profile:
+    """The profile of a run's model, with the run's user profile entries."""
+    return resolve(run.model, getattr(run, "profiles", ()))

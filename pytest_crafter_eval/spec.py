@@ -51,7 +51,10 @@ class Request:
     max_output_tokens: int | None = 512
     temperature: float | None = None
     top_p: float | None = None
-    reasoning_effort: str | None = None
+    reasoning_effort: str | None = None     # None: the profile's default (low)
+    reasoning_budget: int | None = None     # tokens added for reasoning; None: the profile's
+    tool_choice: str | None = None          # None: auto
+    parallel_tool_calls: bool | None = None  # None: not sent
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class Run:
     expect: Expect
     xfail: str | None = None
     line: int | None = None
+    profiles: tuple = ()   # user profile entries (profiles.Entries): the file's, then --profiles
 
 
 @dataclass(frozen=True)
@@ -86,26 +90,32 @@ class EvalSpec:
     instructions: str | None = None
 
     def with_overrides(self, models: list[str] | None = None, seeds: tuple[int, ...] | None = None,
-                       steps: int | None = None) -> "EvalSpec":
+                       steps: int | None = None, profiles: tuple = ()) -> "EvalSpec":
         """Apply command-line overrides: `models` replaces the model list, keeping the
-        file's settings for a model it already names."""
-        runs = self.runs
+        file's settings for a model it already names; `profiles` (the entries of a
+        --profiles file) override the file's."""
+        runs, defaults = self.runs, self.defaults
+        if profiles:
+            runs = tuple(replace(run, profiles=run.profiles + profiles) for run in runs)
+            defaults = replace(defaults, profiles=defaults.profiles + profiles)
         if models:
             known = {run.model: run for run in runs}
-            runs = tuple(known.get(m) or replace(self.defaults, model=m) for m in models)
+            runs = tuple(known.get(m) or replace(defaults, model=m) for m in models)
         if steps is not None:
             runs = tuple(replace(run, steps=steps) for run in runs)
-        return replace(self, runs=runs, seeds=seeds if seeds is not None else self.seeds)
+        return replace(self, runs=runs, defaults=defaults,
+                       seeds=seeds if seeds is not None else self.seeds)
 
 
 # -- parsing -------------------------------------------------------------------------
 
 TOP_KEYS = {"name", "description", "instructions", "models", "seeds", "steps",
-            "observation", "request", "expect"}
+            "observation", "request", "expect", "profiles"}
 MODEL_KEYS = {"steps", "observation", "request", "expect", "xfail"}
 OBSERVATION_KEYS = {"image", "text"}
 IMAGE_KEYS = {"size", "detail"}
-REQUEST_KEYS = {"max_output_tokens", "temperature", "top_p", "reasoning_effort"}
+REQUEST_KEYS = {"max_output_tokens", "temperature", "top_p", "reasoning_effort", "reasoning_budget",
+                "tool_choice", "parallel_tool_calls"}
 EXPECT_KEYS = {"tool_call_at_first_step", "min_tool_call_rate", "min_achievements"}
 
 
@@ -186,8 +196,10 @@ def load(path: str | Path, text: str | None = None) -> EvalSpec:
         raise doc.error("instructions", f"must be a string, got {_type(instructions)}")
     if "models" not in data:
         raise doc.error("", "missing key 'models'")
+    user_profiles = _profiles(doc, data["profiles"], "profiles") if "profiles" in data else ()
     base = Run(
         model="",
+        profiles=user_profiles,
         steps=_steps(doc, data.get("steps", 50), "steps"),
         observation=_observation(doc, data.get("observation", {}), "observation", Observation()),
         request=_section(doc, data.get("request", {}), "request", Request(), REQUEST_KEYS),
@@ -238,6 +250,7 @@ def _models(doc: _Doc, value: Any, base: Run) -> tuple[Run, ...]:
                             EXPECT_KEYS),
             xfail=xfail,
             line=doc.lines.get(key),
+            profiles=base.profiles,
         ))
     return tuple(runs)
 
@@ -248,6 +261,26 @@ LOCAL_PREFIX = "local/"
 def is_local(model: str) -> bool:
     """A built-in model, answered by the loopback server in `local/` with no key."""
     return model.startswith(LOCAL_PREFIX)
+
+
+def _profiles(doc: _Doc, value: Any, key: str) -> tuple:
+    from .profiles import check_entries
+    return check_entries(value, lambda sub, msg: doc.error(f"{key}.{sub}" if sub else key, msg))
+
+
+def load_profiles(path: str | Path) -> tuple:
+    """Read a --profiles file: a mapping `profiles:` of model names (or patterns like
+    'gpt-5*') to profile fields. Raises `SpecError`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(path, None, "", f"cannot read: {exc}") from None
+    doc = _Doc(path, text)
+    if not isinstance(doc.value, dict) or "profiles" not in doc.value:
+        raise doc.error("", "expected a mapping with a 'profiles' key (model name -> profile fields)")
+    _check_keys(doc, doc.value, {"profiles"}, "")
+    return _profiles(doc, doc.value["profiles"], "profiles")
 
 
 def check_model_name(name: Any, error) -> str:
@@ -348,12 +381,19 @@ def _observation(doc: _Doc, value: Any, key: str, base: Observation) -> Observat
 _FIELD_TYPES = {
     "size": int, "detail": str,
     "max_output_tokens": int, "temperature": float, "top_p": float, "reasoning_effort": str,
+    "reasoning_budget": int, "tool_choice": str, "parallel_tool_calls": bool,
     "tool_call_at_first_step": bool, "min_tool_call_rate": float, "min_achievements": int,
 }
 _RANGES = {
     "max_output_tokens": (1, 1_000_000), "temperature": (0, 2), "top_p": (0, 1),
-    "min_tool_call_rate": (0, 1), "min_achievements": (0, 22),
+    "min_tool_call_rate": (0, 1), "min_achievements": (0, 22), "reasoning_budget": (0, 1_000_000),
 }
+_CHOICES = {
+    "reasoning_effort": ("none", "minimal", "low", "medium", "high", "xhigh", "max"),
+    "tool_choice": ("auto", "required", "none"),
+}
+_NULLABLE = {"max_output_tokens", "temperature", "top_p", "reasoning_effort", "reasoning_budget",
+             "tool_choice", "parallel_tool_calls"}
 
 
 def _section(doc: _Doc, value: Any, key: str, base, allowed: set[str]):
@@ -364,7 +404,7 @@ def _section(doc: _Doc, value: Any, key: str, base, allowed: set[str]):
     for name, raw in value.items():
         sub = f"{key}.{name}"
         kind = _FIELD_TYPES[name]
-        nullable = name in ("max_output_tokens", "temperature", "top_p", "reasoning_effort")
+        nullable = name in _NULLABLE
         if raw is None and nullable:
             changes[name] = None
             continue
@@ -372,6 +412,8 @@ def _section(doc: _Doc, value: Any, key: str, base, allowed: set[str]):
             raw = float(raw)
         if not isinstance(raw, kind) or (kind is int and isinstance(raw, bool)):
             raise doc.error(sub, f"must be {_KIND_NAMES[kind]}, got {_type(raw)}")
+        if name in _CHOICES and raw not in _CHOICES[name]:
+            raise doc.error(sub, f"must be one of {', '.join(_CHOICES[name])}, got {raw!r}")
         if name in _RANGES:
             lo, hi = _RANGES[name]
             if not lo <= raw <= hi:

@@ -121,7 +121,8 @@ def diagnose_no_tool_call(response: Mapping[str, Any], request: Mapping[str, Any
     reasoning = details.get("reasoning_tokens") if isinstance(details, Mapping) else None
 
     if refusal:
-        return REFUSAL, f"refusal: {_clip(refusal)}"
+        return REFUSAL, (f"refusal: {_clip(refusal)}; the model declined: reword the eval's "
+                         "instructions")
     if finish == "content_filter":
         return CONTENT_FILTER, ("finish_reason=content_filter: the provider filtered the answer; "
                                 "check the prompt and image")
@@ -144,10 +145,11 @@ def diagnose_no_tool_call(response: Mapping[str, Any], request: Mapping[str, Any
                               + ", ".join(problems))
     if text.strip():
         return TEXT_ANSWER, (f"finish_reason={finish}, text answer: {_clip(text)}; the model "
-                             "answered in text: check tool_choice and the instructions")
+                             "answered in text: set request.tool_choice: required, or check the instructions")
     if not choices:
-        return EMPTY_RESPONSE, "empty response: no choices"
-    return EMPTY_RESPONSE, f"finish_reason={finish}, empty response: no text and no tool call"
+        return EMPTY_RESPONSE, "empty response: no choices; check the server"
+    return EMPTY_RESPONSE, (f"finish_reason={finish}, empty response: no text and no tool call; "
+                            "set request.tool_choice: required, or check the server")
 
 
 def _clip(text: str, limit: int = 60) -> str:
