@@ -4,9 +4,12 @@ Each eval YAML file becomes an `EvalFile`; each (model, seed) in it one `Episode
 with an id like `evals/smoke.yaml::local/heuristic[seed=3]`. An item plays its episode
 in the setup phase, so that an infrastructure failure is reported as an error, and
 judges it in the call phase, so that a missing capability is reported as a failure.
+Each model the file names also gets one `PayloadItem`, `evals/smoke.yaml::payload[gpt-5-nano]`:
+offline, it compares the first request body with a syrupy snapshot in evals/__snapshots__/.
 """
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 from pathlib import Path
@@ -29,6 +32,7 @@ _OPTIONS: dict[str, tuple[str, Any]] = {
     "request_timeout": ("seconds before one model request times out", "60"),
     "record": ("write every model request/response pair to cassette files in DIR", None),
     "replay": ("answer every model from the cassette files in DIR, over loopback HTTP, no key needed", None),
+    "profiles": ("YAML file of model profiles (profiles: name -> fields) overriding the built-in ones", None),
 }
 
 
@@ -41,6 +45,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             group.addoption(flag, action="append", dest="crafter_model", metavar="NAME", help=help_text)
         elif name in ("record", "replay"):
             group.addoption(flag, dest=f"crafter_{name}", metavar="DIR", help=help_text)
+        elif name == "profiles":
+            group.addoption(flag, dest=f"crafter_{name}", metavar="FILE", help=help_text)
         else:
             group.addoption(flag, dest=f"crafter_{name}", metavar=metavar, help=help_text)
         parser.addini(f"crafter_{name}", help_text, default=default)
@@ -89,7 +95,17 @@ def _overrides(config: pytest.Config) -> dict[str, Any]:
         if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
             raise UsageError(f"--steps: expected a whole number from 1 to 10000, got {raw!r}")
         steps = int(raw)
-    result = {"models": models, "seeds": seeds, "steps": steps}
+    user_profiles = ()
+    profiles_file = setting(config, "profiles")
+    if profiles_file:
+        path = Path(str(profiles_file))
+        if not config.getoption("crafter_profiles") and not path.is_absolute():
+            path = (config.inipath.parent if config.inipath else config.rootpath) / path
+        try:
+            user_profiles = spec.load_profiles(path)
+        except spec.SpecError as exc:
+            raise UsageError(f"--profiles: {exc}") from None
+    result = {"models": models, "seeds": seeds, "steps": steps, "profiles": user_profiles}
     config.stash[_OVERRIDES] = result
     return result
 
@@ -100,6 +116,7 @@ _CONNECTIONS = pytest.StashKey[Any]()
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "crafter: a Crafter episode collected from an eval file")
+    config.addinivalue_line("markers", "crafter_payload: an offline snapshot of a model's first request")
     timeout = str(setting(config, "request_timeout"))
     try:
         if float(timeout) <= 0:
@@ -169,7 +186,17 @@ class EvalFile(pytest.File):
             loaded = spec.load(self.path)
         except spec.SpecError as exc:  # name the file as pytest shows it
             raise self.CollectError(str(spec.SpecError(self.nodeid, exc.line, exc.key, exc.message)))
+        own_models = {run.model for run in loaded.runs}
+        payload_seed = loaded.seeds[0]  # the file's own first seed, whatever --seeds says
         loaded = loaded.with_overrides(**_overrides(self.config))
+        payload_info = None
+        for run in loaded.runs:  # models named only by --model have no snapshot: no item
+            if run.model in own_models:
+                item = PayloadItem.from_parent(
+                    self, name=f"payload[{run.model}]", callobj=_payload, fixtureinfo=payload_info,
+                    eval_spec=loaded, run=run, seed=payload_seed)
+                payload_info = item._fixtureinfo
+                yield item
         fixtureinfo = None  # the same for every item of this file: compute it once
         for run in loaded.runs:
             skip = _missing_key_skip(self.config, run.model)
@@ -250,6 +277,46 @@ class EpisodeItem(pytest.Function):
 
     def reportinfo(self):
         return self.path, (self.run.line or 1) - 1, f"{self.run.model}[seed={self.seed}]"
+
+
+def _payload(snapshot) -> None:
+    """Placeholder callable: it asks for syrupy's `snapshot` fixture; PayloadItem runs."""
+
+
+class PayloadItem(pytest.Function):
+    """The first request body of one model in one eval file, against its snapshot.
+    Needs no network and no key; images are redacted to size and pixel digest."""
+
+    def __init__(self, *, eval_spec: spec.EvalSpec, run: spec.Run, seed: int, **kwargs):
+        super().__init__(**kwargs)
+        self.spec, self.run, self.seed = eval_spec, run, seed
+        self.add_marker(pytest.mark.crafter_payload)
+
+    def runtest(self) -> None:
+        from .episode import first_request
+        from .payload import snapshot_view
+        from .profiles import Unsupported
+        snapshot = self.funcargs["snapshot"]
+        try:  # built here, not at collection: it resets and renders the env
+            body, unsupported = first_request(self.run, self.seed, self.spec.instructions), None
+        except Unsupported as exc:
+            body, unsupported = None, str(exc)
+        if unsupported:
+            pytest.fail(unsupported, pytrace=False)
+        if not snapshot == snapshot_view(body):
+            pytest.fail(f"the first request of {self.run.model} (eval {self.spec.name}, seed "
+                        f"{self.seed}) does not match its snapshot in __snapshots__/"
+                        f"{self.path.stem}.ambr; if the change is intended, run pytest "
+                        f"--snapshot-update\n{self._diff(snapshot)}", pytrace=False)
+
+    def _diff(self, snapshot) -> str:
+        from syrupy.terminal import disable_color
+        color = self.config.get_terminal_writer().hasmarkup and not self.config.option.no_colors
+        with (contextlib.nullcontext() if color else disable_color()):
+            return "\n".join(snapshot.get_assert_diff(diff_mode=self.config.option.diff_mode))
+
+    def reportinfo(self):
+        return self.path, (self.run.line or 1) - 1, f"payload[{self.run.model}]"
 
 
 def _summary(result) -> str:
