@@ -19,9 +19,10 @@ on a noisy shared machine:
                             measure the workload's imbalance, not the harness.
   reset_median_s            median seconds of `CrafterEnv(seed).reset()`.
   collect_20k_s             seconds to collect 20 models x 1,000 seeds (pytest's own
-                            collection, measured inside the pytest process).
+                            collection, measured inside the pytest process; the file's
+                            20 payload snapshot items are collected too, and deselected).
   snapshot_50_s             seconds to collect and run the payload snapshot items of an
-                            eval file with 50 models.
+                            eval file with 50 models, inside the pytest process.
   worker_peak_rss_mb        largest peak RSS of an xdist worker of the parallel run.
 
 Exit status: 0 when every measured goal is met (always 0 with --tiny), 1 otherwise.
@@ -71,11 +72,12 @@ import json, os, resource, time
 import pytest
 
 _seen = {"collect_s": None, "items": 0, "episodes": [], "rss_kb": {}}
+_started = [None]   # collection start: session_s is collection plus running
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_collection(session):
-    _seen["start"] = time.perf_counter()
+    _seen["start"] = _started[0] = time.perf_counter()
     yield
 
 
@@ -113,6 +115,8 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_sessionfinish(session):
+    if _started[0] is not None:
+        _seen["session_s"] = time.perf_counter() - _started[0]
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         with open(os.environ["CRAFTER_BENCH_OUT"], "w") as f:
             json.dump(_seen, f)
@@ -246,7 +250,7 @@ def measure_parallel(size: dict[str, int], workdir: Path) -> dict[str, dict[str,
         expect: {{min_tool_call_rate: 0.0, min_achievements: 0}}
         """)
     run = _pytest_run(workdir / "parallel", {"evals/parallel.yaml": eval_text},
-                      ["evals", "-n", str(workers)])
+                      ["evals", "-n", str(workers), "-m", "not crafter_payload"])
     probe = run["probe"]
     found = probe["episodes"]
     if len(found) != episodes or run["returncode"] != 0:
@@ -297,7 +301,7 @@ def measure_collect(size: dict[str, int], workdir: Path) -> dict[str, Any]:
     models = "\n".join(f"  - local/random?seed={i}" for i in range(size["collect_models"]))
     eval_text = f"models:\n{models}\nseeds: 0-{size['collect_seeds'] - 1}\nsteps: 50\n"
     run = _pytest_run(workdir / "collect", {"evals/collect.yaml": eval_text},
-                      ["evals", "--collect-only", "-q"])
+                      ["evals", "--collect-only", "-q", "-m", "not crafter_payload"])
     probe = run["probe"]
     expected = size["collect_models"] * size["collect_seeds"]
     if probe["items"] != expected or run["returncode"] != 0:
@@ -310,13 +314,35 @@ def measure_collect(size: dict[str, int], workdir: Path) -> dict[str, Any]:
 
 
 def measure_snapshot(size: dict[str, int], workdir: Path) -> dict[str, Any]:
-    return {"value": None, "status": "pending",
-            "note": "payload snapshot items (issue 3) have not landed on main yet"}
+    """Collect and run the payload snapshot items of one eval file with M models (half
+    chat, half reasoning profiles), after a first run has written the snapshots."""
+    half = size["snapshot_models"] // 2
+    names = [f"local/random?seed={i}" for i in range(half)] + \
+        [f"local/exhaust?seed={i}" for i in range(size["snapshot_models"] - half)]
+    models = "\n".join(f"  - {name}" for name in names)
+    files = {"evals/snap.yaml": f"models:\n{models}\nseeds: 0-9\nsteps: 50\n"}
+    args = ["evals", "-m", "crafter_payload", "-q"]
+    first = _pytest_run(workdir / "snapshot", files, args + ["--snapshot-update"])
+    if first["returncode"] != 0:
+        raise RuntimeError(f"snapshot update: pytest exit {first['returncode']}:\n{first['tail']}")
+    (workdir / "snapshot" / "probe.json").unlink()
+    run = _pytest_run(workdir / "snapshot", {}, args, fresh=False)
+    probe = run["probe"]
+    if probe["items"] != len(names) or run["returncode"] != 0:
+        raise RuntimeError(f"snapshots: {probe['items']} of {len(names)} items, "
+                           f"pytest exit {run['returncode']}:\n{run['tail']}")
+    return {"value": round(probe["session_s"], 3), "collect_s": round(probe["collect_s"], 3),
+            "items": probe["items"], "process_wall_s": round(run["wall_s"], 2),
+            "note": "value: collecting and running the payload items inside the process (the "
+                    "file's 10 seeds per model are collected too, and deselected); "
+                    "process_wall_s adds start-up"}
 
 
-def _pytest_run(directory: Path, files: dict[str, str], args: list[str]) -> dict[str, Any]:
-    """Run pytest in a fresh directory holding `files` and the probe; wall time included."""
-    directory.mkdir(parents=True)
+def _pytest_run(directory: Path, files: dict[str, str], args: list[str],
+                fresh: bool = True) -> dict[str, Any]:
+    """Run pytest in a fresh directory holding `files` and the probe; wall time included.
+    `fresh=False` runs again in the same directory."""
+    directory.mkdir(parents=True, exist_ok=not fresh)
     (directory / "pytest.ini").write_text("[pytest]\n")
     (directory / "conftest.py").write_text(PROBE)
     for name, text in files.items():

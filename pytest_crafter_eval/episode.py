@@ -6,6 +6,8 @@ no usable tool call ends the episode and says why; a failed request ends it as a
 """
 from __future__ import annotations
 
+import copy
+import functools
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -78,9 +80,21 @@ def observation_message(env: CrafterEnv, observation: spec.Observation) -> dict[
 
 
 def first_request(run: spec.Run, seed: int, instructions: str | None = None) -> dict[str, Any]:
-    """The body of an episode's first request, without calling anything."""
-    env = _make_env(run, seed)
-    return _request(run, profiles.for_run(run), env, instructions)
+    """The body of an episode's first request, without calling anything. The first
+    observation is computed once per (seed, observation) in a process: every model of an
+    eval file sees the same one."""
+    profile = profiles.for_run(run)
+    profiles.check_capabilities(run, profile)   # before resetting an env for nothing
+    messages = [{"role": "system", "content": system_prompt(instructions)},
+                copy.deepcopy(_first_observation(seed, run.observation))]
+    return profiles.build_request(run, profile, messages)
+
+
+@functools.lru_cache(maxsize=16)
+def _first_observation(seed: int, observation: spec.Observation) -> dict[str, Any]:
+    env = CrafterEnv(seed, size=observation.image.size if observation.image else 64)
+    env.reset()
+    return observation_message(env, observation)
 
 
 def _make_env(run: spec.Run, seed: int) -> CrafterEnv:

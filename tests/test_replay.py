@@ -22,7 +22,8 @@ TIMINGS = ("latencies_s", "duration_s")
 
 
 def run(pytester, *args):
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+    # payload snapshot items are tested in test_payload.py; these files have no snapshots
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-m", "not crafter_payload", *args)
 
 
 def episodes(junitxml) -> dict[str, dict]:
