@@ -24,7 +24,6 @@ from importlib import resources
 from typing import Any, Callable, Iterable, Mapping
 
 from . import spec
-from .tools import TOOL
 
 DEFAULT = "*"
 EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")  # lowest first
@@ -337,6 +336,7 @@ def normalise(run: spec.Run, profile: Profile, messages: list[dict[str, Any]]
               ) -> tuple[dict[str, Any], list[Note]]:
     """The chat-completions body for one step of `run` on a model with `profile`, and a
     note for every setting that was renamed, dropped or changed. Pure."""
+    from .tools import TOOL   # not at import: the registry is read at collection time
     check_capabilities(run, profile)
     notes: list[Note] = []
 
