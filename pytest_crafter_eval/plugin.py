@@ -186,17 +186,20 @@ class EvalFile(pytest.File):
             loaded = spec.load(self.path)
         except spec.SpecError as exc:  # name the file as pytest shows it
             raise self.CollectError(str(spec.SpecError(self.nodeid, exc.line, exc.key, exc.message)))
-        own_models = {run.model for run in loaded.runs}
-        payload_seed = loaded.seeds[0]  # the file's own first seed, whatever --seeds says
-        loaded = loaded.with_overrides(**_overrides(self.config))
+        overrides = _overrides(self.config)
+        # One payload item per model the file names, on the file's first seed. Models left
+        # out by --model are deselected, not left uncollected, so that syrupy does not call
+        # their snapshots unused; models named only by --model have no snapshot: no item.
+        own = loaded.with_overrides(profiles=overrides["profiles"])
         payload_info = None
-        for run in loaded.runs:  # models named only by --model have no snapshot: no item
-            if run.model in own_models:
-                item = PayloadItem.from_parent(
-                    self, name=f"payload[{run.model}]", callobj=_payload, fixtureinfo=payload_info,
-                    eval_spec=loaded, run=run, seed=payload_seed)
-                payload_info = item._fixtureinfo
-                yield item
+        for run in own.runs:
+            item = PayloadItem.from_parent(
+                self, name=f"payload[{run.model}]", callobj=_payload, fixtureinfo=payload_info,
+                eval_spec=own, run=run, seed=own.seeds[0])
+            payload_info = item._fixtureinfo
+            item.deselect = overrides["models"] is not None and run.model not in overrides["models"]
+            yield item
+        loaded = loaded.with_overrides(**overrides)
         fixtureinfo = None  # the same for every item of this file: compute it once
         for run in loaded.runs:
             skip = _missing_key_skip(self.config, run.model)
@@ -208,6 +211,15 @@ class EvalFile(pytest.File):
                 if skip is not None:
                     item.add_marker(skip)
                 yield item
+
+
+@pytest.hookimpl(trylast=True)  # after syrupy has seen every collected item
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the payload items of models that --model leaves out."""
+    dropped = [item for item in items if getattr(item, "deselect", False)]
+    if dropped:
+        items[:] = [item for item in items if not getattr(item, "deselect", False)]
+        config.hook.pytest_deselected(items=dropped)
 
 
 def _missing_key_skip(config: pytest.Config, model: str):
@@ -290,6 +302,7 @@ class PayloadItem(pytest.Function):
     def __init__(self, *, eval_spec: spec.EvalSpec, run: spec.Run, seed: int, **kwargs):
         super().__init__(**kwargs)
         self.spec, self.run, self.seed = eval_spec, run, seed
+        self.deselect = False   # True for a model --model leaves out
         self.add_marker(pytest.mark.crafter_payload)
 
     def runtest(self) -> None:

@@ -51,6 +51,13 @@ def test_snapshots_update_pass_offline_under_xdist_diff_readably_and_report_unus
     result.stdout.fnmatch_lines(["*gpt-5-nano: request.temperature=0.6 dropped*profile rule 'temperature'*",
                                  "*3 snapshots passed.*"])
 
+    # --model narrows the run: the other models' payload items are deselected, so their
+    # snapshots are not "unused" (which would fail the run, or be deleted on update)
+    result = run(evals, "evals", "--model", "local/random", "--snapshot-update")
+    assert result.ret == 0 and "snapshot unused" not in result.stdout.str()
+    assert "snapshots unused" not in result.stdout.str() and "deleted" not in result.stdout.str()
+    result.assert_outcomes(passed=2, deselected=2)
+
     # a changed profile rule: a readable diff naming the model
     evals.makefile(".yaml", profiles="profiles:\n  gpt-5-nano: {reasoning_budget: 1000, "
                                      "reasoning_effort: minimal}\n")
@@ -80,7 +87,9 @@ def test_snapshots_update_pass_offline_under_xdist_diff_readably_and_report_unus
 def test_models_named_only_on_the_command_line_get_no_payload_item(evals):
     result = run(evals, "evals", "--model", "local/random,local/heuristic", "--collect-only", "-q")
     result.stdout.fnmatch_lines(["evals/smoke.yaml::payload[[]local/random[]]",
-                                 "evals/smoke.yaml::local/random[[]seed=0[]]", "3 tests collected*"])
+                                 "evals/smoke.yaml::local/random[[]seed=0[]]",
+                                 "evals/smoke.yaml::local/heuristic[[]seed=0[]]",
+                                 "3/5 tests collected (2 deselected)*"])
 
 
 def test_a_model_without_image_input_fails_its_items_with_the_reason(pytester, monkeypatch):
@@ -182,3 +191,18 @@ def test_payload_command_for_a_text_only_eval_needs_only_tools(capsys, tmp_path)
     body = json.loads(capsys.readouterr().out)
     assert body["messages"][1]["content"] == [body["messages"][1]["content"][0]]   # no image part
     assert cli.main(["payload", "--model", "gpt-3.5-turbo", "--eval", str(tmp_path / "t.yaml")]) == 2
+
+
+@pytest.mark.parametrize("where", ["option", "ini"])
+def test_a_bad_profiles_file_is_a_one_line_usage_error(pytester, where):
+    pytester.makefile(".yaml", **{"evals/e": "models: [local/random]\n",
+                                  "conf/profiles": "profiles:\n  gpt-5-nano:\n    temprature: 1\n"})
+    if where == "ini":
+        pytester.makeini("[pytest]\ncrafter_profiles = conf/profiles.yaml\n")
+        result = run(pytester, "evals")
+    else:
+        result = run(pytester, "evals", "--profiles", "conf/profiles.yaml")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --profiles: *conf/profiles.yaml:3: profiles.gpt-5-nano.temprature: "
+                                 "unknown key (did you mean 'temperature'?)"])
+    assert "Traceback" not in result.stderr.str()

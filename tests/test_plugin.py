@@ -57,13 +57,13 @@ def test_command_line_replaces_models_seeds_and_steps(evals):
     result = run(evals, "evals", "--model", "local/random", "--model", "local/silent",
                  "--seeds", "3,5", "--steps", "2", "--collect-only", "-q")
     result.stdout.fnmatch_lines(["*local/random[[]seed=3[]]", "*local/silent[[]seed=5[]]",
-                                 "4/6 tests collected (2 deselected)*"])
+                                 "4/7 tests collected (3 deselected)*"])
 
 
 def test_ini_settings(evals):
     evals.makeini("[pytest]\ncrafter_model = local/random\ncrafter_seeds = 1\n")
     result = run(evals, "evals", "--collect-only", "-q")
-    result.stdout.fnmatch_lines(["evals/smoke.yaml::local/random[[]seed=0[]]", "1/2 tests collected (1 deselected)*"])
+    result.stdout.fnmatch_lines(["evals/smoke.yaml::local/random[[]seed=0[]]", "1/4 tests collected (3 deselected)*"])
 
 
 def test_node_id_and_keyword_selection(evals):
