@@ -1,5 +1,5 @@
 """Secrets: a run made with a sentinel API key (and sentinel URL credentials) writes neither
-anywhere: cassettes, reports, traces, junitxml, log files, captured output. The API on
+anywhere: cassettes, payload snapshots, reports, traces, junitxml, log files, output. The API on
 loopback answers one model and, like the real API, echoes the credentials it got in a 401
 for another; the run goes through real pytest, xdist, the SDK and HTTP."""
 import base64
@@ -87,10 +87,12 @@ def test_sentinel_secrets_are_written_nowhere(pytester, monkeypatch, api, creden
     writers = [arg for name, folder in WRITERS.items() if name in plugin._OPTIONS
                for arg in ("--" + name.replace("_", "-"), folder)]
     result = pytester.runpytest_subprocess(
-        "evals", "-m", "not crafter_payload", "-n", "2", "-rA", "-v", "--base-url", url, "--record", "cassette",
-        "--junitxml", "junit.xml", "-o", "junit_logging=all", "--log-level", "DEBUG",
-        "--log-file", "run.log", "--log-file-level", "DEBUG", *writers)
-    result.assert_outcomes(passed=2, errors=1)  # gpt-4.1-nano: HTTP 401
+        "evals", "-n", "2", "-rA", "-v", "--base-url", url, "--record", "cassette",
+        "--snapshot-update", "--junitxml", "junit.xml", "-o", "junit_logging=all",
+        "--log-level", "DEBUG", "--log-file", "run.log", "--log-file-level", "DEBUG", *writers)
+    # 3 payload snapshots written; 2 episodes pass; gpt-4.1-nano errors with HTTP 401
+    result.assert_outcomes(passed=5, errors=1)
+    assert len(list((pytester.path / "evals" / "__snapshots__").rglob("*.ambr"))) == 1
     # The secrets were really used, and the 401 message (which echoed them) was reported.
     assert any(KEY in seen or PASSWORD in base64.b64decode(seen[6:] or b"").decode(errors="replace")
                for seen in api.seen if seen)
