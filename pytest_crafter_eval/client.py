@@ -52,8 +52,10 @@ class ModelClient:
         """Send one chat-completions request; raise `ModelCallError` on failure."""
         start = time.perf_counter()
         try:
-            raw = self._sdk.chat.completions.with_raw_response.create(**body)
-            text = raw.text
+            # The SDK's low-level post: same retries, timeouts and errors as
+            # chat.completions.create, without re-walking the finished body against the
+            # SDK's type hints (about 1 ms a step, a third of the harness's cost).
+            text = self._sdk.post("/chat/completions", body=body, cast_to=str)
         except openai.APIStatusError as exc:
             status = exc.status_code
             infra = status in (408, 409, 429) or status >= 500
