@@ -27,4 +27,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache reports/*.json* reports/*.md reports/*.html
+	rm -rf $(VENV) build *.egg-info .pytest_cache reports/*.json* reports/*.md reports/*.html reports/episodes

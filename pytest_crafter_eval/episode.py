@@ -12,6 +12,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
+import numpy as np
+
 from . import profiles, spec, tools
 from .client import ModelCallError, ModelClient
 from .env import ACTIONS, CrafterEnv, data_uri
@@ -54,6 +56,7 @@ class EpisodeResult:
     error: str | None = None
     infra_error: bool = False
     outcome: str | None = None           # passed | failed | error | skipped | xfailed
+    gif: str | None = None               # the episode's animated frames, relative to the report dir
 
     @property
     def tool_call_rate(self) -> float:
@@ -69,13 +72,16 @@ def system_prompt(instructions: str | None = None) -> str:
     return instructions or SYSTEM_PROMPT.format(actions=", ".join(ACTIONS))
 
 
-def observation_message(env: CrafterEnv, observation: spec.Observation) -> dict[str, Any]:
-    """The user message for the current state: text part, then the frame."""
+def observation_message(env: CrafterEnv, observation: spec.Observation,
+                        frame: np.ndarray | None = None) -> dict[str, Any]:
+    """The user message for the current state: text part, then the frame (`frame`
+    if given, so that a caller who already rendered it does not render twice)."""
     parts: list[dict[str, Any]] = [
         {"type": "text", "text": env.text() if observation.text else IMAGE_ONLY_PROMPT}]
     if observation.image is not None:
         parts.append({"type": "image_url", "image_url": {
-            "url": data_uri(env.frame()), "detail": observation.image.detail}})
+            "url": data_uri(env.frame() if frame is None else frame),
+            "detail": observation.image.detail}})
     return {"role": "user", "content": parts}
 
 
@@ -104,16 +110,23 @@ def _make_env(run: spec.Run, seed: int) -> CrafterEnv:
     return env
 
 
-def _request(run, profile, env, instructions) -> dict[str, Any]:
+def _request(run, profile, env, instructions, frame=None) -> dict[str, Any]:
     messages = [{"role": "system", "content": system_prompt(instructions)},
-                observation_message(env, run.observation)]
+                observation_message(env, run.observation, frame)]
     return profiles.build_request(run, profile, messages)
 
 
 def run_episode(run: spec.Run, seed: int, client: ModelClient, *, eval_name: str,
                 instructions: str | None = None,
                 on_step: Callable[[dict[str, Any]], None] | None = None) -> EpisodeResult:
-    """Play one episode of `run.model` on `seed` for at most `run.steps` model calls."""
+    """Play one episode of `run.model` on `seed` for at most `run.steps` model calls.
+
+    `on_step`, if given, is called after every answered model call with a dict: `step`,
+    `frame` (the HxWx3 frame of the state the model saw, rendered even for text-only
+    observations), `request`, `response`, `actions` (the valid actions played),
+    `reward` (the total so far), `achievements` (unlocked so far, in order) and
+    `no_tool_call` (None, or why the answer had no usable tool call).
+    """
     started = time.perf_counter()
     result = EpisodeResult(eval=eval_name, model=run.model, seed=seed)
     profile = profiles.for_run(run)
@@ -124,8 +137,10 @@ def run_episode(run: spec.Run, seed: int, client: ModelClient, *, eval_name: str
         result.duration_s = time.perf_counter() - started
         return result
     env = _make_env(run, seed)
+    wants_frame = run.observation.image is not None or on_step is not None
     for step in range(run.steps):
-        body = _request(run, profile, env, instructions)
+        frame = env.frame() if wants_frame else None  # one render per step, shared
+        body = _request(run, profile, env, instructions, frame)
         result.steps += 1
         try:
             reply = client.complete(body)
@@ -144,17 +159,22 @@ def run_episode(run: spec.Run, seed: int, client: ModelClient, *, eval_name: str
             result.no_tool_call = {"step": step, "class": kind, "message": why,
                                    "finish_reason": _finish_reason(reply.body)}
             result.end = "no_tool_call"
-            break
-        result.tool_calls += 1
-        for action in parsed.actions:
-            result.reward += env.step(action)
-            result.valid_actions += 1
-            if env.done:
-                break
+        played: list[str] = []
+        if parsed.ok:
+            result.tool_calls += 1
+            for action in parsed.actions:
+                result.reward += env.step(action)
+                result.valid_actions += 1
+                played.append(action)
+                if env.done:
+                    break
         if on_step is not None:
-            on_step({"step": step, "request": body, "response": reply.body,
-                     "actions": parsed.actions, "reward": env.reward_total,
-                     "achievements": list(env.unlocked)})
+            on_step({"step": step, "frame": frame, "request": body, "response": reply.body,
+                     "actions": played,
+                     "reward": env.reward_total, "achievements": list(env.unlocked),
+                     "no_tool_call": result.no_tool_call if not parsed.ok else None})
+        if not parsed.ok:
+            break
         if env.done:
             result.end = "done"
             break

@@ -33,6 +33,7 @@ _OPTIONS: dict[str, tuple[str, Any]] = {
     "record": ("write every model request/response pair to cassette files in DIR", None),
     "replay": ("answer every model from the cassette files in DIR, over loopback HTTP, no key needed", None),
     "profiles": ("YAML file of model profiles (profiles: name -> fields) overriding the built-in ones", None),
+    "trace_dir": ("save each episode's frames (PNG) and steps (JSONL) under this directory", None),
 }
 
 
@@ -67,6 +68,30 @@ def setting(config: pytest.Config, name: str) -> Any:
 
 class UsageError(pytest.UsageError):
     pass
+
+
+def _path_setting(config: pytest.Config, name: str) -> Path:
+    """A directory setting: relative to the invocation directory when given on the
+    command line, to the ini file's directory when set there."""
+    value = config.getoption(f"crafter_{name}")
+    if value:
+        return Path(config.invocation_params.dir, value)
+    base = config.inipath.parent if config.inipath else config.rootpath
+    return Path(base, config.getini(f"crafter_{name}"))
+
+
+def report_dir(config: pytest.Config) -> Path:
+    """Where reports go: --report-dir, else reports/."""
+    if config.getoption("crafter_report_dir", None) or _has_ini(config, "crafter_report_dir"):
+        return _path_setting(config, "report_dir")
+    return Path(config.invocation_params.dir, "reports")
+
+
+def _has_ini(config: pytest.Config, name: str) -> bool:
+    try:
+        return bool(config.getini(name))
+    except ValueError:
+        return False
 
 
 def _overrides(config: pytest.Config) -> dict[str, Any]:
@@ -123,6 +148,9 @@ def pytest_configure(config: pytest.Config) -> None:
             raise ValueError
     except ValueError:
         raise UsageError(f"--request-timeout: expected a positive number of seconds, got {timeout!r}")
+    if setting(config, "trace_dir") and _path_setting(config, "trace_dir").exists() \
+            and not _path_setting(config, "trace_dir").is_dir():
+        raise UsageError(f"--trace-dir: {_path_setting(config, 'trace_dir')} is not a directory")
     _overrides(config)
     _check_cassette_options(config)
     from . import redact
@@ -255,8 +283,22 @@ class EpisodeItem(pytest.Function):
             client, missing = None, str(exc)
         if client is None:  # only with --require-api-key: collection skips these otherwise
             pytest.fail(f"{missing} (--require-api-key is set)", pytrace=False)
-        self.result = run_episode(self.run, self.seed, client, eval_name=self.spec.name,
-                                  instructions=self.spec.instructions)
+        from . import trace
+        where = trace.episode_path(self.spec.name, self.run.model, self.seed)
+        film = trace.Filmstrip()
+        writer = None
+        if setting(self.config, "trace_dir"):
+            writer = trace.TraceWriter(_path_setting(self.config, "trace_dir") / where)
+        try:
+            self.result = run_episode(self.run, self.seed, client, eval_name=self.spec.name,
+                                      instructions=self.spec.instructions,
+                                      on_step=trace.chain(film, writer))
+        finally:
+            if writer is not None:
+                writer.close()
+        gif = Path("episodes", where).with_suffix(".gif")
+        if film.save(report_dir(self.config) / gif):
+            self.result.gif = gif.as_posix()
         from .cassette import is_miss
         if self.result.error and not is_miss(self.result.error):  # a miss fails in runtest
             self._record("error")
