@@ -123,7 +123,8 @@ EVAL = "models: [local/random, local/silent]\nseeds: 0-1\nsteps: 3\nexpect: {min
 
 def test_trace_dir_and_gifs_through_pytest_and_xdist(pytester):
     pytester.makefile(".yaml", **{"evals/smoke": EVAL})
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "evals", "-n", "2",
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-m", "not crafter_payload",
+                                           "evals", "-n", "2",
                                            "--trace-dir", "traces")
     result.assert_outcomes(passed=2, failed=2)
     for model, steps in (("local_random", 3), ("local_silent", 1)):
@@ -139,7 +140,8 @@ def test_trace_dir_from_the_ini_file_is_relative_to_it(pytester, monkeypatch):
     pytester.makefile(".yaml", **{"evals/smoke": EVAL})
     pytester.makeini("[pytest]\ncrafter_trace_dir = out/traces\ncrafter_model = local/random\n")
     monkeypatch.chdir(pytester.mkdir("sub"))
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "../evals")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-m", "not crafter_payload",
+                                           "../evals")
     result.assert_outcomes(passed=2)
     assert not (pytester.path / "sub" / "out").exists()
     assert (pytester.path / "out" / "traces" / "smoke" / "local_random" / "seed-1" / "steps.jsonl").is_file()
