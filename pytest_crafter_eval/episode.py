@@ -46,11 +46,14 @@ class EpisodeResult:
     invalid_actions: int = 0
     malformed_calls: int = 0
     unknown_tools: int = 0
+    too_many_actions: int = 0            # calls with more than 8 actions (cut to 8)
     no_tool_call: dict[str, Any] | None = None   # {step, class, message, finish_reason}
     tokens_in: int = 0
     tokens_out: int = 0
     tokens_reasoning: int = 0
     latencies_s: list[float] = field(default_factory=list)
+    retries: dict[str, int] = field(default_factory=dict)   # cause ("429", "timeout", ...) -> count
+    retry_wait_s: float = 0.0            # time spent waiting between attempts
     duration_s: float = 0.0
     end: str = "steps"                   # steps | done | no_tool_call | error
     error: str | None = None
@@ -145,8 +148,13 @@ def run_episode(run: spec.Run, seed: int, client: ModelClient, *, eval_name: str
         try:
             reply = client.complete(body)
         except ModelCallError as exc:
-            result.end, result.error, result.infra_error = "error", f"step {step}: {exc}", exc.infra
+            _count_retries(result, exc.retries)
+            message = f"step {step}: {exc}"
+            if exc.status == 400 and exc.param:
+                message += f" [{profile_rule(profile, exc.param)}]"
+            result.end, result.error, result.infra_error = "error", message, exc.infra
             break
+        _count_retries(result, reply.retries)
         result.latencies_s.append(reply.latency_s)
         _count_usage(result, reply.body)
         message = _first_message(reply.body)
@@ -154,6 +162,7 @@ def run_episode(run: spec.Run, seed: int, client: ModelClient, *, eval_name: str
         result.invalid_actions += parsed.invalid_actions
         result.malformed_calls += parsed.malformed_json
         result.unknown_tools += parsed.unknown_tools
+        result.too_many_actions += parsed.too_many_actions
         if not parsed.ok:
             kind, why = tools.diagnose_no_tool_call(reply.body, body, parsed)
             result.no_tool_call = {"step": step, "class": kind, "message": why,
@@ -182,6 +191,25 @@ def run_episode(run: spec.Run, seed: int, client: ModelClient, *, eval_name: str
     result.achievements = {name: env.achievements[name] for name in env.unlocked}
     result.duration_s = time.perf_counter() - started
     return result
+
+
+def _count_retries(result: EpisodeResult, retries) -> None:
+    for retry in retries:
+        result.retries[retry.cause] = result.retries.get(retry.cause, 0) + 1
+        result.retry_wait_s += retry.wait_s
+
+
+def profile_rule(profile: profiles.Profile, param: str) -> str:
+    """Which profile setting put `param` into the request (for a 400 naming it)."""
+    fields = {name: getattr(profile, name) for name in getattr(profile, "__dataclass_fields__", {})}
+    related = {k: v for k, v in fields.items() if k != "name" and (
+        k in param or param in k or str(v) == param)}
+    if not related and param in ("temperature", "top_p"):
+        related = {k: v for k, v in fields.items() if k == "temperature"}
+    settings = ", ".join(f"{k}={v!r}" for k, v in related.items())
+    where = f": {settings}" if settings else ""
+    return (f"request parameter {param!r}; profile {profile.name!r}{where}; fix the model's "
+            "profile or the eval file's request settings")
 
 
 def _first_message(response: dict[str, Any]) -> dict[str, Any] | None:

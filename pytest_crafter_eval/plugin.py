@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,15 @@ _OPTIONS: dict[str, tuple[str, Any]] = {
     "replay": ("answer every model from the cassette files in DIR, over loopback HTTP, no key needed", None),
     "profiles": ("YAML file of model profiles (profiles: name -> fields) overriding the built-in ones", None),
     "trace_dir": ("save each episode's frames (PNG) and steps (JSONL) under this directory", None),
+    "max_retries": ("retries of a failed model request (429, 408, 409, 5xx, timeouts, dropped "
+                    "connections) before the episode errors", "4"),
+    "step_deadline": ("seconds one model call may take, retries and waits included "
+                      "(default: 300, or 2 x --request-timeout if longer)", None),
+    "max_concurrency": ("requests in flight to one model at most, across all xdist workers", None),
+    "fail_on_error": ("fail the run only if more than this share (0..1) of episodes error; "
+                      "default: any error fails it", None),
+    "max_cost": ("stop starting episodes once the run's estimated cost reaches this many USD", None),
+    "max_tokens": ("stop starting episodes once the run has used this many tokens", None),
 }
 
 
@@ -137,17 +147,60 @@ def _overrides(config: pytest.Config) -> dict[str, Any]:
 
 _OVERRIDES = pytest.StashKey[dict]()
 _CONNECTIONS = pytest.StashKey[Any]()
+_LIMITS = pytest.StashKey[dict]()
+_RUN_DIR = pytest.StashKey[Path]()
+_OWN_RUN_DIR = pytest.StashKey[bool]()
+RUN_DIR_KEY = "crafter_run_dir"  # in xdist's workerinput
+
+
+def _number(config: pytest.Config, name: str, kind: type, *, low: float, high: float | None = None,
+            what: str) -> Any:
+    """A numeric setting checked once: None if unset, else a `kind` in [low, high]."""
+    raw = setting(config, name)
+    if raw in (None, ""):
+        return None
+    flag = "--" + name.replace("_", "-")
+    try:
+        value = kind(str(raw).strip())
+        if value != value or value < low or (high is not None and value > high) \
+                or value == float("inf"):
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"{flag}: expected {what}, got {str(raw)!r}") from None
+    return value
+
+
+def limits(config: pytest.Config) -> dict[str, Any]:
+    """The resilience and budget settings, checked once (usage errors on bad values)."""
+    if _LIMITS in config.stash:
+        return config.stash[_LIMITS]
+    timeout = _number(config, "request_timeout", float, low=1e-3,
+                      what="a positive number of seconds")
+    if timeout is None:
+        raise UsageError("--request-timeout: expected a positive number of seconds, got ''")
+    deadline = _number(config, "step_deadline", float, low=1e-3, what="a positive number of seconds")
+    result = {
+        "request_timeout": timeout,
+        "max_retries": _number(config, "max_retries", int, low=0, high=100,
+                               what="a whole number from 0 to 100"),
+        "step_deadline": deadline if deadline is not None else max(300.0, 2 * timeout),
+        "max_concurrency": _number(config, "max_concurrency", int, low=1, high=1000,
+                                   what="a whole number from 1 to 1000"),
+        "fail_on_error": _number(config, "fail_on_error", float, low=0, high=1,
+                                 what="a share from 0 to 1, like 0.05"),
+        "max_cost": _number(config, "max_cost", float, low=0, what="a number of USD, like 2.50"),
+        "max_tokens": _number(config, "max_tokens", int, low=1, what="a whole number of tokens"),
+    }
+    if result["max_retries"] is None:
+        result["max_retries"] = 4
+    config.stash[_LIMITS] = result
+    return result
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "crafter: a Crafter episode collected from an eval file")
     config.addinivalue_line("markers", "crafter_payload: an offline snapshot of a model's first request")
-    timeout = str(setting(config, "request_timeout"))
-    try:
-        if float(timeout) <= 0:
-            raise ValueError
-    except ValueError:
-        raise UsageError(f"--request-timeout: expected a positive number of seconds, got {timeout!r}")
+    limits(config)
     if setting(config, "trace_dir") and _path_setting(config, "trace_dir").exists() \
             and not _path_setting(config, "trace_dir").is_dir():
         raise UsageError(f"--trace-dir: {_path_setting(config, 'trace_dir')} is not a directory")
@@ -157,6 +210,18 @@ def pytest_configure(config: pytest.Config) -> None:
     redact.add_secret(os.environ.get(setting(config, "api_key_env")))
     redact.add_url(setting(config, "base_url") or os.environ.get("OPENAI_BASE_URL"))
     redact.install_log_filter()
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and workerinput.get(RUN_DIR_KEY):
+        config.stash[_RUN_DIR] = Path(workerinput[RUN_DIR_KEY])
+    else:
+        from .runstate import make_run_dir
+        config.stash[_RUN_DIR] = make_run_dir()
+        config.stash[_OWN_RUN_DIR] = True
+    if workerinput is None:
+        config.pluginmanager.register(_ErrorRate(limits(config)["fail_on_error"]),
+                                      "crafter-eval-error-rate")
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistHooks(), "crafter-eval-xdist")
 
 
 def _check_cassette_options(config: pytest.Config) -> None:
@@ -179,21 +244,129 @@ def _check_cassette_options(config: pytest.Config) -> None:
             raise UsageError(f"--replay: {exc}") from None
 
 
+class _XdistHooks:
+    """Hooks that exist only with pytest-xdist (registered when it is loaded)."""
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node) -> None:
+        """Hand the controller's run directory to each worker."""
+        node.workerinput[RUN_DIR_KEY] = str(node.config.stash[_RUN_DIR])
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem: str, report, sched) -> None:
+        """A worker died mid-episode (killed, out of memory): report that episode as an
+        error, not a failure, saying so. The run goes on with a new worker."""
+        match = _EPISODE_ID.search(crashitem)
+        if match is None:
+            return
+        worker = getattr(getattr(getattr(report, "node", None), "gateway", None), "id", "?")
+        message = (f"{match['model']} seed {match['seed']}: the xdist worker {worker} running this "
+                   "episode died (killed or crashed); its result is lost: rerun it "
+                   "(--resume re-runs only missing episodes)")
+        report.when = "setup"
+        report.longrepr = message
+        report.user_properties = [(RESULT_KEY, {
+            "eval": Path(crashitem.split("::")[0]).stem, "model": match["model"],
+            "seed": int(match["seed"]), "end": "error", "error": message, "infra_error": True,
+            "outcome": "error"})]
+
+
+_EPISODE_ID = re.compile(r"\.ya?ml::(?P<model>.+)\[seed=(?P<seed>\d+)\]$")
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     connections = config.stash.get(_CONNECTIONS, None)
     if connections is not None:
         connections.close()
+    if config.stash.get(_OWN_RUN_DIR, False):
+        from .runstate import remove_run_dir
+        remove_run_dir(config.stash[_RUN_DIR])
+
+
+def run_dir(config: pytest.Config) -> Path:
+    """The directory shared by the controller and all xdist workers of this run."""
+    return config.stash[_RUN_DIR]
 
 
 def connections(config: pytest.Config):
     """The process's model connections, made on first use."""
     if _CONNECTIONS not in config.stash:
-        from .client import Connections
+        from . import runstate
+        from .client import Connections, RetryPolicy
+        lim = limits(config)
+        slots = None
+        if lim["max_concurrency"] is not None:
+            def slots(model: str, _n=lim["max_concurrency"]):
+                return runstate.Slots(run_dir(config), model, _n)
+        on_reply = runstate.recorder(runstate.Usage(run_dir(config)), price_usd)
         config.stash[_CONNECTIONS] = Connections(
             base_url=setting(config, "base_url"), api_key_env=setting(config, "api_key_env"),
-            timeout=float(setting(config, "request_timeout")),
+            timeout=lim["request_timeout"],
+            policy=RetryPolicy(max_retries=lim["max_retries"], deadline_s=lim["step_deadline"]),
+            slots=slots, on_reply=on_reply,
             record=setting(config, "record"), replay=setting(config, "replay"))
     return config.stash[_CONNECTIONS]
+
+
+def price_usd(model: str, tokens_in: int, tokens_out: int) -> float | None:
+    """Estimated cost of one response from the model's profile prices (`Profile.cost`);
+    None when they are unknown. Built-in local models are free."""
+    from . import profiles
+    from .client import is_local
+    cost = getattr(profiles.resolve(model), "cost", None)
+    value = cost(tokens_in, tokens_out) if callable(cost) else None
+    return 0.0 if value is None and is_local(model) else value
+
+
+def _budget_reason(config: pytest.Config) -> str | None:
+    from . import runstate
+    lim = limits(config)
+    budget = runstate.Budget(lim["max_tokens"], lim["max_cost"])
+    if not budget.active:
+        return None
+    return budget.exceeded(runstate.Usage(run_dir(config)).totals())
+
+
+class _ErrorRate:
+    """--fail-on-error RATE, in the controller (or the only process): tallies episode
+    outcomes; at the end, errors at or below RATE of the episodes run do not fail the
+    run, and above it they do."""
+
+    def __init__(self, rate: float | None):
+        self.rate = rate
+        self.ran: set[str] = set()
+        self.errors: set[str] = set()
+        self.note: str | None = None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if not _EPISODE_ID.search(report.nodeid):
+            return
+        if report.when == "setup" and report.failed:
+            self.errors.add(report.nodeid)
+            self.ran.add(report.nodeid)
+        elif report.when == "call":
+            self.ran.add(report.nodeid)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.rate is None or not self.errors:
+            return
+        errors, ran = len(self.errors), len(self.ran)
+        share = errors / ran
+        if share > self.rate:
+            self.note = (f"{errors} of {ran} episodes errored ({share:.0%}), above "
+                         f"--fail-on-error {self.rate:g}: the run fails")
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        else:
+            self.note = (f"{errors} of {ran} episodes errored ({share:.0%}), within "
+                         f"--fail-on-error {self.rate:g}: errors alone do not fail the run")
+            if session.exitstatus == pytest.ExitCode.TESTS_FAILED and session.testsfailed == errors:
+                session.exitstatus = pytest.ExitCode.OK
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.note:
+            terminalreporter.write_sep("-", f"crafter-eval: {self.note}")
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):
@@ -277,6 +450,9 @@ class EpisodeItem(pytest.Function):
         super().setup()
         from .client import MissingKey
         from .episode import run_episode
+        budget = _budget_reason(self.config)
+        if budget is not None:
+            pytest.skip(f"{budget}: episode not started")
         try:
             client = connections(self.config).for_model(self.run.model)
         except MissingKey as exc:

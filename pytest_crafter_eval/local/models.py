@@ -13,7 +13,11 @@ request's messages, the `seed` option and the request's own `seed` field, so ide
 requests give identical answers (record/replay relies on this).
 
 Add a model with `@register("local/name", "help", option=Option(...))` on a function
-`(body, rng, options) -> Answer`. A model that should fail the request raises `ModelError`.
+`(body, rng, options) -> Answer`. A model that should fail the request raises `ModelError`
+(an error status), `RawBody` (a body that is not JSON) or `DropConnection` (close the
+socket without answering). A model registered with `per_attempt=True` also gets the
+attempt number: how many times the server has already seen this exact request, so that
+`local/chaos` can fail a request and let its retry through, reproducibly.
 """
 from __future__ import annotations
 
@@ -36,13 +40,27 @@ class ModelError(Exception):
     """A request the server answers with an OpenAI-style error body and `status`."""
 
     def __init__(self, status: int, message: str, type: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None):
+                 param: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+        self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type,
                           "param": self.param, "code": self.code}}
+
+
+class RawBody(Exception):
+    """Answer with this text as the body, not JSON (a broken gateway, say)."""
+
+    def __init__(self, text: str, status: int = 200, content_type: str = "text/html"):
+        super().__init__(text)
+        self.text, self.status, self.content_type = text, status, content_type
+
+
+class DropConnection(Exception):
+    """Close the connection without sending a response."""
 
 
 @dataclass(frozen=True)
@@ -63,14 +81,16 @@ class Answer:
     refusal: str | None = None
     completion_tokens: int | None = None   # estimated from the answer if None
     reasoning_tokens: int = 0
+    no_choices: bool = False               # answer with `choices: []`
 
 
 @dataclass(frozen=True)
 class Model:
     name: str
     help: str
-    answer: Callable[[dict[str, Any], random.Random, dict[str, Any]], Answer]
+    answer: Callable[..., Answer]
     options: dict[str, Option]
+    per_attempt: bool = False    # answer(body, rng, options, attempt)
 
 
 COMMON_OPTIONS = {
@@ -81,9 +101,9 @@ COMMON_OPTIONS = {
 MODELS: dict[str, Model] = {}
 
 
-def register(name: str, help: str, **options: Option):
+def register(name: str, help: str, per_attempt: bool = False, **options: Option):
     def decorator(function):
-        MODELS[name] = Model(name, help, function, {**COMMON_OPTIONS, **options})
+        MODELS[name] = Model(name, help, function, {**COMMON_OPTIONS, **options}, per_attempt)
         return function
     return decorator
 
@@ -136,8 +156,9 @@ def parse_model(spec: str) -> tuple[Model, dict[str, Any]]:
     return model, options
 
 
-def complete(body: Any) -> dict[str, Any]:
-    """Answer one chat-completions request body like the official API would."""
+def complete(body: Any, attempt: int = 0) -> dict[str, Any]:
+    """Answer one chat-completions request body like the official API would. `attempt`
+    counts earlier identical requests (0 for the first)."""
     if not isinstance(body, dict):
         raise ModelError(400, "The request body must be a JSON object.")
     model, options = parse_model(body.get("model"))
@@ -151,7 +172,7 @@ def complete(body: Any) -> dict[str, Any]:
     digest = hashlib.sha256(json.dumps(
         [messages, options["seed"], body.get("seed")], sort_keys=True, default=str).encode()).hexdigest()
     rng = random.Random(int(digest[:16], 16))
-    answer = model.answer(body, rng, options)
+    answer = model.answer(body, rng, options, attempt) if model.per_attempt else model.answer(body, rng, options)
     for i, call in enumerate(answer.tool_calls):
         call.setdefault("id", f"call_{digest[:20]}{i}")
     message: dict[str, Any] = {"role": "assistant", "content": answer.content,
@@ -168,8 +189,8 @@ def complete(body: Any) -> dict[str, Any]:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body["model"],
-        "choices": [{"index": 0, "message": message,
-                     "finish_reason": answer.finish_reason, "logprobs": None}],
+        "choices": [] if answer.no_choices else [
+            {"index": 0, "message": message, "finish_reason": answer.finish_reason, "logprobs": None}],
         "usage": {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -278,3 +299,101 @@ def exhaust_model(body, rng, options):
         raise ModelError(400, "`max_completion_tokens` must be a positive integer.",
                          param="max_completion_tokens")
     return Answer(content=None, finish_reason="length", completion_tokens=budget, reasoning_tokens=budget)
+
+
+# -- local/chaos: fault injection for the client's retries and the episode's parsing --
+
+CHAOS_ERRORS = {  # error option -> (status, type, code, message)
+    "400": (400, "invalid_request_error", "unsupported_value",
+            "Unsupported value: 'temperature' does not support this value with this model."),
+    "401": (401, "invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
+    "403": (403, "invalid_request_error", "unsupported_country_region_territory",
+            "Country, region, or territory not supported."),
+    "404": (404, "invalid_request_error", "model_not_found", "The model does not exist."),
+    "408": (408, "server_error", None, "Request timed out."),
+    "409": (409, "server_error", None, "A conflicting request is in progress."),
+    "429": (429, "requests", "rate_limit_exceeded", "Rate limit reached for requests."),
+    "quota": (429, "insufficient_quota", "insufficient_quota",
+              "You exceeded your current quota, please check your plan and billing details."),
+    "500": (500, "server_error", None, "The server had an error while processing your request."),
+    "502": (502, "server_error", None, "Bad gateway."),
+    "503": (503, "server_error", None, "The engine is currently overloaded."),
+}
+MALFORMED = ("json", "tool", "action", "many", "empty")
+_RATES = ("rate_429", "rate_500", "rate_drop", "rate_notjson", "rate_slow")
+
+
+def _chaos_error(kind: str, options: dict[str, Any]) -> ModelError:
+    status, type_, code, message = CHAOS_ERRORS[kind]
+    headers = {}
+    if kind == "429":
+        if options["retry_after"]:
+            headers["retry-after"] = f"{options['retry_after']:g}"
+        if options["retry_after_ms"]:
+            headers["retry-after-ms"] = f"{options['retry_after_ms']:g}"
+    param = "temperature" if kind == "400" else None
+    return ModelError(status, message, type_, param=param, code=code, headers=headers)
+
+
+def malformed_answer(kind: str, rng: random.Random) -> Answer:
+    """An answer that is wrong in one way; `many` still carries valid actions."""
+    if kind == "json":
+        return Answer(tool_calls=[{"type": "function", "function": {
+            "name": TOOL_NAME, "arguments": '{"actions": ["move_left", '}}], finish_reason="tool_calls")
+    if kind == "tool":
+        return Answer(tool_calls=[{"type": "function", "function": {
+            "name": "interact_once", "arguments": '{"actions": ["noop"]}'}}], finish_reason="tool_calls")
+    if kind == "action":
+        return Answer(tool_calls=[tool_call(["fly", "teleport"])], finish_reason="tool_calls")
+    if kind == "many":
+        return Answer(tool_calls=[tool_call([rng.choice(ACTIONS) for _ in range(MAX_ACTIONS + 4)])],
+                      finish_reason="tool_calls")
+    return Answer(no_choices=True)
+
+
+@register("local/chaos", "random actions plus injected faults: per attempt, 429s with "
+                         "Retry-After, 500s, dropped connections, non-JSON bodies and slow "
+                         "answers; per request, malformed tool calls",
+          per_attempt=True,
+          rate_429=Option(float, 0.0, help="share of attempts answered 429 with Retry-After"),
+          retry_after=Option(float, 0.2, help="Retry-After of those 429s, in seconds (0: none)"),
+          retry_after_ms=Option(float, 0.0, help="retry-after-ms of those 429s (0: none)"),
+          rate_500=Option(float, 0.0, help="share of attempts answered 500"),
+          rate_drop=Option(float, 0.0, help="share of attempts whose connection is closed unanswered"),
+          rate_notjson=Option(float, 0.0, help="share of attempts answered 200 with an HTML body"),
+          rate_slow=Option(float, 0.0, help="share of attempts answered after slow_ms"),
+          slow_ms=Option(float, 2000.0, help="delay of slow answers"),
+          rate_malformed=Option(float, 0.0, help="share of requests answered with a bad tool call"),
+          malformed=Option(str, "mixed", ("mixed",) + MALFORMED, help="which bad tool call"),
+          error=Option(str, "", ("",) + tuple(CHAOS_ERRORS), help="answer attempts with this error"),
+          error_attempts=Option(int, 0, help="only the first N attempts of each request get `error` "
+                                             "(0: all)"))
+def chaos_model(body, rng, options, attempt):
+    """Faults are drawn per attempt from the request's hash, the seed option and the
+    attempt number, so a run is reproducible and a retry can succeed; the answer (and
+    whether it is malformed) is drawn per request, so it is the same on every retry."""
+    rates = [options[name] for name in _RATES]
+    if any(not 0 <= r <= 1 for r in rates + [options["rate_malformed"]]) or sum(rates) > 1:
+        raise ModelError(400, "local/chaos rates must be from 0 to 1, and rate_429 + rate_500 + "
+                              "rate_drop + rate_notjson + rate_slow at most 1.", param="model")
+    request_draw = rng.random()
+    if options["error"] and (options["error_attempts"] <= 0 or attempt < options["error_attempts"]):
+        raise _chaos_error(options["error"], options)
+    u = random.Random(f"chaos:{request_draw!r}:{attempt}").random()
+    for name, rate in zip(_RATES, rates):
+        if u < rate:
+            if name == "rate_429":
+                raise _chaos_error("429", options)
+            if name == "rate_500":
+                raise _chaos_error("500", options)
+            if name == "rate_drop":
+                raise DropConnection()
+            if name == "rate_notjson":
+                raise RawBody("<html><body><h1>502 Bad Gateway</h1></body></html>")
+            time.sleep(options["slow_ms"] / 1000)
+            break
+        u -= rate
+    if rng.random() < options["rate_malformed"]:
+        kind = options["malformed"]
+        return malformed_answer(rng.choice(MALFORMED) if kind == "mixed" else kind, rng)
+    return Answer(tool_calls=[tool_call(random_actions(rng))], finish_reason="tool_calls")

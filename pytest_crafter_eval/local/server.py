@@ -7,10 +7,14 @@
 Endpoints: POST /v1/chat/completions, GET /v1/models, GET /v1/models/{id} (also without
 the /v1 prefix). HTTP/1.1 keep-alive, so the SDK's connection pool reuses connections.
 Errors are OpenAI-style JSON bodies. Nothing is printed unless `verbose=True`; with
-`log=True` every chat request is appended to `.requests` as (time.monotonic(), model, status).
+`log=True` every chat request is appended to `.requests` as (time.monotonic(), model, status)
+and to `.log` as a `Logged` entry that also names the request (a hash of its body) and
+its attempt (how many identical requests came before it). A dropped connection is logged
+with status 0.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import socketserver
@@ -18,9 +22,19 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
-from .models import ModelError, complete, list_models, parse_model
+from .models import DropConnection, ModelError, RawBody, complete, list_models, parse_model
+
+MAX_REMEMBERED = 100_000  # distinct request bodies counted for attempts, then forgotten
+
+
+class Logged(NamedTuple):
+    time: float        # time.monotonic() when the answer was sent
+    model: str
+    status: int        # 0: the connection was dropped unanswered
+    key: str           # sha256 of the request body, first 16 hex digits
+    attempt: int       # identical requests seen before this one
 
 
 class LocalServer:
@@ -40,6 +54,9 @@ class LocalServer:
         self.host, self.model, self.verbose = host, model, verbose
         self.responder = responder
         self.requests: list[tuple[float, str, int]] | None = [] if log else None
+        self.log: list[Logged] | None = [] if log else None
+        self._seen: dict[str, int] = {}
+        self._seen_lock = threading.Lock()
         self.connections = 0          # TCP connections accepted so far
         self._port = port
         self._httpd: _HTTPServer | None = None
@@ -77,6 +94,21 @@ class LocalServer:
                 pass
         if self._thread is not None:
             self._thread.join()
+
+    def _attempt(self, key: str) -> int:
+        """How many times this exact request came before; counts this one."""
+        with self._seen_lock:
+            if len(self._seen) >= MAX_REMEMBERED:
+                self._seen.clear()
+            attempt = self._seen.get(key, 0)
+            self._seen[key] = attempt + 1
+        return attempt
+
+    def _log(self, model: str, status: int, key: str, attempt: int) -> None:
+        if self.requests is not None and self.log is not None:
+            now = time.monotonic()
+            self.requests.append((now, model, status))
+            self.log.append(Logged(now, model, status, key, attempt))
 
     def __enter__(self) -> "LocalServer":
         return self.start()
@@ -133,12 +165,18 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0].rstrip("/")
         return path[3:] if path.startswith("/v1/") else path
 
-    def _send(self, status: int, body: dict[str, Any] | str, extra: str = "") -> None:
-        """Send a JSON body, or a str as it is (a recorded body that was not JSON)."""
-        data = body.encode() if isinstance(body, str) else json.dumps(body, separators=(",", ":")).encode()
+    def _send(self, status: int, body: dict[str, Any] | str,
+              headers: dict[str, str] | None = None) -> None:
+        """Send a JSON body, or a str as it is (not JSON: a broken gateway, a recorded body)."""
+        if isinstance(body, str):
+            data, content_type = body.encode(), "text/html; charset=utf-8"
+        else:
+            data, content_type = json.dumps(body, separators=(",", ":")).encode(), "application/json"
         head = (f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
-                f"Server: {self.server_version}\r\n{extra}")
+                f"Content-Type: {content_type}\r\nContent-Length: {len(data)}\r\n"
+                f"Server: {self.server_version}\r\n")
+        for name, value in (headers or {}).items():
+            head += f"{name}: {value}\r\n"
         if self.close_connection:
             head += "Connection: close\r\n"
         self.wfile.write(head.encode() + b"\r\n" + data)  # one write: no Nagle stalls
@@ -170,8 +208,12 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(int(length))
         if self._path() != "/chat/completions":
             return self._error(404, f"Unknown path {self.command} {self.path}.")
-        model = "?"
-        responder = self.server.owner.responder
+        owner = self.server.owner
+        key = hashlib.sha256(raw).hexdigest()[:16]
+        attempt = owner._attempt(key)
+        model, headers = "?", None
+        response: dict[str, Any] | str
+        responder = owner.responder
         if responder is not None:
             try:
                 body = json.loads(raw)
@@ -179,10 +221,9 @@ class _Handler(BaseHTTPRequestHandler):
                 status, response = responder(body)
             except Exception as error:  # a bad request or a broken cassette: say so, keep serving
                 status, response = 400, ModelError(400, f"{type(error).__name__}: {error}").body()
-            if self.server.owner.requests is not None:
-                self.server.owner.requests.append((time.monotonic(), model, status))
-            # A replayed answer is the same on every attempt: tell the SDK not to retry.
-            return self._send(status, response, "x-should-retry: false\r\n" if status >= 400 else "")
+            owner._log(model, status, key, attempt)
+            # A replayed answer is the same on every attempt: tell the client not to retry.
+            return self._send(status, response, {"x-should-retry": "false"} if status >= 400 else None)
         try:
             try:
                 body = json.loads(raw)
@@ -190,17 +231,22 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ModelError(400, f"The request body is not valid JSON: {error}.") from None
             if isinstance(body, dict):
                 model = str(body.get("model"))
-                if self.server.owner.model and not model.startswith("local/"):
-                    body = {**body, "model": self.server.owner.model}
-            status, response = 200, complete(body)
+                if owner.model and not model.startswith("local/"):
+                    body = {**body, "model": owner.model}
+            status, response = 200, complete(body, attempt)
             response["model"] = model
         except ModelError as error:
-            status, response = error.status, error.body()
+            status, response, headers = error.status, error.body(), error.headers
+        except RawBody as raw_body:
+            status, response = raw_body.status, raw_body.text
+        except DropConnection:
+            owner._log(model, 0, key, attempt)
+            self.close_connection = True  # the handler returns; the server closes the socket
+            return
         except Exception as error:  # a model bug: report it to the client, keep serving
             status, response = 500, ModelError(500, f"{type(error).__name__}: {error}", "server_error").body()
-        if self.server.owner.requests is not None:
-            self.server.owner.requests.append((time.monotonic(), model, status))
-        self._send(status, response)
+        owner._log(model, status, key, attempt)
+        self._send(status, response, headers)
 
     def do_PUT(self) -> None:
         self.close_connection = True  # the body, if any, is left unread

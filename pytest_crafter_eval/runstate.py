@@ -1,0 +1,151 @@
+"""Stage: plugin support. Run-wide state shared by every xdist worker of one run.
+
+The controller makes one run directory (`make_run_dir`) and hands its path to each
+worker; all state lives in files under it, guarded by `flock` locks, which the kernel
+releases when a process dies (even by kill -9), so a crashed worker never holds a slot:
+
+- `Slots(run_dir, model, n)`: at most `n` requests in flight to `model` across all
+  workers (`--max-concurrency`);
+- `Usage(run_dir)`: tokens and estimated cost of every response so far, summed across
+  workers, and `Budget` to compare them with `--max-tokens` and `--max-cost`.
+
+Touches only files under the run directory. POSIX only (fcntl).
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+
+def make_run_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="crafter-eval-run-"))
+
+
+def remove_run_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[int]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+class Slots:
+    """A counting semaphore over processes: `n` lock files, one held per request.
+
+    `with slots():` waits until one of the model's lock files can be locked. Waiting
+    polls every few milliseconds; requests take far longer than that."""
+
+    def __init__(self, run_dir: Path, model: str, n: int, poll_s: float = 0.005):
+        digest = hashlib.sha256(model.encode()).hexdigest()[:16]
+        directory = Path(run_dir) / "slots"
+        directory.mkdir(parents=True, exist_ok=True)
+        self.paths = [directory / f"{digest}-{i}.lock" for i in range(n)]
+        self.poll_s = poll_s
+
+    @contextmanager
+    def __call__(self) -> Iterator[int]:
+        while True:
+            for index, path in enumerate(self.paths):
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    continue
+                try:
+                    yield index
+                finally:
+                    os.close(fd)
+                return
+            time.sleep(self.poll_s)
+
+
+@dataclass(frozen=True)
+class Totals:
+    tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced_tokens: int = 0      # tokens of models without a price
+
+
+class Usage:
+    """Tokens and cost so far, in `usage.json` under the run directory."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / "usage.json"
+        self.lock = Path(run_dir) / "usage.lock"
+
+    def add(self, tokens: int, cost_usd: float | None) -> Totals:
+        with _locked(self.lock):
+            now = self._read()
+            now = Totals(now.tokens + tokens, now.cost_usd + (cost_usd or 0.0),
+                         now.unpriced_tokens + (tokens if cost_usd is None else 0))
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(now.__dict__))
+            os.replace(tmp, self.path)
+            return now
+
+    def totals(self) -> Totals:
+        with _locked(self.lock):
+            return self._read()
+
+    def _read(self) -> Totals:
+        try:
+            return Totals(**json.loads(self.path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return Totals()
+
+
+@dataclass(frozen=True)
+class Budget:
+    max_tokens: int | None = None
+    max_cost_usd: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.max_tokens is not None or self.max_cost_usd is not None
+
+    def exceeded(self, totals: Totals) -> str | None:
+        """Why the run's budget is spent, or None while it is not."""
+        if self.max_tokens is not None and totals.tokens >= self.max_tokens:
+            return f"token budget reached: {totals.tokens} tokens used, --max-tokens {self.max_tokens}"
+        if self.max_cost_usd is not None and totals.cost_usd >= self.max_cost_usd:
+            return (f"cost budget reached: ${totals.cost_usd:.4f} spent, "
+                    f"--max-cost {self.max_cost_usd:g}")
+        return None
+
+
+def response_tokens(body: dict[str, Any]) -> tuple[int, int]:
+    """(prompt, completion) tokens of a chat-completions response; 0 if not reported."""
+    usage = body.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+
+    def count(key: str) -> int:
+        value = usage.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+    return count("prompt_tokens"), count("completion_tokens")
+
+
+def recorder(usage: Usage, price: Callable[[str, int, int], float | None]):
+    """An `on_reply(model, body)` for `client.Connections` that adds to `usage`."""
+
+    def on_reply(model: str, body: dict[str, Any]) -> None:
+        tokens_in, tokens_out = response_tokens(body)
+        usage.add(tokens_in + tokens_out, price(model, tokens_in, tokens_out))
+
+    return on_reply
