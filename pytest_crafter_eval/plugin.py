@@ -265,6 +265,7 @@ class _XdistHooks:
                    "(--resume re-runs only missing episodes)")
         report.when = "setup"
         report.longrepr = message
+        report.location = (report.location[0], None, crashitem.split("::", 1)[1])
         report.user_properties = [(RESULT_KEY, {
             "eval": Path(crashitem.split("::")[0]).stem, "model": match["model"],
             "seed": int(match["seed"]), "end": "error", "error": message, "infra_error": True,
@@ -347,7 +348,7 @@ class _ErrorRate:
         elif report.when == "call":
             self.ran.add(report.nodeid)
 
-    @pytest.hookimpl(tryfirst=True)
+    @pytest.hookimpl(trylast=True)  # after syrupy, which ORs the old exit status back in
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.rate is None or not self.errors:
             return

@@ -119,14 +119,26 @@ REQUEST_KEYS = {"max_output_tokens", "temperature", "top_p", "reasoning_effort",
 EXPECT_KEYS = {"tool_call_at_first_step", "min_tool_call_rate", "min_achievements"}
 
 
+# libyaml's parser when PyYAML has it: about 4x faster on long seed lists. A file it
+# rejects is parsed again by the pure-Python parser, whose messages say more.
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+MAX_VALUES = MAX_SEEDS + 10_000  # values in one file, aliases expanded (stops "billion laughs")
+
+
 class _Doc:
     """A YAML document as plain values, with the line of every key path."""
 
     def __init__(self, path: Path, text: str):
         self.path = path
         self.lines: dict[str, int] = {}
+        self._values = 0
         try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            try:
+                node = yaml.compose(text, Loader=_FAST_LOADER)
+            except yaml.YAMLError as fast_error:
+                if "nesting depth" in str(fast_error):
+                    raise  # the pure-Python parser would take seconds to say so
+                node = yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark else None
@@ -134,13 +146,26 @@ class _Doc:
             raise SpecError(path, line, "", f"invalid YAML: {problem}") from None
         except RecursionError:
             raise SpecError(path, None, "", "invalid YAML: nested too deeply") from None
-        self.value = None if node is None else self._convert(node, "")
+        self._scalars = yaml.SafeLoader("")
+        try:
+            self.value = None if node is None else self._convert(node, "")
+        except RecursionError:
+            raise SpecError(path, None, "", "invalid YAML: nested too deeply") from None
+        finally:
+            self._scalars.dispose()
 
     def _convert(self, node: yaml.Node, key: str) -> Any:
+        self._values += 1
+        if self._values > MAX_VALUES:
+            raise SpecError(self.path, node.start_mark.line + 1, key,
+                            f"more than {MAX_VALUES} values (do YAML aliases expand too far?)")
         self.lines.setdefault(key, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for knode, vnode in node.value:
+                if not isinstance(knode, yaml.ScalarNode):
+                    raise SpecError(self.path, knode.start_mark.line + 1, key,
+                                    "a key must be a plain name, not a list or mapping")
                 name = self._convert(knode, key)
                 child = f"{key}.{name}" if key else str(name)
                 if name in out:
@@ -151,9 +176,10 @@ class _Doc:
         if isinstance(node, yaml.SequenceNode):
             return [self._convert(v, f"{key}[{i}]") for i, v in enumerate(node.value)]
         try:
-            return _scalar(node)
+            return self._scalars.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
-            raise SpecError(self.path, node.start_mark.line + 1, key, f"invalid value: {exc}") from None
+            problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+            raise SpecError(self.path, node.start_mark.line + 1, key, f"invalid value: {problem}") from None
 
     def error(self, key: str, message: str) -> SpecError:
         line = self.lines.get(key)
@@ -162,14 +188,6 @@ class _Doc:
             probe = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", probe)
             line = self.lines.get(probe)
         return SpecError(self.path, line, key, message)
-
-
-def _scalar(node: yaml.ScalarNode) -> Any:
-    loader = yaml.SafeLoader("")
-    try:
-        return loader.construct_object(node, deep=True)
-    finally:
-        loader.dispose()
 
 
 def load(path: str | Path, text: str | None = None) -> EvalSpec:

@@ -1,0 +1,128 @@
+"""Resilience through real pytest runs (pytester subprocesses, real xdist): API faults
+from local/chaos never crash or hang a run nor lose a result; errors are infrastructure,
+failures are capability; budgets, concurrency caps and crashed workers."""
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+import pytest
+
+from pytest_crafter_eval.local import LocalServer
+
+CHAOS = "local/chaos?rate_429=0.2&rate_500=0.05&rate_malformed=0.05&retry_after=0.2&seed=1"
+
+
+def run(pytester, *args):
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+
+
+def outcome_lines(result) -> dict[str, str]:
+    """node id -> the -rA summary line of each episode."""
+    lines = {}
+    for line in result.stdout.lines:
+        match = re.match(r"(PASSED|FAILED|ERROR|SKIPPED|XFAIL) (\S+::\S+\])( - (.*))?", line)
+        if match:
+            lines[match[2]] = line
+    return lines
+
+
+def test_chaos_run_completes_with_every_episode_judged_and_retry_after_honoured(pytester, monkeypatch):
+    """The done-when run: 20 episodes, 20% 429s with Retry-After 0.2 s, 5% 500s, 5%
+    malformed tool calls, two xdist workers against one logged server."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-chaos-test")
+    pytester.makefile(".yaml", **{"evals/chaos": "models: [chaos]\nseeds: 20\nsteps: 3\n"
+                                                 "expect: {min_tool_call_rate: 1.0}\n"})
+    with LocalServer(model=CHAOS, log=True) as server:
+        result = run(pytester, "evals", "-n", "2", "-rA", "--base-url", server.base_url)
+        log = list(server.log)
+    outcomes = result.parseoutcomes()
+    lines = outcome_lines(result)
+    assert len(lines) == 20 and sum(outcomes.get(k, 0) for k in ("passed", "failed", "errors")) == 20
+    for node, line in lines.items():  # every verdict other than a pass says why
+        assert line.startswith("PASSED") or " - " in line, line
+    assert outcomes.get("failed", 0) >= 1  # malformed calls end episodes as failures
+    assert "Traceback" not in result.stdout.str()
+
+    statuses = [entry.status for entry in log]
+    assert statuses.count(429) >= 5 and statuses.count(500) >= 1
+    by_request = defaultdict(list)
+    for entry in log:
+        by_request[entry.key].append(entry)
+    waits = [b.time - a.time for attempts in by_request.values()
+             for a, b in zip(attempts, attempts[1:]) if a.status == 429]
+    assert len(waits) >= 5 and min(waits) >= 0.2, waits
+
+
+EVAL = "models:\n  - local/random: {expect: {min_achievements: 0}}\n  - local/chaos?error=401\n" \
+       "seeds: 0-1\nsteps: 2\n"
+
+
+def test_api_refusals_are_errors_and_fail_on_error_sets_the_bar(pytester):
+    pytester.makefile(".yaml", **{"evals/mixed": EVAL})
+    above = run(pytester, "evals", "-rA", "--fail-on-error", "0.25")
+    above.assert_outcomes(passed=2, errors=2)
+    assert above.ret == pytest.ExitCode.TESTS_FAILED
+    above.stdout.fnmatch_lines([  # the API's own message, at once: no retries
+        "*ERROR at setup of local/chaos?error=401[[]seed=0[]]*",
+        "local/chaos?error=401 seed 0: step 0: HTTP 401: Incorrect API key provided. "
+        "(code invalid_api_key)"])
+    above.stdout.fnmatch_lines(["*2 of 4 episodes errored (50%), above --fail-on-error 0.25: "
+                                "the run fails*"])
+
+    within = run(pytester, "evals", "-n", "2", "--fail-on-error", "0.5")
+    within.assert_outcomes(passed=2, errors=2)
+    assert within.ret == pytest.ExitCode.OK
+    within.stdout.fnmatch_lines(["*crafter-eval: 2 of 4 episodes errored (50%), within "
+                                 "--fail-on-error 0.5: errors alone do not fail the run*"])
+
+
+def test_token_budget_skips_the_remaining_episodes_across_workers(pytester):
+    pytester.makefile(".yaml", **{"evals/budget": "models: [local/random]\nseeds: 8\nsteps: 2\n"
+                                                  "expect: {min_achievements: 0}\n"})
+    result = run(pytester, "evals", "-n", "2", "--max-tokens", "50", "-rs")
+    outcomes = result.parseoutcomes()
+    # one response is over 50 tokens: each worker starts at most one episode
+    assert outcomes.get("passed", 0) <= 2 and outcomes["skipped"] >= 6
+    assert outcomes.get("passed", 0) + outcomes["skipped"] == 8
+    result.stdout.fnmatch_lines(["SKIPPED *token budget reached: * tokens used, --max-tokens 50: "
+                                 "episode not started"])
+
+
+def test_max_concurrency_caps_requests_across_workers(pytester, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    pytester.makefile(".yaml", **{"evals/slow": "models: [slow]\nseeds: 4\nsteps: 2\n"
+                                                "expect: {min_achievements: 0}\n"})
+    with LocalServer(model="local/random?latency_ms=150", log=True) as server:
+        result = run(pytester, "evals", "-n", "2", "--max-concurrency", "1",
+                     "--base-url", server.base_url)
+        times = sorted(entry.time for entry in server.log)
+    result.assert_outcomes(passed=4)
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert len(times) == 8 and min(gaps) >= 0.14, gaps  # one at a time: 150 ms apart at least
+
+
+KILLER = """
+import os, signal, threading
+import pytest
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    # Fault injection: SIGKILL this xdist worker 0.3 s into seed 1's episode.
+    if item.name.endswith("[seed=1]") and os.environ.get("KILL_SEED_1"):
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGKILL)).start()
+"""
+
+
+def test_a_worker_killed_mid_episode_is_one_error_and_the_run_finishes(pytester, monkeypatch):
+    monkeypatch.setenv("KILL_SEED_1", "1")
+    pytester.makeconftest(KILLER)
+    pytester.makefile(".yaml", **{"evals/crash": "models: ['local/random?latency_ms=100']\n"
+                                                 "seeds: 4\nsteps: 8\nexpect: {min_achievements: 0}\n"})
+    result = run(pytester, "evals", "-n", "2", "-rA")
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines([
+        "*ERROR at setup of local/random?latency_ms=100[[]seed=1[]]*",
+        "local/random?latency_ms=100 seed 1: the xdist worker gw* running this episode died "
+        "(killed or crashed)*"])
+    result.stdout.fnmatch_lines(["ERROR evals/crash.yaml::local/random?latency_ms=100[[]seed=1[]]*"])
