@@ -67,7 +67,7 @@ def test_record_then_replay_gives_the_same_episodes_and_a_changed_payload_fails(
     result.stdout.fnmatch_lines([
         "local/heuristic seed 1: step 0: HTTP 400: replay: request not in cassette cassette *: "
         "closest recorded request local_heuristic-*.json differs at "
-        "temperature: 0.6 recorded, 0.7 now"])
+        "temperature: 0.6 recorded, 0.7 now*"])  # then "(code cassette_miss)"
     record = episodes(pytester.path / "miss.xml")["local/heuristic[seed=1]"]
     assert record["outcome"] == "failed" and "not in cassette" in record["error"]
     assert "Traceback" not in result.stdout.str()
