@@ -199,17 +199,27 @@ def _count_retries(result: EpisodeResult, retries) -> None:
         result.retry_wait_s += retry.wait_s
 
 
+# request parameter the API may name in a 400 -> the profile fields that decide it
+_PARAM_FIELDS = {
+    "max_tokens": ("token_param", "max_output_tokens"),
+    "max_completion_tokens": ("token_param", "max_output_tokens"),
+    "temperature": ("temperature",), "top_p": ("top_p",),
+    "reasoning_effort": ("reasoning_efforts", "reasoning_effort"),
+    "tool_choice": ("tool_choice",), "parallel_tool_calls": ("parallel_tool_calls",),
+    "tools": ("tool_call",), "messages": ("system_role", "image_input"),
+}
+
+
 def profile_rule(profile: profiles.Profile, param: str) -> str:
-    """Which profile setting put `param` into the request (for a 400 naming it)."""
-    fields = {name: getattr(profile, name) for name in getattr(profile, "__dataclass_fields__", {})}
-    related = {k: v for k, v in fields.items() if k != "name" and (
-        k in param or param in k or str(v) == param)}
-    if not related and param in ("temperature", "top_p"):
-        related = {k: v for k, v in fields.items() if k == "temperature"}
-    settings = ", ".join(f"{k}={v!r}" for k, v in related.items())
-    where = f": {settings}" if settings else ""
-    return (f"request parameter {param!r}; profile {profile.name!r}{where}; fix the model's "
-            "profile or the eval file's request settings")
+    """The profile rule behind request parameter `param`, for a 400 that names it."""
+    base = param.split(".")[0].split("[")[0]
+    names = _PARAM_FIELDS.get(base, ())
+    settings = ", ".join(f"{n}={getattr(profile, n)!r}" for n in names if hasattr(profile, n))
+    entry = getattr(profile, "entry", profile.name)
+    match = getattr(profile, "match", "")
+    where = f"profile {entry!r}" + (f" ({match} match)" if match else "")
+    return (f"request parameter {param!r}; {where}" + (f": {settings}" if settings else "")
+            + "; fix the profile (--profiles, or profiles: in the eval file) or the request settings")
 
 
 def _first_message(response: dict[str, Any]) -> dict[str, Any] | None:

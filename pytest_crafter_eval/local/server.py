@@ -179,7 +179,11 @@ class _Handler(BaseHTTPRequestHandler):
             head += f"{name}: {value}\r\n"
         if self.close_connection:
             head += "Connection: close\r\n"
-        self.wfile.write(head.encode() + b"\r\n" + data)  # one write: no Nagle stalls
+        try:
+            self.wfile.write(head.encode() + b"\r\n" + data)  # one write: no Nagle stalls
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timed out)
+            self.close_connection = True
+            return
         self.log_request(status, len(data))
 
     def _error(self, status: int, message: str, type: str = "invalid_request_error") -> None:
