@@ -299,7 +299,9 @@ def connections(config: pytest.Config):
         if lim["max_concurrency"] is not None:
             def slots(model: str, _n=lim["max_concurrency"]):
                 return runstate.Slots(run_dir(config), model, _n)
-        on_reply = runstate.recorder(runstate.Usage(run_dir(config)), price_usd)
+        on_reply = None  # counting costs a locked file write per response: only with a budget
+        if lim["max_tokens"] is not None or lim["max_cost"] is not None:
+            on_reply = runstate.recorder(runstate.Usage(run_dir(config)), price_usd)
         config.stash[_CONNECTIONS] = Connections(
             base_url=setting(config, "base_url"), api_key_env=setting(config, "api_key_env"),
             timeout=lim["request_timeout"],
