@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import copy
 import io
 
 import crafter
@@ -83,11 +84,25 @@ class _LocalView(engine.LocalView):
         return (1 - mask) * canvas + mask * noise
 
 
+# The attributes `crafter.Env.__init__` set for each frame size, made once per process.
+_TEMPLATES: dict[int, dict] = {}
+
+
 class _Env(crafter.Env):
     """`crafter.Env` with the fixes listed in the module docstring."""
 
     def __init__(self, seed: int, size: int, length: int) -> None:
-        super().__init__(size=(size, size), length=length, seed=seed)
+        # crafter.Env.__init__ reads its 56 texture PNGs from disk for every env, about
+        # 70 ms (a third of a reset). They never change: later envs share the first
+        # one's textures and item view, and get their own world and views.
+        template = _TEMPLATES.get(size)
+        if template is None:
+            super().__init__(size=(size, size), length=length, seed=seed)
+            _TEMPLATES[size] = dict(vars(self))
+        else:
+            vars(self).update(template)
+            self._seed, self._length = seed, length
+            self._sem_view = copy.copy(self._sem_view)
         self._world = _World(self._area, constants.materials, self._world._chunk_size)
         self._local_view = _LocalView(self._world, self._textures, self._local_view._grid)
         self._sem_view._world = self._world

@@ -270,3 +270,32 @@ if __name__ == "__main__":
         "tests/data/worlds_opensimplex04.json`; "
         "sha256 of world._mat_map bytes and of the objects as 'Type x y' joined by ';'"),
         **digests}, indent=2))
+
+
+def test_envs_made_after_the_first_share_its_textures_and_play_the_same():
+    """Later envs reuse the first env's textures (crafter reads them from disk per env);
+    the first env of a process and a later one must give the same frames and text."""
+    code = r'''
+import hashlib, json
+from pytest_crafter_eval.env import CrafterEnv
+first = CrafterEnv(7)           # builds the template
+other = CrafterEnv(8)
+later = CrafterEnv(7)
+for env in (first, other, later):
+    env.reset()
+out = {"shared": first._env._textures is later._env._textures, "same": True}
+for i, action in enumerate(["move_left", "do", "move_up", "noop", "do", "move_right"] * 20):
+    for env in (first, other, later):
+        if not env.done:
+            env.step(action)
+    a, b = first.frame(), later.frame()
+    other.frame()
+    if a.tobytes() != b.tobytes() or first.text() != later.text():
+        out["same"] = False
+        out["step"] = i
+        break
+print(json.dumps(out))
+'''
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"shared": True, "same": True}
