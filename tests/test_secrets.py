@@ -84,8 +84,9 @@ def test_sentinel_secrets_are_written_nowhere(pytester, monkeypatch, api, creden
     pytester.makefile(".yaml", **{"evals/secrets": EVAL})
     host = f"127.0.0.1:{api.server_address[1]}"
     url = f"http://user:{PASSWORD}@{host}/v1" if "url" in credentials else f"http://{host}/v1"
-    writers = [arg for name, folder in WRITERS.items() if name in plugin._OPTIONS
-               for arg in ("--" + name.replace("_", "-"), folder)]
+    writers = ["--trace-dir", "traces"] + [
+        arg for name, folder in WRITERS.items() if name in plugin._OPTIONS and name != "trace_dir"
+        for arg in ("--" + name.replace("_", "-"), folder)]
     result = pytester.runpytest_subprocess(
         "evals", "-n", "2", "-rA", "-v", "--base-url", url, "--record", "cassette",
         "--snapshot-update", "--junitxml", "junit.xml", "-o", "junit_logging=all",
@@ -98,5 +99,6 @@ def test_sentinel_secrets_are_written_nowhere(pytester, monkeypatch, api, creden
                for seen in api.seen if seen)
     result.stdout.fnmatch_lines(["*gpt-4.1-nano seed 0: step 0: HTTP 401: Incorrect API key provided: *"])
     assert len(list((pytester.path / "cassette").glob("gpt-4.1-nano-*.json"))) == 1
+    assert len(list((pytester.path / "traces").rglob("steps.jsonl"))) >= 2
     assert "HTTP Request: POST" in (pytester.path / "run.log").read_text()  # httpx2 logged its URLs
     assert scan(pytester.path, result.stdout.str(), result.stderr.str()) == []
