@@ -9,12 +9,12 @@ from __future__ import annotations
 import copy
 import functools
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable
 
 import numpy as np
 
-from . import profiles, spec, tools
+from . import metrics, profiles, spec, tools
 from .client import ModelCallError, ModelClient
 from .env import ACTIONS, CrafterEnv, data_uri
 
@@ -66,9 +66,21 @@ class EpisodeResult:
         return self.tool_calls / self.steps if self.steps else 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields, plus tool_call_rate, latency p50/p95 and the no-tool-call class
+        (the record format is documented in `results`)."""
         data = asdict(self)
         data["tool_call_rate"] = self.tool_call_rate
+        data["latency_p50_s"] = metrics.percentile(self.latencies_s, 50)
+        data["latency_p95_s"] = metrics.percentile(self.latencies_s, 95)
+        data["no_tool_call_class"] = self.no_tool_call["class"] if self.no_tool_call else None
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "EpisodeResult":
+        """The result a `to_dict` (or a results.jsonl record) describes; other keys are
+        ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 def system_prompt(instructions: str | None = None) -> str:

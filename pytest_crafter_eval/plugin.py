@@ -6,6 +6,13 @@ in the setup phase, so that an infrastructure failure is reported as an error, a
 judges it in the call phase, so that a missing capability is reported as a failure.
 Each model the file names also gets one `PayloadItem`, `evals/smoke.yaml::payload[gpt-5-nano]`:
 offline, it compares the first request body with a syrupy snapshot in evals/__snapshots__/.
+
+Results: once an item's outcome is settled (setup for skips and errors, call otherwise)
+the process that ran it appends its record (`results`) to `<report-dir>/results.jsonl`
+and puts it in `user_properties` under RESULT_KEY, so the item's teardown report carries
+it to the controller, under xdist too. The controller gathers the records
+(`add_record`), then once at the end checks the gates and writes the reports (`report`),
+and fails the run on a failed gate.
 """
 from __future__ import annotations
 
@@ -18,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from . import spec
+from . import results, spec
 
 GROUP = "crafter-eval"
 RESULT_KEY = "crafter_episode"
@@ -64,6 +71,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--require-api-key", action="store_true", dest="crafter_require_api_key",
                     help="fail, instead of skip, episodes of models whose API key is missing")
     parser.addini("crafter_require_api_key", "see --require-api-key", type="bool", default=False)
+    group.addoption("--report-dir", dest="crafter_report_dir", metavar="DIR",
+                    help="where results.jsonl, summary.json and summary.md go (default: reports)")
+    parser.addini("crafter_report_dir", "see --report-dir (relative to the ini file)",
+                  default="reports")
+    group.addoption("--resume", action="store_true", dest="crafter_resume",
+                    help="reuse episodes recorded in <report-dir>/results.jsonl with a final "
+                         "outcome (passed, failed, xfailed) and the same settings")
+    parser.addini("crafter_resume", "see --resume", type="bool", default=False)
     parser.addini("crafter_eval_dirs", "directory names whose YAML files are eval files",
                   type="args", default=["evals"])
 
@@ -88,20 +103,6 @@ def _path_setting(config: pytest.Config, name: str) -> Path:
         return Path(config.invocation_params.dir, value)
     base = config.inipath.parent if config.inipath else config.rootpath
     return Path(base, config.getini(f"crafter_{name}"))
-
-
-def report_dir(config: pytest.Config) -> Path:
-    """Where reports go: --report-dir, else reports/."""
-    if config.getoption("crafter_report_dir", None) or _has_ini(config, "crafter_report_dir"):
-        return _path_setting(config, "report_dir")
-    return Path(config.invocation_params.dir, "reports")
-
-
-def _has_ini(config: pytest.Config, name: str) -> bool:
-    try:
-        return bool(config.getini(name))
-    except ValueError:
-        return False
 
 
 def _overrides(config: pytest.Config) -> dict[str, Any]:
@@ -147,6 +148,21 @@ def _overrides(config: pytest.Config) -> dict[str, Any]:
 
 _OVERRIDES = pytest.StashKey[dict]()
 _CONNECTIONS = pytest.StashKey[Any]()
+_RECORDS = pytest.StashKey[list]()
+_RESUMABLE = pytest.StashKey[dict]()
+_SUMMARY = pytest.StashKey[dict]()
+
+
+def is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def report_dir(config: pytest.Config) -> Path:
+    """The report directory (a `_path_setting`; default reports/ next to the ini file, or
+    in the rootdir). xdist workers get the controller's, as it resolved it."""
+    if is_worker(config) and "crafter_report_dir" in config.workerinput:
+        return Path(config.workerinput["crafter_report_dir"])
+    return _path_setting(config, "report_dir")
 _LIMITS = pytest.StashKey[dict]()
 _RUN_DIR = pytest.StashKey[Path]()
 _OWN_RUN_DIR = pytest.StashKey[bool]()
@@ -221,7 +237,12 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_ErrorRate(limits(config)["fail_on_error"]),
                                       "crafter-eval-error-rate")
     if config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(_XdistHooks(), "crafter-eval-xdist")
+        config.pluginmanager.register(_XdistHooks(config), "crafter-eval-xdist")
+    if not str(config.getoption("crafter_report_dir") or config.getini("crafter_report_dir")).strip():
+        raise UsageError("--report-dir: expected a directory, got an empty value")
+    if not is_worker(config):
+        config.stash[_RECORDS] = {}
+        config.pluginmanager.register(_Controller(config), "crafter-eval-controller")
 
 
 def _check_cassette_options(config: pytest.Config) -> None:
@@ -247,6 +268,9 @@ def _check_cassette_options(config: pytest.Config) -> None:
 class _XdistHooks:
     """Hooks that exist only with pytest-xdist (registered when it is loaded)."""
 
+    def __init__(self, config: pytest.Config):
+        self.config = config
+
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node) -> None:
         """Hand the controller's run directory to each worker."""
@@ -266,13 +290,151 @@ class _XdistHooks:
         report.when = "setup"
         report.longrepr = message
         report.location = (report.location[0], None, crashitem.split("::", 1)[1])
-        report.user_properties = [(RESULT_KEY, {
-            "eval": Path(crashitem.split("::")[0]).stem, "model": match["model"],
-            "seed": int(match["seed"]), "end": "error", "error": message, "infra_error": True,
-            "outcome": "error"})]
+        record = _crash_record(self.config, crashitem, match["model"], int(match["seed"]), message)
+        report.user_properties = [(RESULT_KEY, record)]
 
 
 _EPISODE_ID = re.compile(r"\.ya?ml::(?P<model>.+)\[seed=(?P<seed>\d+)\]$")
+
+
+class _Controller:
+    """Controller-only hooks: hand workers the report directory, gather the records."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node) -> None:
+        node.workerinput["crafter_report_dir"] = str(report_dir(self.config))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for name, value in report.user_properties:
+            if name == RESULT_KEY:
+                add_record(self.config, value)
+
+
+def add_record(config: pytest.Config, record: dict) -> None:
+    """Count `record` in this run's reports (controller only), once per episode: the
+    call and teardown reports carry the same record."""
+    key = record.get("nodeid") or f"{record.get('eval')}::{record.get('model')}[seed={record.get('seed')}]"
+    records = config.stash.setdefault(_RECORDS, {})
+    if record.get("crashed") and key in records:
+        return  # the episode ended, and reported, before its worker died
+    records[key] = record
+
+
+def _crash_record(config: pytest.Config, nodeid: str, model: str, seed: int, message: str) -> dict:
+    """The error record of an episode whose worker died, appended to results.jsonl by the
+    controller (so --resume runs it again)."""
+    from .episode import EpisodeResult
+    path = nodeid.split("::")[0]
+    try:
+        eval_name = spec.load(config.rootpath / path).name
+    except spec.SpecError:
+        eval_name = Path(path).stem
+    result = EpisodeResult(eval=eval_name, model=model, seed=seed, end="error", error=message,
+                           infra_error=True)
+    record = results.make_record(result, outcome="error", message=message, nodeid=nodeid,
+                                 path=path, fingerprint="")
+    record["crashed"] = True
+    try:
+        results.append(report_dir(config), record)
+    except OSError:
+        pass  # the report still carries it
+    return record
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    config = session.config
+    if not is_worker(config) and not config.option.collectonly:
+        results.start(report_dir(config), resume=bool(setting(config, "resume")))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if isinstance(item, EpisodeItem):
+        outcome = _final_outcome(report)
+        if outcome is not None:
+            record = item.record(outcome, _message(call, report))
+            # On this report and the ones after it (teardown, which junitxml writes out).
+            item.user_properties.append((RESULT_KEY, record))
+            report.user_properties.append((RESULT_KEY, record))
+            prior = item.resumed_from
+            if prior is None or prior.get("outcome") != record["outcome"]:
+                results.append(report_dir(item.config), record)
+    return report
+
+
+def _final_outcome(report: pytest.TestReport) -> str | None:
+    """The episode's outcome, on the report that settles it; None on the others."""
+    if report.when == "setup" and not report.passed:
+        if hasattr(report, "wasxfail"):
+            return "xfailed"
+        return "skipped" if report.skipped else "error"
+    if report.when == "call":
+        if report.skipped:
+            return "xfailed" if hasattr(report, "wasxfail") else "skipped"
+        return "failed" if report.failed else "passed"
+    return None
+
+
+def _message(call: pytest.CallInfo, report: pytest.TestReport) -> str | None:
+    if report.passed:
+        return None
+    if getattr(report, "wasxfail", None):
+        return report.wasxfail
+    if call.excinfo is not None:
+        msg = getattr(call.excinfo.value, "msg", None)
+        return str(msg) if msg else call.excinfo.exconly()
+    return report.longreprtext or None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    records = list(config.stash.get(_RECORDS, {}).values())
+    if is_worker(config) or not records:
+        return
+    from . import report
+    summary = report.summarize(records, _runs(config, records))
+    report.write_reports(report_dir(config), records, summary)
+    config.stash[_SUMMARY] = summary
+    if summary["failed_gates"] and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _runs(config: pytest.Config, records: list[dict]) -> dict[tuple[str, str], spec.Run]:
+    """(eval, model) -> Run, from the eval files the records came from, read again: under
+    xdist the controller collects nothing itself."""
+    runs: dict[tuple[str, str], spec.Run] = {}
+    for path in sorted({r["path"] for r in records if r.get("path")}):
+        try:
+            loaded = spec.load(config.rootpath / path).with_overrides(**_overrides(config))
+        except spec.SpecError:
+            continue  # collection reported it; the records still go into the reports
+        for run in loaded.runs:
+            runs[(loaded.name, run.model)] = run
+    return runs
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    summary = config.stash.get(_SUMMARY, None)
+    if summary is None:
+        return
+    from . import report
+    tr = terminalreporter
+    tr.write_sep("=", "crafter-eval summary")
+    for line in report.terminal_lines(summary):
+        tr.write_line(line)
+    gate_lines = report.gate_failure_lines(summary)
+    if gate_lines:
+        failed = len(summary["failed_gates"])
+        title = f"crafter-eval gates failed for {failed} model(s)" if failed else "crafter-eval gates"
+        tr.write_sep("=", title, red=bool(failed), bold=True)
+        for line in gate_lines:
+            tr.write_line(line)
+    tr.write_line(f"reports: {report_dir(config)}")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -364,7 +526,9 @@ class _ErrorRate:
         else:
             self.note = (f"{errors} of {ran} episodes errored ({share:.0%}), within "
                          f"--fail-on-error {self.rate:g}: errors alone do not fail the run")
-            if session.exitstatus == pytest.ExitCode.TESTS_FAILED and session.testsfailed == errors:
+            gates_failed = session.config.stash.get(_SUMMARY, {}).get("failed_gates")
+            if session.exitstatus == pytest.ExitCode.TESTS_FAILED and session.testsfailed == errors \
+                    and not gates_failed:
                 session.exitstatus = pytest.ExitCode.OK
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
@@ -426,6 +590,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=dropped)
 
 
+def _resumable(config: pytest.Config) -> dict[str, dict]:
+    """nodeid -> the last record with a final outcome in results.jsonl, with --resume."""
+    if _RESUMABLE not in config.stash:
+        found: dict[str, dict] = {}
+        if setting(config, "resume"):
+            latest = results.latest(results.read(report_dir(config) / results.RESULTS))
+            found = {k: r for k, r in latest.items() if r.get("outcome") in results.FINAL}
+        config.stash[_RESUMABLE] = found
+    return config.stash[_RESUMABLE]
+
+
 def _missing_key_skip(config: pytest.Config, model: str):
     """A skip mark for a model whose API key is missing, unless --require-api-key or --replay."""
     # spec, not client: importing the openai SDK here would cost collection half a second
@@ -447,12 +622,18 @@ class EpisodeItem(pytest.Function):
         super().__init__(**kwargs)
         self.spec, self.run, self.seed = eval_spec, run, seed
         self.result = None
+        self.resumed_from: dict | None = None  # the earlier record --resume reuses
+        self.fingerprint = results.fingerprint(run, eval_spec.name, eval_spec.instructions)
         self.add_marker(pytest.mark.crafter)
 
     def setup(self) -> None:
         super().setup()
         from .client import MissingKey
-        from .episode import run_episode
+        from .episode import EpisodeResult, run_episode
+        prior = _resumable(self.config).get(self.nodeid)
+        if prior is not None and prior.get("fingerprint") == self.fingerprint:
+            self.resumed_from, self.result = prior, EpisodeResult.from_dict(prior)
+            return  # judged again in runtest, against today's expect and xfail
         budget = _budget_reason(self.config)
         if budget is not None:
             pytest.skip(f"{budget}: episode not started")
@@ -480,33 +661,37 @@ class EpisodeItem(pytest.Function):
             self.result.gif = gif.as_posix()
         from .cassette import is_miss
         if self.result.error and not is_miss(self.result.error):  # a miss fails in runtest
-            self._record("error")
             # Failing in setup makes pytest report an error: not a verdict on the model.
             pytest.fail(f"{self.run.model} seed {self.seed}: {self.result.error}", pytrace=False)
 
     def runtest(self) -> None:
         from .episode import check
         if self.result.error:  # only a replay miss gets here: a payload change is a failure
-            self._record("failed")
             pytest.fail(f"{self.run.model} seed {self.seed}: {self.result.error}", pytrace=False)
         problems = check(self.result, self.run.expect)
         if self.run.xfail:
             if problems:
-                self._record("xfailed")
                 pytest.xfail(f"{self.run.xfail} ({problems[0]})")
-            self._record("failed")
             pytest.fail(f"capability gained: remove the xfail of {self.run.model} "
                         f"({self.run.xfail!r}): {_summary(self.result)}", pytrace=False)
         if problems:
-            self._record("failed")
             pytest.fail("; ".join(problems), pytrace=False)
-        self._record("passed")
 
-    def _record(self, outcome: str) -> None:
+    def record(self, outcome: str, message: str | None) -> dict[str, Any]:
+        """This episode's record (format in `results`), judged `outcome`; secrets in
+        its messages are redacted."""
         from . import redact
-        self.result.outcome = outcome
-        self.result.error = self.result.error and redact.text(self.result.error)
-        self.user_properties.append((RESULT_KEY, self.result.to_dict()))
+        from .episode import EpisodeResult
+        result = self.result or EpisodeResult(eval=self.spec.name, model=self.run.model,
+                                              seed=self.seed, end="not_run")
+        result.outcome = outcome
+        result.error = result.error and redact.text(result.error)
+        return results.make_record(result, outcome=outcome,
+                                   message=message and redact.text(message),
+                                   nodeid=self.nodeid, path=self.nodeid.split("::")[0],
+                                   fingerprint=self.fingerprint,
+                                   resumed=self.resumed_from is not None,
+                                   user_profiles=self.run.profiles)
 
     def reportinfo(self):
         return self.path, (self.run.line or 1) - 1, f"{self.run.model}[seed={self.seed}]"

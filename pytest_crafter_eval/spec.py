@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from .metrics import ACHIEVEMENTS
+
 MAX_SEEDS = 100_000
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+/-]*(\?[A-Za-z0-9_=&.,-]*)?$")
 
@@ -67,6 +69,29 @@ class Expect:
 
 
 @dataclass(frozen=True)
+class Gate:
+    """Thresholds over all of a model's episodes, checked once after the run (`report`).
+
+    None means no threshold. `success_rate` maps achievement -> percent, as sorted pairs
+    (frozen). `on` is "mean" (the estimate) or "lower_bound" (the conservative end of its
+    95% interval: the lower end for "at least" thresholds, the upper for max_error_rate).
+    """
+
+    mean_achievements: float | None = None
+    mean_reward: float | None = None
+    crafter_score: float | None = None
+    success_rate: tuple[tuple[str, float], ...] = ()
+    min_tool_call_rate: float | None = None
+    max_error_rate: float | None = None
+    on: str = "mean"
+
+    @property
+    def empty(self) -> bool:
+        return not self.success_rate and all(
+            getattr(self, name) is None for name in GATE_THRESHOLDS)
+
+
+@dataclass(frozen=True)
 class Run:
     """One model of an eval file with its settings resolved."""
 
@@ -78,6 +103,7 @@ class Run:
     xfail: str | None = None
     line: int | None = None
     profiles: tuple = ()   # user profile entries (profiles.Entries): the file's, then --profiles
+    gate: Gate = Gate()
 
 
 @dataclass(frozen=True)
@@ -110,13 +136,18 @@ class EvalSpec:
 # -- parsing -------------------------------------------------------------------------
 
 TOP_KEYS = {"name", "description", "instructions", "models", "seeds", "steps",
-            "observation", "request", "expect", "profiles"}
-MODEL_KEYS = {"steps", "observation", "request", "expect", "xfail"}
+            "observation", "request", "expect", "profiles", "gate"}
+MODEL_KEYS = {"steps", "observation", "request", "expect", "xfail", "gate"}
 OBSERVATION_KEYS = {"image", "text"}
 IMAGE_KEYS = {"size", "detail"}
 REQUEST_KEYS = {"max_output_tokens", "temperature", "top_p", "reasoning_effort", "reasoning_budget",
                 "tool_choice", "parallel_tool_calls"}
 EXPECT_KEYS = {"tool_call_at_first_step", "min_tool_call_rate", "min_achievements"}
+# gate key -> (lowest, highest) accepted threshold
+GATE_THRESHOLDS = {"mean_achievements": (0, 22), "mean_reward": (-1e9, 1e9),
+                   "crafter_score": (0, 100), "min_tool_call_rate": (0, 1),
+                   "max_error_rate": (0, 1)}
+GATE_KEYS = set(GATE_THRESHOLDS) | {"success_rate", "on"}
 
 
 # libyaml's parser when PyYAML has it: about 4x faster on long seed lists. A file it
@@ -222,6 +253,7 @@ def load(path: str | Path, text: str | None = None) -> EvalSpec:
         observation=_observation(doc, data.get("observation", {}), "observation", Observation()),
         request=_section(doc, data.get("request", {}), "request", Request(), REQUEST_KEYS),
         expect=_section(doc, data.get("expect", {}), "expect", Expect(), EXPECT_KEYS),
+        gate=_gate(doc, data.get("gate", {}), "gate", Gate()),
     )
     seeds = _seeds(doc, data.get("seeds", 1), "seeds")
     runs = _models(doc, data["models"], base)
@@ -269,6 +301,7 @@ def _models(doc: _Doc, value: Any, base: Run) -> tuple[Run, ...]:
             xfail=xfail,
             line=doc.lines.get(key),
             profiles=base.profiles,
+            gate=_gate(doc, overrides.get("gate", {}), f"{sub}.gate", base.gate),
         ))
     return tuple(runs)
 
@@ -438,6 +471,55 @@ def _section(doc: _Doc, value: Any, key: str, base, allowed: set[str]):
                 raise doc.error(sub, f"must be from {lo} to {hi}, got {raw}")
         changes[name] = raw
     return replace(base, **changes)
+
+
+def _gate(doc: _Doc, value: Any, key: str, base: Gate) -> Gate:
+    """A `gate:` mapping over `base`, key by key; a key set to null drops that threshold,
+    and `gate: null` drops them all."""
+    if value is None:
+        return Gate()
+    if not isinstance(value, dict):
+        raise doc.error(key, f"must be a mapping of thresholds, got {_type(value)}")
+    if True in value:  # YAML 1.1 reads a bare `on:` key as true
+        doc.lines.setdefault(f"{key}.on", doc.lines.get(f"{key}.True"))
+        value = {("on" if k is True else k): v for k, v in value.items()}
+    _check_keys(doc, value, GATE_KEYS, key)
+    changes: dict[str, Any] = {}
+    for name, raw in value.items():
+        sub = f"{key}.{name}"
+        if name == "on":
+            if raw not in ("mean", "lower_bound"):
+                raise doc.error(sub, f"must be mean or lower_bound, got {_type(raw)}")
+            changes[name] = raw
+        elif name == "success_rate":
+            if raw is None:
+                changes[name] = ()
+                continue
+            if not isinstance(raw, dict) or not raw:
+                raise doc.error(sub, "must be a mapping of achievement -> percent, "
+                                     "like {collect_wood: 50}")
+            rates = []
+            for achievement, percent in raw.items():
+                where = f"{sub}.{achievement}"
+                if achievement not in ACHIEVEMENTS:
+                    hint = difflib.get_close_matches(str(achievement), ACHIEVEMENTS, n=1)
+                    raise doc.error(where, "unknown achievement" + (
+                        f" (did you mean '{hint[0]}'?)" if hint else
+                        "; Crafter's 22 are collect_*, defeat_*, eat_*, make_*, place_*, wake_up"))
+                rates.append((achievement, _number(doc, percent, where, 0, 100)))
+            changes[name] = tuple(sorted(rates))
+        else:
+            lo, hi = GATE_THRESHOLDS[name]
+            changes[name] = None if raw is None else _number(doc, raw, sub, lo, hi)
+    return replace(base, **changes)
+
+
+def _number(doc: _Doc, raw: Any, key: str, lo: float, hi: float) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw != raw:
+        raise doc.error(key, f"must be a number, got {_type(raw)}")
+    if not lo <= raw <= hi:
+        raise doc.error(key, f"must be from {lo:g} to {hi:g}, got {raw}")
+    return float(raw)
 
 
 _KIND_NAMES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}

@@ -18,7 +18,7 @@ seeds: 0-1
 steps: 3
 request: {{temperature: {temperature}}}
 """
-TIMINGS = ("latencies_s", "duration_s")
+TIMINGS = ("latencies_s", "duration_s", "latency_p50_s", "latency_p95_s", "finished_at")
 
 
 def run(pytester, *args):

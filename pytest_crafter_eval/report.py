@@ -1,0 +1,329 @@
+"""Stage: reports and gates. Episode records -> per-model metrics, gate verdicts, files.
+
+`summarize(records, runs)` is pure: it groups records by eval and model, computes every
+metric with its 95% interval (`metrics`), and checks each model's `gate`. `write_reports`
+writes summary.json and summary.md into the report directory (results.jsonl is written
+as episodes end, by `results`) and appends summary.md to $GITHUB_STEP_SUMMARY when set.
+`terminal_lines` and `gate_failure_lines` are what the plugin prints.
+
+Which episodes count: passed, failed and xfailed episodes are *completed* and feed the
+capability metrics (achievements, reward, score, success and tool-call rates); errors are
+not a verdict on the model and only feed `error_rate` (errors / completed + errors);
+skipped episodes feed nothing and their models are listed with the skip reasons.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from . import metrics
+from .results import OUTCOMES
+
+SCHEMA = 1
+COMPLETED = frozenset({"passed", "failed", "xfailed"})
+
+# gate key -> (metric name in the summary, "at least" (>=) or "at most" (<=))
+_GATE_METRICS = {
+    "mean_achievements": ("mean_achievements", ">="),
+    "mean_reward": ("mean_reward", ">="),
+    "crafter_score": ("crafter_score", ">="),
+    "min_tool_call_rate": ("tool_call_rate", ">="),
+    "max_error_rate": ("error_rate", "<="),
+}
+
+
+def model_metrics(records: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Every metric of one model's records, each estimate as a dict {value, low, high,
+    n, method}, or None when no episode it needs exists. Rates of achievements are in
+    percent; tool-call and error rates are fractions, as in the YAML thresholds."""
+    done = [r for r in records if r.get("outcome") in COMPLETED]
+    errors = sum(1 for r in records if r.get("outcome") == "error")
+    out: dict[str, Any] = {"episodes": len(done), "errors": errors}
+    ran = len(done) + errors
+    out["error_rate"] = metrics.wilson(errors, ran).to_dict() if ran else None
+    if not done:
+        for name in ("mean_achievements", "mean_reward", "crafter_score", "tool_call_rate",
+                     "success_rates", "mean_steps"):
+            out[name] = None
+    else:
+        unlocked = [r.get("achievements") or {} for r in done]
+        out["mean_achievements"] = metrics.mean(
+            [sum(1 for c in a.values() if c) for a in unlocked]).to_dict()
+        out["mean_reward"] = metrics.mean([float(r.get("reward") or 0.0) for r in done]).to_dict()
+        out["crafter_score"] = metrics.score_interval(unlocked).to_dict()
+        out["success_rates"] = {
+            name: metrics.wilson(sum(1 for a in unlocked if a.get(name)), len(done))
+            .scaled(100).to_dict() for name in metrics.ACHIEVEMENTS}
+        steps = sum(int(r.get("steps") or 0) for r in done)
+        calls = sum(int(r.get("tool_calls") or 0) for r in done)
+        out["tool_call_rate"] = metrics.wilson(calls, steps).to_dict() if steps else None
+        out["mean_steps"] = metrics.mean([float(r.get("steps") or 0) for r in done]).to_dict()
+    ran_records = [r for r in records if r.get("outcome") != "skipped"]
+    for key in ("tokens_in", "tokens_out", "tokens_reasoning", "duration_s"):
+        out[key] = sum(r.get(key) or 0 for r in ran_records)
+    costs = [r.get("cost_usd") for r in ran_records]
+    known = [c for c in costs if c is not None]
+    out["cost_usd"] = sum(known) if known else None
+    out["cost_complete"] = len(known) == len(costs)
+    latencies = [x for r in ran_records for x in (r.get("latencies_s") or [])]
+    out["latency_p50_s"] = metrics.percentile(latencies, 50)
+    out["latency_p95_s"] = metrics.percentile(latencies, 95)
+    out["no_tool_call_classes"] = dict(Counter(
+        r["no_tool_call_class"] for r in done if r.get("no_tool_call_class")))
+    return out
+
+
+def check_gate(gate: Any, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per threshold of `gate` (a `spec.Gate`) against `model_metrics` output:
+    metric, value, low, high, op, threshold, compared (the number held against the
+    threshold), passed, note."""
+    rows = []
+    items = [(key, getattr(gate, key)) for key in _GATE_METRICS if getattr(gate, key) is not None]
+    items += [(f"success_rate.{name}", percent) for name, percent in gate.success_rate]
+    for key, threshold in items:
+        if key.startswith("success_rate."):
+            rates = values.get("success_rates")
+            est, op = (rates or {}).get(key.split(".", 1)[1]), ">="
+            metric = key
+        else:
+            metric, op = _GATE_METRICS[key]
+            est = values.get(metric)
+        row = {"metric": metric, "op": op, "threshold": threshold, "on": gate.on,
+               "value": None, "low": None, "high": None, "compared": None, "passed": False,
+               "note": None}
+        if est is None:
+            row["note"] = "no completed episodes"
+        else:
+            row.update(value=est["value"], low=est["low"], high=est["high"])
+            compared = est["value"]
+            if gate.on == "lower_bound":  # the conservative end of the interval
+                compared = est["low"] if op == ">=" else est["high"]
+            if compared is None:
+                row["note"] = "one episode has no interval: on lower_bound needs 2 or more"
+            else:
+                row["compared"] = compared
+                row["passed"] = compared >= threshold if op == ">=" else compared <= threshold
+        rows.append(row)
+    return rows
+
+
+def summarize(records: Iterable[Mapping[str, Any]], runs: Mapping[tuple[str, str], Any]
+              | None = None) -> dict[str, Any]:
+    """The summary of a run: per eval and model, outcome counts, metrics and gates.
+
+    Shape (summary.json): {schema, created_at, episodes, outcomes, evals: {eval name:
+    {eval, path, models: {model: {model, xfail, seeds, outcomes, resumed, metrics,
+    gate: None | {status, on, checks: [check_gate rows]}, skip_reasons?}}}}, skipped:
+    [{eval, model, episodes, reasons}], failed_gates: [{eval, model}]}, in the order the
+    records came.
+
+    `runs` maps (eval name, model) -> `spec.Run` (for its `gate` and `xfail`); a model
+    without one is reported ungated. Gate status per model: passed, failed, xfailed
+    (failed, but the model is xfail: does not fail the run), xpassed (an xfail model
+    that meets its gate: reported), skipped (no episode ran) or None (no gate).
+    """
+    runs = runs or {}
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for record in records:
+        groups.setdefault((record["eval"], record["model"]), []).append(record)
+    evals: dict[str, dict[str, Any]] = {}
+    skipped, failed_gates = [], []
+    for (eval_name, model), group in groups.items():
+        group = sorted(group, key=lambda r: r.get("seed", 0))
+        entry = evals.setdefault(eval_name, {"eval": eval_name, "path": group[0].get("path"),
+                                             "models": {}})
+        outcomes = Counter(r.get("outcome") for r in group)
+        run = runs.get((eval_name, model))
+        xfail = getattr(run, "xfail", None)
+        values = model_metrics(group)
+        item = {"model": model, "xfail": xfail, "seeds": [r.get("seed") for r in group],
+                "outcomes": {o: outcomes.get(o, 0) for o in OUTCOMES},
+                "resumed": sum(1 for r in group if r.get("resumed")), "metrics": values,
+                "gate": None}
+        if outcomes.get("skipped", 0) == len(group):
+            reasons = sorted({r.get("message") or "skipped" for r in group})
+            skipped.append({"eval": eval_name, "model": model, "episodes": len(group),
+                            "reasons": reasons})
+            item["skip_reasons"] = reasons
+        gate = getattr(run, "gate", None)
+        if gate is not None and not gate.empty:
+            if values["episodes"] + values["errors"] == 0:
+                item["gate"] = {"status": "skipped", "on": gate.on, "checks": []}
+            else:
+                checks = check_gate(gate, values)
+                ok = all(c["passed"] for c in checks)
+                status = ("xpassed" if ok else "xfailed") if xfail else ("passed" if ok else "failed")
+                item["gate"] = {"status": status, "on": gate.on, "checks": checks}
+                if status == "failed":
+                    failed_gates.append({"eval": eval_name, "model": model})
+        entry["models"][model] = item
+    all_outcomes = Counter(r.get("outcome") for g in groups.values() for r in g)
+    return {"schema": SCHEMA,
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "episodes": sum(len(g) for g in groups.values()),
+            "outcomes": {o: all_outcomes.get(o, 0) for o in OUTCOMES},
+            "evals": evals, "skipped": skipped, "failed_gates": failed_gates}
+
+
+# -- writing ------------------------------------------------------------------------
+
+def write_reports(report_dir: str | Path, records: list[Mapping[str, Any]],
+                  summary: Mapping[str, Any]) -> list[Path]:
+    """Write summary.json and summary.md into `report_dir` (results.jsonl is already
+    there); append summary.md to $GITHUB_STEP_SUMMARY when set. Returns the paths
+    written. Other report writers (the HTML report) hook in here."""
+    report_dir = Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    path = report_dir / "summary.json"
+    _write_atomic(path, json.dumps(summary, indent=1, allow_nan=False) + "\n")
+    written.append(path)
+    md = markdown(summary)
+    path = report_dir / "summary.md"
+    _write_atomic(path, md)
+    written.append(path)
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        with open(step_summary, "a", encoding="utf-8") as f:
+            f.write(md + "\n")
+    return written
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+# -- formatting ---------------------------------------------------------------------
+
+def fmt_estimate(est: Mapping[str, Any] | None, digits: int = 2, unit: str = "") -> str:
+    """`2.25 [1.10, 3.40]`, `2.25` without an interval, `-` for none."""
+    if est is None:
+        return "-"
+    value = f"{est['value']:.{digits}f}{unit}"
+    if est.get("low") is None or est.get("high") is None:
+        return value
+    return f"{value} [{est['low']:.{digits}f}, {est['high']:.{digits}f}]"
+
+
+def fmt_cost(values: Mapping[str, Any]) -> str:
+    cost = values.get("cost_usd")
+    if cost is None:
+        return "-"
+    return f"${cost:.4f}" + ("" if values.get("cost_complete", True) else "+")
+
+
+def _gate_cell(item: Mapping[str, Any]) -> str:
+    gate = item.get("gate")
+    return "-" if gate is None else gate["status"]
+
+
+def _model_name(item: Mapping[str, Any]) -> str:
+    return item["model"] + (" (xfail)" if item.get("xfail") else "")
+
+
+_COLUMNS = ("model", "episodes", "achievements (95% CI)", "score % (95% CI)", "reward",
+            "tool-call rate", "errors", "cost", "gate")
+
+
+def _row(item: Mapping[str, Any]) -> list[str]:
+    v, o = item["metrics"], item["outcomes"]
+    ran = v["episodes"] + v["errors"]
+    episodes = f"{ran}" + (f" ({item['resumed']} resumed)" if item.get("resumed") else "")
+    return [_model_name(item), episodes, fmt_estimate(v.get("mean_achievements")),
+            fmt_estimate(v.get("crafter_score"), 1), fmt_estimate(v.get("mean_reward"), 1),
+            fmt_estimate(v.get("tool_call_rate")), str(o.get("error", 0)), fmt_cost(v),
+            _gate_cell(item)]
+
+
+def markdown(summary: Mapping[str, Any]) -> str:
+    """summary.md: a compact table per eval, then skipped models and failed gates."""
+    o = summary["outcomes"]
+    lines = ["## Crafter eval", "",
+             f"{summary['episodes']} episodes: " + ", ".join(f"{o[k]} {k}" for k in OUTCOMES if o[k]),
+             ""]
+    for entry in summary["evals"].values():
+        items = [m for m in entry["models"].values()
+                 if m["metrics"]["episodes"] + m["metrics"]["errors"]]
+        if not items:
+            continue
+        lines += [f"### {entry['eval']} (`{entry['path']}`)", "",
+                  "| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
+        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in _row(m)) + " |"
+                  for m in items]
+        lines.append("")
+    if summary["skipped"]:
+        lines += ["**Skipped models**", ""]
+        lines += [f"- {s['eval']}: {s['model']} ({s['episodes']} episodes): {'; '.join(s['reasons'])}"
+                  for s in summary["skipped"]]
+        lines.append("")
+    rows = gate_rows(summary)
+    if rows:
+        lines += ["**Gates**", "", "| eval | model | metric | value (95% CI) | threshold | result |",
+                  "|---|---|---|---|---|---|"]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def gate_rows(summary: Mapping[str, Any], notable_only: bool = False) -> list[list[str]]:
+    """[eval, model, metric, value [interval], threshold, result] per gate check;
+    `notable_only`: only of models whose gate failed, or is xfail."""
+    rows = []
+    for entry in summary["evals"].values():
+        for item in entry["models"].values():
+            gate = item.get("gate")
+            if not gate or gate["status"] == "skipped":
+                continue
+            if notable_only and gate["status"] not in ("failed", "xfailed", "xpassed"):
+                continue
+            for check in gate["checks"]:
+                digits = 1 if check["metric"].startswith(("success_rate", "crafter_score")) else 2
+                est = None if check["value"] is None else check
+                value = fmt_estimate(est, digits) + (f" ({check['note']})" if check["note"] else "")
+                bound = " on lower bound" if check["on"] == "lower_bound" else ""
+                if check["passed"]:
+                    result = "ok" if not item.get("xfail") else "ok (xfail model: remove the xfail?)"
+                else:
+                    result = "FAILED" if not item.get("xfail") else "failed (xfail: expected)"
+                rows.append([entry["eval"], _model_name(item), check["metric"], value,
+                             f"{check['op']} {check['threshold']:g}{bound}", result])
+    return rows
+
+
+def _table(header: Iterable[str], rows: list[list[str]]) -> list[str]:
+    header = list(header)
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    def line(cells):
+        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+    return [line(header)] + [line(r) for r in rows]
+
+
+def terminal_lines(summary: Mapping[str, Any]) -> list[str]:
+    """The end-of-run summary: a table per eval with one row per model, then skipped
+    models with their reasons."""
+    lines: list[str] = []
+    for entry in summary["evals"].values():
+        items = [m for m in entry["models"].values()
+                 if m["metrics"]["episodes"] + m["metrics"]["errors"]]
+        if not items:
+            continue
+        lines.append(f"{entry['eval']} ({entry['path']})")
+        lines += ["  " + x for x in _table(_COLUMNS, [_row(m) for m in items])]
+    for s in summary["skipped"]:
+        lines.append(f"skipped {s['eval']}: {s['model']} ({s['episodes']} episodes): "
+                     + "; ".join(s["reasons"]))
+    return lines
+
+
+def gate_failure_lines(summary: Mapping[str, Any]) -> list[str]:
+    """The table printed when a gate fails, or an xfail model's gate was checked."""
+    rows = gate_rows(summary, notable_only=True)
+    if not rows:
+        return []
+    return _table(("eval", "model", "metric", "value (95% CI)", "threshold", "result"), rows)
