@@ -127,3 +127,10 @@ def test_a_worker_killed_mid_episode_is_one_error_and_the_run_finishes(pytester,
         "local/random?latency_ms=100 seed 1: the xdist worker gw* running this episode died "
         "(killed or crashed)*"])
     result.stdout.fnmatch_lines(["ERROR evals/crash.yaml::local/random?latency_ms=100[[]seed=1[]]*"])
+    # Nothing that finished is lost, and the lost episode is on record as a crash.
+    import json
+    records = [json.loads(line) for line in (pytester.path / "reports" / "results.jsonl").read_text().splitlines()]
+    assert sorted((r["seed"], r["outcome"]) for r in records) == [(0, "passed"), (1, "error"), (2, "passed"), (3, "passed")]
+    assert [r["crashed"] for r in records if r["seed"] == 1] == [True]
+    summary = json.loads((pytester.path / "reports" / "summary.json").read_text())
+    assert summary["outcomes"]["error"] == 1 and summary["episodes"] == 4
