@@ -636,7 +636,8 @@ class EpisodeItem(pytest.Function):
             return  # judged again in runtest, against today's expect and xfail
         budget = _budget_reason(self.config)
         if budget is not None:
-            pytest.skip(f"{budget}: episode not started")
+            # reported at the eval file, like the skips of keyless models
+            raise pytest.skip.Exception(f"{budget}: episode not started", _use_item_location=True)
         try:
             client = connections(self.config).for_model(self.run.model)
         except MissingKey as exc:

@@ -124,7 +124,7 @@ class Budget:
         if self.max_tokens is not None and totals.tokens >= self.max_tokens:
             return f"token budget reached: {totals.tokens} tokens used, --max-tokens {self.max_tokens}"
         if self.max_cost_usd is not None and totals.cost_usd >= self.max_cost_usd:
-            return (f"cost budget reached: ${totals.cost_usd:.4f} spent, "
+            return (f"cost budget reached: ${totals.cost_usd:.6f} spent, "
                     f"--max-cost {self.max_cost_usd:g}")
         return None
 

@@ -47,9 +47,11 @@ def test_chaos_run_completes_with_every_episode_judged_and_retry_after_honoured(
 
     statuses = [entry.status for entry in log]
     assert statuses.count(429) >= 5 and statuses.count(500) >= 1
+    # A retry is the next request with the same body from the same client (each worker
+    # keeps one keep-alive connection). Bodies alone repeat: many seeds start on open grass.
     by_request = defaultdict(list)
     for entry in log:
-        by_request[entry.key].append(entry)
+        by_request[entry.client, entry.key].append(entry)
     waits = [b.time - a.time for attempts in by_request.values()
              for a, b in zip(attempts, attempts[1:]) if a.status == 429]
     assert len(waits) >= 5 and min(waits) >= 0.2, waits
@@ -86,8 +88,23 @@ def test_token_budget_skips_the_remaining_episodes_across_workers(pytester):
     # one response is over 50 tokens: each worker starts at most one episode
     assert outcomes.get("passed", 0) <= 2 and outcomes["skipped"] >= 6
     assert outcomes.get("passed", 0) + outcomes["skipped"] == 8
-    result.stdout.fnmatch_lines(["SKIPPED *token budget reached: * tokens used, --max-tokens 50: "
+    result.stdout.fnmatch_lines(["SKIPPED *evals/budget.yaml:1: token budget reached: * tokens used, --max-tokens 50: "
                                  "episode not started"])
+
+
+def test_cost_budget_uses_profile_prices(pytester, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    pytester.makefile(".yaml", **{"evals/priced": "models: [gpt-4o-mini-2024-07-18]\nseeds: 3\n"
+                                                  "steps: 2\nexpect: {min_achievements: 0}\n"})
+    with LocalServer(model="local/random", log=True) as server:
+        result = run(pytester, "evals", "-p", "no:xdist", "-rs", "--base-url", server.base_url,
+                     "--max-cost", "0.00001")
+        requests = len(server.log)
+    result.assert_outcomes(passed=1, skipped=2)
+    assert requests == 2  # the first episode ran to its end; the others never started
+    # gpt-4o-mini: $0.15 / $0.60 per million tokens in and out; ~700 tokens a step
+    result.stdout.fnmatch_lines(["SKIPPED [[]2[]] evals/priced.yaml:1: cost budget reached: $0.000[0-9]* spent, "
+                                 "--max-cost 1e-05: episode not started"])
 
 
 def test_max_concurrency_caps_requests_across_workers(pytester, monkeypatch):

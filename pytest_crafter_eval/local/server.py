@@ -9,8 +9,8 @@ the /v1 prefix). HTTP/1.1 keep-alive, so the SDK's connection pool reuses connec
 Errors are OpenAI-style JSON bodies. Nothing is printed unless `verbose=True`; with
 `log=True` every chat request is appended to `.requests` as (time.monotonic(), model, status)
 and to `.log` as a `Logged` entry that also names the request (a hash of its body) and
-its attempt (how many identical requests came before it). A dropped connection is logged
-with status 0.
+its attempt (how many identical requests came before it) and the client's address. A
+dropped connection is logged with status 0.
 """
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ class Logged(NamedTuple):
     status: int        # 0: the connection was dropped unanswered
     key: str           # sha256 of the request body, first 16 hex digits
     attempt: int       # identical requests seen before this one
+    client: str = ""   # the client's "host:port": one keep-alive connection per SDK client
 
 
 class LocalServer:
@@ -104,11 +105,11 @@ class LocalServer:
             self._seen[key] = attempt + 1
         return attempt
 
-    def _log(self, model: str, status: int, key: str, attempt: int) -> None:
+    def _log(self, model: str, status: int, key: str, attempt: int, client: str = "") -> None:
         if self.requests is not None and self.log is not None:
             now = time.monotonic()
             self.requests.append((now, model, status))
-            self.log.append(Logged(now, model, status, key, attempt))
+            self.log.append(Logged(now, model, status, key, attempt, client))
 
     def __enter__(self) -> "LocalServer":
         return self.start()
@@ -215,6 +216,7 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         key = hashlib.sha256(raw).hexdigest()[:16]
         attempt = owner._attempt(key)
+        peer = "%s:%s" % self.client_address[:2]
         model, headers = "?", None
         response: dict[str, Any] | str
         responder = owner.responder
@@ -225,7 +227,7 @@ class _Handler(BaseHTTPRequestHandler):
                 status, response = responder(body)
             except Exception as error:  # a bad request or a broken cassette: say so, keep serving
                 status, response = 400, ModelError(400, f"{type(error).__name__}: {error}").body()
-            owner._log(model, status, key, attempt)
+            owner._log(model, status, key, attempt, peer)
             # A replayed answer is the same on every attempt: tell the client not to retry.
             return self._send(status, response, {"x-should-retry": "false"} if status >= 400 else None)
         try:
@@ -244,12 +246,12 @@ class _Handler(BaseHTTPRequestHandler):
         except RawBody as raw_body:
             status, response = raw_body.status, raw_body.text
         except DropConnection:
-            owner._log(model, 0, key, attempt)
+            owner._log(model, 0, key, attempt, peer)
             self.close_connection = True  # the handler returns; the server closes the socket
             return
         except Exception as error:  # a model bug: report it to the client, keep serving
             status, response = 500, ModelError(500, f"{type(error).__name__}: {error}", "server_error").body()
-        owner._log(model, status, key, attempt)
+        owner._log(model, status, key, attempt, peer)
         self._send(status, response, headers)
 
     def do_PUT(self) -> None:
