@@ -288,7 +288,8 @@ def gate_rows(summary: Mapping[str, Any], notable_only: bool = False) -> list[li
                 value = fmt_estimate(est, digits) + (f" ({check['note']})" if check["note"] else "")
                 bound = " on lower bound" if check["on"] == "lower_bound" else ""
                 if check["passed"]:
-                    result = "ok" if not item.get("xfail") else "ok (xfail model: remove the xfail?)"
+                    result = "ok (xfail model passes its gate: remove the xfail?)" \
+                        if gate["status"] == "xpassed" else "ok"
                 else:
                     result = "FAILED" if not item.get("xfail") else "failed (xfail: expected)"
                 rows.append([entry["eval"], _model_name(item), check["metric"], value,
