@@ -70,7 +70,7 @@ def render_html(records: Sequence[Mapping[str, Any]],
         "<div><h1>Crafter eval report</h1><p class=sub>",
         _e(f"{len(records)} episode{'s' * (len(records) != 1)} · {len(models)} model"
            f"{'s' * (len(models) != 1)} · {len(evals)} eval{'s' * (len(evals) != 1)}"),
-        f" · {_e(summary['created'])}" if summary.get("created") else "",
+        f" · {_e(summary['created_at'])}" if summary.get("created_at") else "",
         "</p></div></div><div class=totals>",
         "".join(f"<span class='pill {o}'><b>{totals[o]}</b> {o}</span>" for o in OUTCOMES if totals[o]),
         "</div>",
@@ -127,8 +127,14 @@ def _model_stats(model: str, records: list[Mapping[str, Any]], summary: Mapping[
         stats["mean_reward"] = sum(float(r.get("reward") or 0) for r in played) / len(played)
         steps = sum(int(r.get("steps") or 0) for r in played)
         stats["tool_rate"] = sum(int(r.get("tool_calls") or 0) for r in played) / steps if steps else 0.0
-        costs = [r.get("cost_usd") for r in played if isinstance(r.get("cost_usd"), (int, float))]
-        stats["cost"] = sum(costs) if costs else None
+    costs = [r.get("cost_usd") for r in records if isinstance(r.get("cost_usd"), (int, float))]
+    stats["cost"] = sum(costs) if costs else None
+    # The summary's numbers win when there are any: the page then agrees with summary.md.
+    for key, metric in (("score", "crafter_score"), ("mean_ach", "mean_achievements"),
+                        ("mean_reward", "mean_reward"), ("tool_rate", "tool_call_rate")):
+        estimate = _estimate(summary, metric)
+        if estimate is not None:
+            stats[key] = float(estimate["value"])
     return stats
 
 
@@ -150,10 +156,11 @@ def _leaderboard(rows: list[dict]) -> str:
             f"<div class=bar><i style='width:{max(2.0, 100 * score / best):.1f}%'></i></div>")
         out.append(
             f"{medal}<td class=model>{_e(s['model'])}</td>"
-            f"<td class=score>{bar}<b>{_num(score, '%', 1)}</b>{_interval(summ, 'crafter_score')}</td>"
+            f"<td class=score>{bar}<b>{_num(score, '%', 1)}</b>{_interval(summ, 'crafter_score', 1, 1)}</td>"
             f"<td class=num>{_num(s['mean_ach'], '', 2)}{_interval(summ, 'mean_achievements')}</td>"
             f"<td class=num>{_num(s['mean_reward'], '', 2)}{_interval(summ, 'mean_reward')}</td>"
-            f"<td class=num>{_num(None if s['tool_rate'] is None else 100 * s['tool_rate'], '%', 0)}</td>"
+            f"<td class=num>{_num(None if s['tool_rate'] is None else 100 * s['tool_rate'], '%', 0)}"
+            f"{_interval(summ, 'tool_call_rate', 100, 0)}</td>"
             + (f"<td class=num>{_cost(s['cost'])}</td>" if with_cost else "")
             + f"<td>{_outcome_bar(s['outcomes'])}</td><td>{_gate(summ)}</td></tr>")
     out.append("</tbody></table>")
@@ -219,58 +226,85 @@ def _facts(r: Mapping[str, Any]) -> str:
     tokens = (r.get("tokens_in") or 0) + (r.get("tokens_out") or 0)
     if tokens:
         facts.append(f"{_si(tokens)} tokens")
+    if isinstance(r.get("cost_usd"), (int, float)) and r["cost_usd"]:
+        facts.append(_cost(r["cost_usd"]))
     if r.get("duration_s"):
         facts.append(f"{float(r['duration_s']):.1f} s")
     return " · ".join(facts)
 
 
 def _note(r: Mapping[str, Any]) -> str:
-    if r.get("error"):
-        return f"<span class=err>{_e(r['error'])}</span>"
+    """Why the episode ended, and the verdict's message when it is not a pass."""
+    outcome, message = r.get("outcome"), r.get("message")
+    if r.get("error") or outcome == "error":
+        return f"<span class=err>{_e(r.get('error') or message or 'error')}</span>"
+    if outcome == "skipped":
+        return f"<span class=msg>{_e(message or 'skipped')}</span>"
     ntc = r.get("no_tool_call")
     if isinstance(ntc, Mapping):
-        return (f"<b>no tool call</b> at step {_e(ntc.get('step'))}: "
-                f"<span class=msg>{_e(ntc.get('message'))}</span>")
-    end = r.get("end")
-    if end == "done":
-        return "the episode ended: the player died"
-    if end == "steps":
-        return f"played all {_e(r.get('steps'))} steps"
-    return _e(end or "")
+        ended = (f"<b>no tool call</b> at step {_e(ntc.get('step'))}: "
+                 f"<span class=msg>{_e(ntc.get('message'))}</span>")
+    elif r.get("end") == "done":
+        ended = f"the player died after {_plural(r.get('env_steps') or 0, 'move')}"
+    elif r.get("end") == "steps":
+        ended = f"played all {_plural(r.get('steps') or 0, 'step')}"
+    else:
+        ended = _e(r.get("end") or "")
+    if outcome == "failed" and message and not isinstance(ntc, Mapping):
+        ended += f"<div class=why>{_e(message)}</div>"
+    return ended
 
 
 # -- summary lookups -------------------------------------------------------------------
 
 def _eval_summary(summary: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    evals = summary.get("evals")
-    found = evals.get(name) if isinstance(evals, Mapping) else None
-    return found if isinstance(found, Mapping) else {}
+    """The summary entry of eval `name`: `summary["evals"]` is a list of {eval, models}."""
+    for entry in summary.get("evals") or []:
+        if isinstance(entry, Mapping) and entry.get("eval") == name:
+            return entry
+    return {}
 
 
 def _model_summary(summary: Mapping[str, Any], model: str) -> Mapping[str, Any]:
-    models = summary.get("models")
-    found = models.get(model) if isinstance(models, Mapping) else None
-    return found if isinstance(found, Mapping) else {}
+    for item in summary.get("models") or []:
+        if isinstance(item, Mapping) and item.get("model") == model:
+            return item
+    return {}
 
 
-def _interval(summary: Mapping[str, Any], metric: str) -> str:
+def _estimate(summary: Mapping[str, Any], metric: str) -> Mapping[str, Any] | None:
     metrics = summary.get("metrics")
     value = metrics.get(metric) if isinstance(metrics, Mapping) else None
-    if not isinstance(value, Mapping) or value.get("low") is None or value.get("high") is None:
+    return value if isinstance(value, Mapping) and value.get("value") is not None else None
+
+
+def _interval(summary: Mapping[str, Any], metric: str, scale: float = 1.0, digits: int = 2) -> str:
+    value = _estimate(summary, metric)
+    if value is None or value.get("low") is None or value.get("high") is None:
         return ""
-    return f"<small class=ci>95% [{value['low']:.2f}, {value['high']:.2f}]</small>"
+    return (f"<small class=ci>95% [{scale * value['low']:.{digits}f}, "
+            f"{scale * value['high']:.{digits}f}]</small>")
 
 
 def _gate(summary: Mapping[str, Any]) -> str:
-    gates = summary.get("gates")
-    if not gates:
+    """The gate verdict of a model: a badge, with every threshold in its tooltip."""
+    gate = summary.get("gate")
+    if not isinstance(gate, Mapping) or not gate.get("status"):
         return "<span class=dim>—</span>"
-    checks = gates if isinstance(gates, list) else []
-    failed = [g for g in checks if isinstance(g, Mapping) and not g.get("passed")]
-    title = "; ".join(f"{g.get('metric')} {g.get('value')} vs {g.get('threshold')}" for g in failed)
-    if failed:
-        return f"<span class='badge failed' title='{_e(title)}'>gate failed</span>"
-    return "<span class='badge passed'>gate passed</span>"
+    status = str(gate["status"])
+    checks = [c for c in gate.get("checks") or [] if isinstance(c, Mapping)]
+    lines = []
+    for c in checks:
+        value = "—" if c.get("compared") is None else f"{c['compared']:.3g}"
+        mark = "✓" if c.get("passed") else "✗"
+        note = f" ({c['note']})" if c.get("note") else ""
+        lines.append(f"{mark} {c.get('metric')} {value} {c.get('op', '')} {c.get('threshold')}{note}")
+    css = {"passed": "passed", "failed": "failed", "xfailed": "xfailed", "xpassed": "failed",
+           "skipped": "skipped"}.get(status, "unknown")
+    failing = [line for line in lines if line.startswith("✗")]
+    detail = "".join(f"<small class=gatewhy>{_e(line)}</small>" for line in failing[:3])
+    return (f"<span class='badge {css}' title='{_e(chr(10).join(lines))}'>gate {_e(status)}</span>"
+            f"{detail}")
 
 
 # -- small pieces -----------------------------------------------------------------------
@@ -402,7 +436,8 @@ td.score{min-width:190px}
 td.score b{font-size:16px}
 .bar{height:8px;border-radius:4px;background:#edf0e8;margin-bottom:4px;overflow:hidden}
 .bar i{display:block;height:100%;border-radius:4px;background:linear-gradient(90deg,#74c365,#2b8a3e)}
-.ci{display:block;font-size:11px}
+.ci{display:block;font-size:11px;white-space:nowrap}
+.gatewhy{display:block;font-size:11px;color:var(--failed);white-space:nowrap}
 .stack{display:flex;height:8px;width:150px;border-radius:4px;overflow:hidden;background:#eee}
 .stack i{display:block;height:100%}
 .stacklabels{font-size:11px;margin-top:3px;display:flex;gap:8px}
@@ -460,6 +495,7 @@ td.achs{width:330px}
 td.note{color:#3d4639;font-size:13px}
 .note .msg{color:var(--muted)}
 .note .err{color:var(--error)}
+.note .why{color:var(--failed);margin-top:4px}
 .empty{padding:40px;text-align:center;color:var(--muted)}
 footer{color:var(--muted);font-size:12px;padding:10px 0 40px}
 """

@@ -13,6 +13,10 @@ from pytest_crafter_eval.episode import check, run_episode
 from pytest_crafter_eval.html_report import render_html, write_html
 from pytest_crafter_eval.metrics import ACHIEVEMENTS
 
+# local/nonexistent stands for a model the server does not know: its episodes are errors.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:local/nonexistent:pytest_crafter_eval.profiles.CrafterEvalWarning")
+
 SMOKE = """\
 models:
   - local/heuristic
