@@ -258,16 +258,21 @@ def _note(r: Mapping[str, Any]) -> str:
 # -- summary lookups -------------------------------------------------------------------
 
 def _eval_summary(summary: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    """The summary entry of eval `name`: `summary["evals"]` is a list of {eval, models}."""
-    for entry in summary.get("evals") or []:
-        if isinstance(entry, Mapping) and entry.get("eval") == name:
-            return entry
-    return {}
+    """The summary entry of eval `name` (`summary["evals"]` is keyed by eval name)."""
+    return _entry(summary.get("evals"), "eval", name)
 
 
 def _model_summary(summary: Mapping[str, Any], model: str) -> Mapping[str, Any]:
-    for item in summary.get("models") or []:
-        if isinstance(item, Mapping) and item.get("model") == model:
+    return _entry(summary.get("models"), "model", model)
+
+
+def _entry(entries: Any, key: str, name: str) -> Mapping[str, Any]:
+    """entries[name] of a mapping, or the item whose `key` is `name` of a list."""
+    if isinstance(entries, Mapping):
+        found = entries.get(name)
+        return found if isinstance(found, Mapping) else {}
+    for item in entries or []:
+        if isinstance(item, Mapping) and item.get(key) == name:
             return item
     return {}
 
