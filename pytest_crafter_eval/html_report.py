@@ -70,7 +70,7 @@ def render_html(records: Sequence[Mapping[str, Any]],
         "<div><h1>Crafter eval report</h1><p class=sub>",
         _e(f"{len(records)} episode{'s' * (len(records) != 1)} · {len(models)} model"
            f"{'s' * (len(models) != 1)} · {len(evals)} eval{'s' * (len(evals) != 1)}"),
-        f" · {_e(summary['created_at'])}" if summary.get("created_at") else "",
+        f" · {_e(_when(summary['created_at']))}" if summary.get("created_at") else "",
         "</p></div></div><div class=totals>",
         "".join(f"<span class='pill {o}'><b>{totals[o]}</b> {o}</span>" for o in OUTCOMES if totals[o]),
         "</div>",
@@ -127,7 +127,8 @@ def _model_stats(model: str, records: list[Mapping[str, Any]], summary: Mapping[
         stats["mean_reward"] = sum(float(r.get("reward") or 0) for r in played) / len(played)
         steps = sum(int(r.get("steps") or 0) for r in played)
         stats["tool_rate"] = sum(int(r.get("tool_calls") or 0) for r in played) / steps if steps else 0.0
-    costs = [r.get("cost_usd") for r in records if isinstance(r.get("cost_usd"), (int, float))]
+    costs = [r.get("cost_usd") for r in records
+             if r.get("outcome") != "skipped" and isinstance(r.get("cost_usd"), (int, float))]
     stats["cost"] = sum(costs) if costs else None
     # The summary's numbers win when there are any: the page then agrees with summary.md.
     for key, metric in (("score", "crafter_score"), ("mean_ach", "mean_achievements"),
@@ -356,6 +357,14 @@ def _ranges(seeds: list[int]) -> str:
     return ", ".join(spans)
 
 
+def _when(iso: Any) -> str:
+    """`2026-11-25T11:46:40+00:00` as `2026-11-25 11:46 UTC`."""
+    text = str(iso)
+    if len(text) >= 16 and text[10] == "T" and text.endswith("+00:00"):
+        return f"{text[:10]} {text[11:16]} UTC"
+    return text
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' * (n != 1)}"
 
@@ -365,7 +374,7 @@ def _num(value: float | None, unit: str, digits: int) -> str:
 
 
 def _cost(usd: float | None) -> str:
-    return "—" if usd is None else f"${usd:.4f}" if usd < 1 else f"${usd:.2f}"
+    return "—" if usd is None else "$0" if usd == 0 else f"${usd:.4f}" if usd < 1 else f"${usd:.2f}"
 
 
 def _si(n: int) -> str:
@@ -432,7 +441,7 @@ small{color:var(--muted);font-weight:400}
 .board td{padding:10px;border-bottom:1px solid var(--line);vertical-align:middle}
 .board tr:last-child td{border-bottom:0}
 .board tr.unranked td{color:var(--muted)}
-.board td.model{font-weight:600;font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:13px}
+.board td.model{white-space:nowrap;font-weight:600;font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:13px}
 .rank{display:inline-grid;place-items:center;width:26px;height:26px;border-radius:50%;
 background:#eef0ea;color:var(--muted);font-weight:700;font-size:12px}
 .rank.r1{background:#f7c948;color:#5c4400}.rank.r2{background:#d5d9dd;color:#3d4650}

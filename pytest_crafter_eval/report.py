@@ -173,9 +173,9 @@ def summarize(records: Iterable[Mapping[str, Any]], runs: Mapping[tuple[str, str
 
 def write_reports(report_dir: str | Path, records: list[Mapping[str, Any]],
                   summary: Mapping[str, Any]) -> list[Path]:
-    """Write summary.json and summary.md into `report_dir` (results.jsonl is already
-    there); append summary.md to $GITHUB_STEP_SUMMARY when set. Returns the paths
-    written. Other report writers (the HTML report) hook in here."""
+    """Write summary.json, summary.md and index.html (`html_report`) into `report_dir`
+    (results.jsonl is already there); append summary.md to $GITHUB_STEP_SUMMARY when
+    set. Returns the paths written."""
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -186,6 +186,8 @@ def write_reports(report_dir: str | Path, records: list[Mapping[str, Any]],
     path = report_dir / "summary.md"
     _write_atomic(path, md)
     written.append(path)
+    from .html_report import write_html
+    written.append(write_html(report_dir, records, summary))
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         with open(step_summary, "a", encoding="utf-8") as f:

@@ -1,26 +1,22 @@
-"""HTML report: real episodes (loopback local models) rendered to index.html, then opened
-in headless Chromium (Debian's chromium + chromium-driver, driven by selenium)."""
+"""HTML report: a real `pytest evals -n 2` run (loopback local models, xdist) writes
+index.html with its GIFs; the page is then checked as text and opened in headless
+Chromium (Debian's chromium + chromium-driver, driven by selenium)."""
+import json
 import os
 import re
 import shutil
-from pathlib import Path
+import subprocess
+import sys
 
 import pytest
 
-from pytest_crafter_eval import spec, trace
-from pytest_crafter_eval.client import Connections
-from pytest_crafter_eval.episode import check, run_episode
 from pytest_crafter_eval.html_report import render_html, write_html
 from pytest_crafter_eval.metrics import ACHIEVEMENTS
 
-# local/nonexistent stands for a model the server does not know: its episodes are errors.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:local/nonexistent:pytest_crafter_eval.profiles.CrafterEvalWarning")
-
 SMOKE = """\
 models:
-  - local/heuristic
-  - local/random: {expect: {min_achievements: 0}}
+  - local/heuristic: {gate: {mean_achievements: 1}}
+  - local/random: {expect: {min_achievements: 0}, gate: {crafter_score: 50}}
   - local/silent: {xfail: "answers in text"}
   - local/nonexistent
   - gpt-4o-mini-2024-07-18
@@ -34,74 +30,63 @@ steps: 12
 """
 
 
-def play(tmp: Path, name: str, text: str) -> list[dict]:
-    """Records as the plugin makes them: real episodes, judged, each with its GIF."""
-    path = tmp / f"{name}.yaml"
-    path.write_text(text)
-    loaded = spec.load(path)
-    records = []
-    connections = Connections()
-    try:
-        for run in loaded.runs:
-            for seed in loaded.seeds:
-                if not run.model.startswith("local/"):
-                    records.append({"eval": name, "model": run.model, "seed": seed,
-                                    "outcome": "skipped", "achievements": {}})
-                    continue
-                film = trace.Filmstrip()
-                result = run_episode(run, seed, connections.for_model(run.model),
-                                     eval_name=name, on_step=film)
-                gif = Path("episodes", trace.episode_path(name, run.model, seed)).with_suffix(".gif")
-                if film.save(tmp / "report" / gif):
-                    result.gif = gif.as_posix()
-                problems = check(result, run.expect)
-                result.outcome = ("error" if result.error else "xfailed" if run.xfail and problems
-                                  else "failed" if problems else "passed")
-                records.append(result.to_dict())
-    finally:
-        connections.close()
-    return records
-
-
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("report")
-    records = play(tmp, "smoke", SMOKE) + play(tmp, "night", NIGHT)
-    return tmp / "report", records
+    """(report dir, records, summary) of a real run of two eval files under xdist."""
+    tmp = tmp_path_factory.mktemp("run")
+    (tmp / "evals").mkdir()
+    (tmp / "evals" / "smoke.yaml").write_text(SMOKE)
+    (tmp / "evals" / "night.yaml").write_text(NIGHT)
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "PYTEST_ADDOPTS")}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-m", "not crafter_payload",
+         "evals", "-n", "2", "--report-dir", "out"],
+        cwd=tmp, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]  # random's gate fails
+    report_dir = tmp / "out"
+    records = [json.loads(line) for line in (report_dir / "results.jsonl").read_text().splitlines()]
+    return report_dir, records, json.loads((report_dir / "summary.json").read_text())
 
 
-def test_the_page_has_every_episode_and_model(report):
-    report_dir, records = report
-    page = render_html(records)
-    assert len(re.findall(r"<tr class='ep ", page)) == len(records) == 12
-    for model in ("local/heuristic", "local/random", "local/silent", "gpt-4o-mini-2024-07-18"):
+def test_the_run_writes_a_page_with_every_episode_model_and_gate(report):
+    report_dir, records, summary = report
+    page = (report_dir / "index.html").read_text()
+    assert page == render_html(records, summary)
+    assert len(records) == 12 and len(re.findall(r"<tr class='ep ", page)) == 12
+    assert {r["outcome"] for r in records} == {"passed", "xfailed", "error", "skipped"}
+    for model in ("local/heuristic", "local/random", "local/silent", "gpt-4o-mini-2024-07-18",
+                  "local/nonexistent"):
         assert f"<td class=model>{model}</td>" in page
     assert "local/random?seed=7&amp;latency_ms=0" in page and "seed=7&latency" not in page
-    outcomes = {r["outcome"] for r in records}
-    assert outcomes == {"passed", "xfailed", "error", "skipped"}, outcomes
-    for record in records:
-        if record.get("gif"):
-            assert f"src='{record['gif']}'" in page
+    assert "no API key for gpt-4o-mini-2024-07-18" in page          # the skip reason
+    assert page.count("gate passed") == 1 and page.count("gate failed") == 1
+    assert "✗ crafter_score" in page and "95% [" in page
+    gifs = [r["gif"] for r in records if r.get("gif")]
+    assert len(gifs) == 8                                            # played episodes only
+    for gif in gifs:
+        assert f"src='{gif}'" in page and (report_dir / gif).is_file()
     assert not re.search(r"(?:src|href)=['\"]?(?:https?:)?//", page), "the page must load nothing remote"
 
 
 def test_heatmap_cells_are_the_success_rates(report):
-    _, records = report
-    heuristic = [r for r in records if r["model"] == "local/heuristic" and r["eval"] == "smoke"]
-    page = render_html(heuristic)
-    row = re.search(r"<th class=model>local/heuristic<small>2 ep.</small></th>(.*?)</tr>", page).group(1)
+    _, records, summary = report
+    page = render_html(records, summary)
+    smoke = re.search(r"<section id='eval-smoke'>.*?</section>", page).group(0)
+    rates = summary["evals"]["smoke"]["models"]["local/heuristic"]["metrics"]["success_rates"]
+    row = re.search(r"<th class=model>local/heuristic<small>2 ep.</small></th>(.*?)</tr>", smoke).group(1)
     cells = re.findall(r">(\d+)</td>", row)
     assert len(cells) == len(ACHIEVEMENTS) == 22
+    played = [r for r in records if r["eval"] == "smoke" and r["model"] == "local/heuristic"]
     for achievement, cell in zip(ACHIEVEMENTS, cells):
-        share = sum(1 for r in heuristic if r["achievements"].get(achievement)) / 2
-        assert int(cell) == round(100 * share)
+        share = sum(1 for r in played if r["achievements"].get(achievement)) / len(played)
+        assert int(cell) == round(100 * share) == round(rates[achievement]["value"])
+    assert any(int(c) > 0 for c in cells)
 
 
 def test_a_missing_gif_is_a_placeholder_not_a_broken_image(report, tmp_path):
-    _, records = report
+    _, records, summary = report
     record = next(r for r in records if r.get("gif"))
-    path = write_html(tmp_path, [record])
-    text = path.read_text()
+    text = write_html(tmp_path, [record], summary).read_text()
     assert "<img class=film" not in text and "no frames" in text
 
 
@@ -130,8 +115,8 @@ def _browser(tmp_path):
 
 
 def test_the_report_renders_in_headless_chromium(report, tmp_path):
-    report_dir, records = report
-    index = write_html(report_dir, records)
+    report_dir, records, _ = report
+    index = report_dir / "index.html"
     browser = _browser(tmp_path)
     try:
         browser.get(index.as_uri())
