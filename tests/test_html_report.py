@@ -1,6 +1,7 @@
 """HTML report: a real `pytest evals -n 2` run (loopback local models, xdist) writes
-index.html with its GIFs; the page is then checked as text and opened in headless
-Chromium (Debian's chromium + chromium-driver, driven by selenium)."""
+index.html with its GIFs (and traces); the page is then checked as text and opened in
+headless Chromium (Debian's chromium + chromium-driver, driven by selenium)."""
+import fcntl
 import json
 import os
 import re
@@ -9,7 +10,9 @@ import subprocess
 import sys
 
 import pytest
+from PIL import Image
 
+from pytest_crafter_eval import trace
 from pytest_crafter_eval.html_report import render_html, write_html
 from pytest_crafter_eval.metrics import ACHIEVEMENTS
 
@@ -30,22 +33,36 @@ steps: 12
 """
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    """(report dir, records, summary) of a real run of two eval files under xdist."""
-    tmp = tmp_path_factory.mktemp("run")
-    (tmp / "evals").mkdir()
-    (tmp / "evals" / "smoke.yaml").write_text(SMOKE)
-    (tmp / "evals" / "night.yaml").write_text(NIGHT)
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "PYTEST_ADDOPTS")}
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-m", "not crafter_payload",
-         "evals", "-n", "2", "--report-dir", "out"],
-        cwd=tmp, env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]  # random's gate fails
+@pytest.fixture(scope="session")
+def report(tmp_path_factory, worker_id):
+    """(report dir, records, summary) of a real run of two eval files under xdist, made
+    once per test session: the first xdist worker to get here runs it, the other waits."""
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent  # the directory all workers of this session share
+    tmp = shared / "html-report-run"
+    with open(shared / "html-report-run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (tmp / "done").exists():
+            _run(tmp)
+            (tmp / "done").touch()
     report_dir = tmp / "out"
     records = [json.loads(line) for line in (report_dir / "results.jsonl").read_text().splitlines()]
     return report_dir, records, json.loads((report_dir / "summary.json").read_text())
+
+
+def _run(tmp):
+    (tmp / "evals").mkdir(parents=True, exist_ok=True)
+    (tmp / "evals" / "smoke.yaml").write_text(SMOKE)
+    (tmp / "evals" / "night.yaml").write_text(NIGHT)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENAI_API_KEY", "PYTEST_ADDOPTS", "GITHUB_STEP_SUMMARY")
+           and not k.startswith("PYTEST_XDIST")}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-m", "not crafter_payload",
+         "evals", "-n", "2", "--report-dir", "out", "--trace-dir", "traces"],
+        cwd=tmp, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]  # random's gate fails
 
 
 def test_the_run_writes_a_page_with_every_episode_model_and_gate(report):
@@ -66,6 +83,24 @@ def test_the_run_writes_a_page_with_every_episode_model_and_gate(report):
     for gif in gifs:
         assert f"src='{gif}'" in page and (report_dir / gif).is_file()
     assert not re.search(r"(?:src|href)=['\"]?(?:https?:)?//", page), "the page must load nothing remote"
+
+
+def test_xdist_workers_write_the_gifs_and_traces_of_every_played_episode(report):
+    report_dir, records, _ = report
+    for r in records:
+        directory = report_dir.parent / "traces" / trace.episode_path(r["eval"], r["model"], r["seed"])
+        if r["outcome"] == "skipped":
+            assert r.get("gif") is None and not directory.exists()
+            continue
+        steps = (directory / "steps.jsonl").read_text().splitlines()
+        answered = r["steps"] - (r["outcome"] == "error")   # a failed request has no step line
+        assert len(steps) == answered == len(list((directory / "frames").glob("*.png")))
+        if not answered:
+            assert r["gif"] is None
+            continue
+        assert r["gif"] == f"episodes/{trace.episode_path(r['eval'], r['model'], r['seed'])}.gif"
+        # one frame per step; Pillow merges equal consecutive frames into a longer one
+        assert 1 <= Image.open(report_dir / r["gif"]).n_frames <= r["steps"]
 
 
 def test_heatmap_cells_are_the_success_rates(report):

@@ -1,5 +1,6 @@
 """trace: per-step traces (--trace-dir) and the episode GIFs, from real episodes against
-the loopback local models, and through real pytest runs."""
+the loopback local models, and through real pytest runs (the xdist run that writes them
+for every episode is in test_html_report.py)."""
 import base64
 import copy
 import json
@@ -119,21 +120,6 @@ def test_episode_paths_are_safe_directory_names():
 
 
 EVAL = "models: [local/random, local/silent]\nseeds: 0-1\nsteps: 3\nexpect: {min_achievements: 0}\n"
-
-
-def test_trace_dir_and_gifs_through_pytest_and_xdist(pytester):
-    pytester.makefile(".yaml", **{"evals/smoke": EVAL})
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-m", "not crafter_payload",
-                                           "evals", "-n", "2",
-                                           "--trace-dir", "traces")
-    result.assert_outcomes(passed=2, failed=2)
-    for model, steps in (("local_random", 3), ("local_silent", 1)):
-        for seed in (0, 1):
-            directory = pytester.path / "traces" / "smoke" / model / f"seed-{seed}"
-            assert len(lines(directory)) == steps
-            assert len(list((directory / "frames").glob("*.png"))) == steps
-            gif = pytester.path / "reports" / "episodes" / "smoke" / model / f"seed-{seed}.gif"
-            assert Image.open(gif).n_frames == steps
 
 
 def test_trace_dir_from_the_ini_file_is_relative_to_it(pytester, monkeypatch):
