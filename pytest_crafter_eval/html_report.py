@@ -58,7 +58,7 @@ def render_html(records: Sequence[Mapping[str, Any]],
     """The report page for `records` (and `summary`, if any) as one HTML string."""
     summary = summary or {}
     evals: dict[str, list[Mapping[str, Any]]] = {}
-    for record in records:
+    for record in sorted(records, key=lambda r: str(r.get("eval", "?"))):
         evals.setdefault(str(record.get("eval", "?")), []).append(record)
     totals = _count(r.get("outcome") for r in records)
     models = {r.get("model") for r in records}
@@ -211,14 +211,17 @@ def _episodes(stats: dict) -> str:
             f"<td class=who><span class=seed>seed {_e(r.get('seed'))}</span>"
             f"<span class='badge {outcome}'>{_e(outcome)}</span>"
             f"<div class=facts>{_facts(r)}</div></td>"
-            f"<td class=achs><div class=count><b>{len(achievements)}</b> achievement"
-            f"{'s' * (len(achievements) != 1)}</div><div class=icons>{icons}</div></td>"
-            f"<td class=note>{_note(r)}</td></tr>")
+            + ("<td class=achs></td>" if outcome == "skipped" else
+               f"<td class=achs><div class=count><b>{len(achievements)}</b> achievement"
+               f"{'s' * (len(achievements) != 1)}</div><div class=icons>{icons}</div></td>")
+            + f"<td class=note>{_note(r)}</td></tr>")
     out.append("</tbody></table></details>")
     return "".join(out)
 
 
 def _facts(r: Mapping[str, Any]) -> str:
+    if r.get("outcome") == "skipped":
+        return "not run"
     facts = [_plural(r.get("steps") or 0, "call"), _plural(r.get("env_steps") or 0, "move")]
     if r.get("reward") is not None:
         facts.append(f"reward {float(r['reward']):.1f}")
