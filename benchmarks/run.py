@@ -62,7 +62,7 @@ SIZES: dict[str, dict[str, int]] = {
                  parallel_steps=50, workers=8, latency_ms=200, reset_seeds=10, collect_models=20,
                  collect_seeds=1000, snapshot_models=50),
     "tiny": dict(overhead_seeds=1, overhead_steps=4, overhead_rounds=1, parallel_episodes=2,
-                 parallel_steps=2, workers=2, latency_ms=20, reset_seeds=2, collect_models=2,
+                 parallel_steps=2, workers=1, latency_ms=20, reset_seeds=2, collect_models=2,
                  collect_seeds=10, snapshot_models=2),
 }
 
