@@ -37,12 +37,19 @@ def episodes(junitxml) -> dict[str, dict]:
     return out
 
 
+def results(path) -> list[dict]:
+    """The records of a results.jsonl file without their timings, sorted by node id."""
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    return sorted(({k: v for k, v in r.items() if k not in TIMINGS} for r in records),
+                  key=lambda r: r["nodeid"])
+
+
 def test_record_then_replay_gives_the_same_episodes_and_a_changed_payload_fails(pytester, monkeypatch):
     # Record 6 episodes; the keyed model is answered by local/heuristic on loopback.
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-recording-only")
     pytester.makefile(".yaml", **{"evals/smoke": EVAL.format(temperature=0.6)})
     with LocalServer(model="local/heuristic") as server:
-        result = run(pytester, "evals", "-n", "2", "--record", "cassette",
+        result = run(pytester, "evals", "-n", "2", "--record", "cassette", "--report-dir", "rec",
                      "--base-url", server.base_url, "--junitxml", "record.xml")
     result.assert_outcomes(passed=6)
     files = sorted((pytester.path / "cassette").glob("*.json"))
@@ -52,9 +59,13 @@ def test_record_then_replay_gives_the_same_episodes_and_a_changed_payload_fails(
 
     # Replay with no key, and --base-url pointing nowhere: every answer comes from the cassette.
     monkeypatch.delenv("OPENAI_API_KEY")
-    result = run(pytester, "evals", "-n", "2", "--replay", "cassette", "--base-url",
-                 "http://127.0.0.1:9/v1", "--junitxml", "replay.xml")
+    result = run(pytester, "evals", "-n", "2", "--replay", "cassette", "--report-dir", "rep",
+                 "--base-url", "http://127.0.0.1:9/v1", "--junitxml", "replay.xml")
     result.assert_outcomes(passed=6)  # the keyed model is not skipped
+    recorded, replayed = results(pytester.path / "rec/results.jsonl"), results(pytester.path / "rep/results.jsonl")
+    assert len(recorded) == 6 and recorded == replayed
+    assert [r["outcome"] for r in replayed] == ["passed"] * 6
+    # The same records, as the controller got them through xdist (junitxml user properties).
     before, after = episodes(pytester.path / "record.xml"), episodes(pytester.path / "replay.xml")
     assert len(before) == 6 and before == after
     assert sum(e["env_steps"] for e in after.values()) > 6 * 3

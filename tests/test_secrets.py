@@ -9,7 +9,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pytest_crafter_eval import plugin
 from pytest_crafter_eval.local.models import complete
 
 KEY = "sk-SENTINEL-7f3a9c2e5b1d4f60a8"
@@ -23,8 +22,6 @@ models:
 seeds: 1
 steps: 2
 """
-# Options of other parts of the plugin that write files, used when the plugin has them.
-WRITERS = {"report_dir": "reports", "trace_dir": "traces"}
 
 
 class _API(BaseHTTPRequestHandler):
@@ -81,16 +78,15 @@ def scan(root, *texts) -> list[str]:
 def test_sentinel_secrets_are_written_nowhere(pytester, monkeypatch, api, credentials):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.setenv("OPENAI_LOG", "debug")  # the SDK's own debug logging, to stderr
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(pytester.path / "step_summary.md"))
     pytester.makefile(".yaml", **{"evals/secrets": EVAL})
     host = f"127.0.0.1:{api.server_address[1]}"
     url = f"http://user:{PASSWORD}@{host}/v1" if "url" in credentials else f"http://{host}/v1"
-    writers = ["--trace-dir", "traces"] + [
-        arg for name, folder in WRITERS.items() if name in plugin._OPTIONS and name != "trace_dir"
-        for arg in ("--" + name.replace("_", "-"), folder)]
     result = pytester.runpytest_subprocess(
         "evals", "-n", "2", "-rA", "-v", "--base-url", url, "--record", "cassette",
         "--snapshot-update", "--junitxml", "junit.xml", "-o", "junit_logging=all",
-        "--log-level", "DEBUG", "--log-file", "run.log", "--log-file-level", "DEBUG", *writers)
+        "--log-level", "DEBUG", "--log-file", "run.log", "--log-file-level", "DEBUG",
+        "--report-dir", "reports", "--trace-dir", "traces")
     # 3 payload snapshots written; 2 episodes pass; gpt-4.1-nano errors with HTTP 401
     result.assert_outcomes(passed=5, errors=1)
     assert len(list((pytester.path / "evals" / "__snapshots__").rglob("*.ambr"))) == 1
@@ -100,5 +96,9 @@ def test_sentinel_secrets_are_written_nowhere(pytester, monkeypatch, api, creden
     result.stdout.fnmatch_lines(["*gpt-4.1-nano seed 0: step 0: HTTP 401: Incorrect API key provided: *"])
     assert len(list((pytester.path / "cassette").glob("gpt-4.1-nano-*.json"))) == 1
     assert len(list((pytester.path / "traces").rglob("steps.jsonl"))) >= 2
+    reports = {p.name for p in (pytester.path / "reports").iterdir()}
+    assert {"results.jsonl", "summary.json", "summary.md"} <= reports
+    assert (pytester.path / "step_summary.md").exists()
+    assert "Incorrect API key provided: " in (pytester.path / "reports/results.jsonl").read_text()
     assert "HTTP Request: POST" in (pytester.path / "run.log").read_text()  # httpx2 logged its URLs
     assert scan(pytester.path, result.stdout.str(), result.stderr.str()) == []
