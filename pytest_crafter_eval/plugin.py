@@ -151,6 +151,7 @@ _CONNECTIONS = pytest.StashKey[Any]()
 _RECORDS = pytest.StashKey[list]()
 _RESUMABLE = pytest.StashKey[dict]()
 _SUMMARY = pytest.StashKey[dict]()
+_ROTATED = pytest.StashKey[bool]()
 
 
 def is_worker(config: pytest.Config) -> bool:
@@ -347,7 +348,8 @@ def _crash_record(config: pytest.Config, nodeid: str, model: str, seed: int, mes
 def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     if not is_worker(config) and not config.option.collectonly:
-        results.start(report_dir(config), resume=bool(setting(config, "resume")))
+        config.stash[_ROTATED] = results.start(report_dir(config),
+                                               resume=bool(setting(config, "resume")))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -394,7 +396,11 @@ def _message(call: pytest.CallInfo, report: pytest.TestReport) -> str | None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     records = list(config.stash.get(_RECORDS, {}).values())
-    if is_worker(config) or not records:
+    if is_worker(config):
+        return
+    if not records:
+        if config.stash.get(_ROTATED, False):
+            results.unstart(report_dir(config))
         return
     from . import report
     summary = report.summarize(records, _runs(config, records))

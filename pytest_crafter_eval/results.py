@@ -146,18 +146,28 @@ def latest(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {record["nodeid"]: record for record in records}
 
 
-def start(report_dir: str | Path, resume: bool) -> None:
+def start(report_dir: str | Path, resume: bool) -> bool:
     """Begin a run: keep results.jsonl to resume from it, else move it to
-    results.prev.jsonl, so that forgetting --resume never deletes finished episodes."""
+    results.prev.jsonl, so that forgetting --resume never deletes finished episodes.
+    Returns True when it moved the file (see `unstart`)."""
     current = Path(report_dir) / RESULTS
     if not current.exists():
-        return
+        return False
     if not resume:
         current.replace(Path(report_dir) / PREVIOUS)
-        return
+        return True
     with open(current, "rb+") as f:  # end a line a crash cut short, so appends stay whole
         f.seek(0, os.SEEK_END)
         if f.tell():
             f.seek(-1, os.SEEK_END)
             if f.read(1) != b"\n":
                 f.write(b"\n")
+    return False
+
+
+def unstart(report_dir: str | Path) -> None:
+    """Undo `start` after a run that played no episode (a run of ordinary tests, say):
+    the previous results become current again."""
+    current, previous = Path(report_dir) / RESULTS, Path(report_dir) / PREVIOUS
+    if not current.exists() and previous.exists():
+        previous.replace(current)

@@ -135,9 +135,20 @@ def test_a_run_without_resume_keeps_the_old_results_aside(tmp_path):
     results.append(tmp_path, {"nodeid": "a"})
     results.start(tmp_path, resume=True)
     assert len(list(results.read(tmp_path / results.RESULTS))) == 1
-    results.start(tmp_path, resume=False)
+    assert results.start(tmp_path, resume=False)
     assert not (tmp_path / results.RESULTS).exists()
     assert [r["nodeid"] for r in results.read(tmp_path / results.PREVIOUS)] == ["a"]
+    results.unstart(tmp_path)  # a run without episodes puts them back
+    assert [r["nodeid"] for r in results.read(tmp_path / results.RESULTS)] == ["a"]
+
+
+def test_a_run_without_episodes_leaves_results_jsonl_alone(evals):
+    evals.makefile(".yaml", **{"evals/gates": "models: [local/random]\nseeds: 1\nsteps: 1\n"})
+    evals.makepyfile(test_plain="def test_ok(): pass\n")
+    assert run(evals, "evals").ret == 0
+    before = (evals.path / "reports" / "results.jsonl").read_text()
+    assert run(evals, "test_plain.py").ret == 0
+    assert (evals.path / "reports" / "results.jsonl").read_text() == before
 
 
 def _append_many(args):
