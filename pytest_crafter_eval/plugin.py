@@ -210,6 +210,12 @@ def limits(config: pytest.Config) -> dict[str, Any]:
     }
     if result["max_retries"] is None:
         result["max_retries"] = 4
+    from . import runstate
+    if runstate.fcntl is None:
+        for name in ("max_concurrency", "max_tokens", "max_cost"):
+            if result[name] is not None:
+                raise UsageError(f"--{name.replace('_', '-')}: needs POSIX file locks (fcntl), "
+                                 "which this platform lacks")
     config.stash[_LIMITS] = result
     return result
 
@@ -540,6 +546,14 @@ class _ErrorRate:
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.note:
             terminalreporter.write_sep("-", f"crafter-eval: {self.note}")
+        config = terminalreporter.config
+        if limits(config)["max_cost"] is not None:
+            from .runstate import Usage
+            unpriced = Usage(run_dir(config)).totals().unpriced_tokens
+            if unpriced:
+                terminalreporter.write_sep("-", f"crafter-eval: {unpriced} tokens of models without "
+                                                "prices are not in --max-cost (add price: to their "
+                                                "profiles)", yellow=True)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):

@@ -9,11 +9,11 @@ releases when a process dies (even by kill -9), so a crashed worker never holds 
 - `Usage(run_dir)`: tokens and estimated cost of every response so far, summed across
   workers, and `Budget` to compare them with `--max-tokens` and `--max-cost`.
 
-Touches only files under the run directory. POSIX only (fcntl).
+Touches only files under the run directory. The locks need POSIX `fcntl`; without it
+(Windows) only --max-concurrency, --max-tokens and --max-cost are unavailable.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -24,6 +24,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
 
 
 def make_run_dir() -> Path:

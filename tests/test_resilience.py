@@ -116,6 +116,15 @@ def test_cost_budget_uses_profile_prices(pytester, monkeypatch):
     result.stdout.fnmatch_lines(["SKIPPED [[]2[]] evals/priced.yaml:1: cost budget reached: $0.000[0-9]* spent, "
                                  "--max-cost 1e-05: episode not started"])
 
+    pytester.makefile(".yaml", **{"evals/priced": "models: [mystery-model]\nseeds: 2\nsteps: 1\n"
+                                                  "expect: {min_achievements: 0}\n"})
+    with LocalServer(model="local/random") as server:
+        unpriced = run(pytester, "evals", "-p", "no:xdist", "--base-url", server.base_url,
+                       "--max-cost", "0.00001", "-W", "ignore::UserWarning")
+    unpriced.assert_outcomes(passed=2)  # no price, no cost: said, not guessed
+    unpriced.stdout.fnmatch_lines(["*crafter-eval: * tokens of models without prices are not in "
+                                   "--max-cost (add price: to their profiles)*"])
+
 
 def test_max_concurrency_caps_requests_across_workers(pytester, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
