@@ -97,7 +97,7 @@ def test_sentinel_secrets_are_written_nowhere(pytester, monkeypatch, api, creden
     assert len(list((pytester.path / "cassette").glob("gpt-4.1-nano-*.json"))) == 1
     assert len(list((pytester.path / "traces").rglob("steps.jsonl"))) >= 2
     reports = {p.name for p in (pytester.path / "reports").iterdir()}
-    assert {"results.jsonl", "summary.json", "summary.md"} <= reports
+    assert {"results.jsonl", "summary.json", "summary.md", "index.html"} <= reports
     assert (pytester.path / "step_summary.md").exists()
     assert "Incorrect API key provided: " in (pytester.path / "reports/results.jsonl").read_text()
     assert "HTTP Request: POST" in (pytester.path / "run.log").read_text()  # httpx2 logged its URLs
