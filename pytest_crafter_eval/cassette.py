@@ -20,8 +20,6 @@ request and how it differs (`temperature: 0.6 recorded, 0.7 now`).
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import os
@@ -31,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from . import redact
+from .payload import describe_image
 
 MISS = "replay: request not in cassette"
 VOLATILE_KEYS = frozenset({"user", "metadata"})   # tracking fields, dropped at the top level
 ENDPOINT = "/chat/completions"
-_IMAGE = re.compile(r"data:(image/[\w.+-]+);base64,(.*)", re.S)
 _MAX_DIFFS = 3
 
 
@@ -59,15 +57,10 @@ def _normalise(value: Any) -> Any:
 
 
 def image_digest(uri: str) -> str:
-    """`<image/png 1234 bytes sha256:...>` for a base64 data URI (the text itself if not one)."""
-    match = _IMAGE.fullmatch(uri)
-    if not match:
-        return uri
-    try:
-        data = base64.b64decode(match.group(2), validate=False)
-    except (binascii.Error, ValueError):
-        data = match.group(2).encode()
-    return f"<{match.group(1)} {len(data)} bytes sha256:{hashlib.sha256(data).hexdigest()}>"
+    """An image's size and pixel digest (see `payload.describe_image`); the text itself if
+    it is not a data URI. Pixels, not PNG bytes: those change with the zlib build, and a
+    cassette recorded on one machine must replay on another."""
+    return describe_image(uri, byte_count=False)
 
 
 def key(normalised: Any) -> str:
@@ -106,15 +99,9 @@ def differences(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
 
 def _show(value: Any, width: int = 40) -> str:
     if isinstance(value, str) and value.startswith("<image/"):
-        return _short_image(value)
+        return value
     text = json.dumps(value, ensure_ascii=False)
     return text if len(text) <= width else text[:width - 3] + "...\""
-
-
-def _short_image(digest: str) -> str:
-    # "<image/png 1234 bytes sha256:abcdef...>" -> "image sha256:abcdef012345 (1234 bytes)"
-    parts = digest.strip("<>").split()
-    return f"image sha256:{parts[-1].split(':')[-1][:12]} ({parts[1]} bytes)" if len(parts) == 4 else digest
 
 
 def _show_pair(old: Any, new: Any) -> str:

@@ -42,7 +42,7 @@ def test_key_covers_the_image_bytes_but_the_entry_keeps_only_their_digest():
     assert cassette.key(cassette.normalise(other)) != cassette.key(cassette.normalise(body()))
     entry = cassette.make_entry(body(), 200, '{"choices": []}')
     text = json.dumps(entry)
-    assert "base64" not in text and "<image/png 7 bytes sha256:" in text
+    assert "base64" not in text and cassette.image_digest(png(b"frame-1")) in text
     assert entry["response"] == {"status": 200, "body": {"choices": []}}
     assert cassette.make_entry(body(), 200, "not json")["response"] == {"status": 200, "text": "not json"}
 
@@ -60,7 +60,8 @@ def test_miss_names_the_closest_request_and_each_difference():
     assert "temperature: 0.6 recorded, 0.7 now" in message
     assert ("messages[1].content[0].text: text differs at char 24: ...'ntory: wood 1\\nfacing: "
             "tree (up)\\n' recorded, ...'ntory: wood 2\\nfacing: tree (up)\\n' now") in message
-    assert "image sha256:" in message and "(7 bytes) recorded" in message and "(9 bytes) now" in message
+    assert (f"{cassette.image_digest(png(b'frame-1'))} recorded, "
+            f"{cassette.image_digest(png(b'frame-two'))} now") in message
     assert "base64" not in message
 
 
@@ -122,3 +123,24 @@ def test_redact_registered_secrets_and_url_passwords():
     out = redact.text("key TOKEN-not-an-sk-key-123, pass pa55word-xyz, model local/random")
     assert out == "key ***, pass ***, model local/random"
     assert redact.url("http://u:p@127.0.0.1:1/v1") == "http://***@127.0.0.1:1/v1"
+
+
+def test_key_depends_on_pixels_not_on_png_compression():
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    frame = np.arange(64 * 64 * 3, dtype=np.uint8).reshape(64, 64, 3)
+
+    def encoded(level: int) -> str:
+        out = io.BytesIO()
+        Image.fromarray(frame).save(out, format="PNG", compress_level=level)
+        return png(out.getvalue())
+
+    fast, small = body(), body()
+    fast["messages"][1]["content"][1]["image_url"]["url"] = encoded(0)
+    small["messages"][1]["content"][1]["image_url"]["url"] = encoded(9)
+    assert fast != small
+    assert cassette.key(cassette.normalise(fast)) == cassette.key(cassette.normalise(small))
+    assert "64x64" in cassette.image_digest(encoded(0))
