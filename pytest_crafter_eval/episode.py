@@ -10,12 +10,11 @@ import copy
 import functools
 import time
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from . import metrics, profiles, spec, tools
-from .client import ModelCallError, ModelClient
 from .env import ACTIONS, CrafterEnv, data_uri
 
 SYSTEM_PROMPT = """You are playing Crafter, a 2D survival game seen from above. \
@@ -26,6 +25,9 @@ calling the tool interact_many with 1 to 8 actions, run in order.
 Actions: {actions}.
 Moving toward a blocked tile turns you to face it; 'do' collects, attacks or drinks \
 whatever you face. Crafting needs a nearby table (and a furnace for iron tools)."""
+
+if TYPE_CHECKING:  # the openai SDK takes 0.5 s to import; payload items need no client
+    from .client import ModelClient
 
 IMAGE_ONLY_PROMPT = "What do you do next? Call interact_many."
 
@@ -142,6 +144,7 @@ def run_episode(run: spec.Run, seed: int, client: ModelClient, *, eval_name: str
     `reward` (the total so far), `achievements` (unlocked so far, in order) and
     `no_tool_call` (None, or why the answer had no usable tool call).
     """
+    from .client import ModelCallError
     started = time.perf_counter()
     result = EpisodeResult(eval=eval_name, model=run.model, seed=seed)
     profile = profiles.for_run(run)

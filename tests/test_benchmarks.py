@@ -53,13 +53,20 @@ def test_unknown_key_is_a_usage_error(tmp_path):
 
 # -- causes of slowness found by the benchmarks, checked without timing them ---------
 
-def test_collection_does_not_import_the_openai_sdk(pytester):
-    """Importing openai costs about 0.5 s; collection needs no client (collect_20k_s)."""
+def test_collection_and_payload_items_do_not_import_the_openai_sdk(pytester):
+    """Importing openai costs about 0.5 s; neither collection (collect_20k_s) nor the
+    offline payload snapshot items (snapshot_50_s) need a client."""
     pytester.makefile(".yaml", **{"evals/e": "models: [local/random, gpt-4o-mini]\nseeds: 2\n"})
     pytester.makeconftest("""
         import sys
         def pytest_collection_finish(session):
-            print("openai imported:", "openai" in sys.modules)
+            print("openai imported at collection:", "openai" in sys.modules)
+        def pytest_sessionfinish(session):
+            print("openai imported at the end:", "openai" in sys.modules)
     """)
     result = pytester.runpytest_subprocess("evals", "--collect-only", "-q", "-p", "no:cacheprovider")
-    result.stdout.fnmatch_lines(["openai imported: False", "6 tests collected*"])  # 2 payload items
+    result.stdout.fnmatch_lines(["openai imported at collection: False", "6 tests collected*"])
+    result = pytester.runpytest_subprocess("evals", "-m", "crafter_payload", "--snapshot-update",
+                                           "-s", "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["*openai imported at the end: False"])
+    result.assert_outcomes(passed=2)
