@@ -1,24 +1,16 @@
-"""Stage: plugin. The pytest hooks only: options, collection, running items, results.
+"""Stage: plugin. The pytest hooks only: options, collection, result gathering, summary.
 
-Each eval YAML file becomes an `EvalFile`; each (model, seed) in it one `EpisodeItem`
-with an id like `evals/smoke.yaml::local/heuristic[seed=3]`. An item plays its episode
-in the setup phase, so that an infrastructure failure is reported as an error, and
-judges it in the call phase, so that a missing capability is reported as a failure.
-Each model the file names also gets one `PayloadItem`, `evals/smoke.yaml::payload[gpt-5-nano]`:
-offline, it compares the first request body with a syrupy snapshot in evals/__snapshots__/.
-
-Results: once an item's outcome is settled (setup for skips and errors, call otherwise)
-the process that ran it appends its record (`results`) to `<report-dir>/results.jsonl`
-and puts it in `user_properties` under RESULT_KEY, so the item's teardown report carries
-it to the controller, under xdist too. The controller gathers the records
-(`add_record`), then once at the end checks the gates and writes the reports (`report`),
-and fails the run on a failed gate.
+Collection and the items are in `items`, the settings in `settings`. Results: once an
+item's outcome is settled (setup for skips and errors, call otherwise) the process that
+ran it appends its record (`results`) to `<report-dir>/results.jsonl` and puts it in
+`user_properties` under RESULT_KEY, so the item's teardown report carries it to the
+controller, under xdist too. The controller gathers the records (`add_record`), then once
+at the end checks the gates and writes the reports (`report`), and fails the run on a
+failed gate.
 """
 from __future__ import annotations
 
-import contextlib
 import fnmatch
-import functools
 import os
 import re
 from pathlib import Path
@@ -27,6 +19,10 @@ from typing import Any
 import pytest
 
 from . import results, spec
+from .items import EpisodeItem, EvalFile
+from .settings import (CONNECTIONS, OWN_RUN_DIR, RECORDS, ROTATED, RUN_DIR, RUN_DIR_KEY, SUMMARY,
+                       UsageError, check_cassette_options, is_worker, limits, overrides,
+                       path_setting, report_dir, run_dir, setting)
 
 GROUP = "crafter-eval"
 RESULT_KEY = "crafter_episode"
@@ -84,163 +80,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   type="args", default=["evals"])
 
 
-def setting(config: pytest.Config, name: str) -> Any:
-    """A setting from the command line, else from the ini file."""
-    value = config.getoption(f"crafter_{name}")
-    if value in (None, False, []):
-        value = config.getini(f"crafter_{name}")
-    return value
-
-
-class UsageError(pytest.UsageError):
-    pass
-
-
-def _path_setting(config: pytest.Config, name: str) -> Path:
-    """A directory setting: relative to the invocation directory when given on the
-    command line, to the ini file's directory when set there."""
-    value = config.getoption(f"crafter_{name}")
-    if value:
-        return Path(config.invocation_params.dir, value)
-    base = config.inipath.parent if config.inipath else config.rootpath
-    return Path(base, config.getini(f"crafter_{name}"))
-
-
-def _overrides(config: pytest.Config) -> dict[str, Any]:
-    """Command-line overrides of every eval file, checked once."""
-    cached = config.stash.get(_OVERRIDES, None)
-    if cached is not None:
-        return cached
-    models: list[str] | None = None
-    raw_models = setting(config, "model")
-    if raw_models:
-        raw = raw_models if isinstance(raw_models, list) else [raw_models]
-        models = [m.strip() for item in raw for m in str(item).split(",") if m.strip()]
-        for m in models:
-            spec.check_model_name(m, lambda msg: UsageError(f"--model: {msg}"))
-        if len(set(models)) != len(models):
-            raise UsageError(f"--model: a model is named twice: {', '.join(models)}")
-    seeds = None
-    if setting(config, "seeds"):
-        try:
-            seeds = spec.parse_seeds(str(setting(config, "seeds")))
-        except ValueError as exc:
-            raise UsageError(f"--seeds: {exc}") from None
-    steps = None
-    if setting(config, "steps"):
-        raw = str(setting(config, "steps"))
-        if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
-            raise UsageError(f"--steps: expected a whole number from 1 to 10000, got {raw!r}")
-        steps = int(raw)
-    user_profiles = ()
-    profiles_file = setting(config, "profiles")
-    if profiles_file:
-        path = Path(str(profiles_file))
-        if not config.getoption("crafter_profiles") and not path.is_absolute():
-            path = (config.inipath.parent if config.inipath else config.rootpath) / path
-        try:
-            user_profiles = spec.load_profiles(path)
-        except spec.SpecError as exc:
-            raise UsageError(f"--profiles: {exc}") from None
-    result = {"models": models, "seeds": seeds, "steps": steps, "profiles": user_profiles}
-    config.stash[_OVERRIDES] = result
-    return result
-
-
-_OVERRIDES = pytest.StashKey[dict]()
-_CONNECTIONS = pytest.StashKey[Any]()
-_RECORDS = pytest.StashKey[list]()
-_RESUMABLE = pytest.StashKey[dict]()
-_SUMMARY = pytest.StashKey[dict]()
-_ROTATED = pytest.StashKey[bool]()
-
-
-def is_worker(config: pytest.Config) -> bool:
-    return hasattr(config, "workerinput")
-
-
-def report_dir(config: pytest.Config) -> Path:
-    """The report directory (a `_path_setting`; default reports/ next to the ini file, or
-    in the rootdir). xdist workers get the controller's, as it resolved it."""
-    if is_worker(config) and "crafter_report_dir" in config.workerinput:
-        return Path(config.workerinput["crafter_report_dir"])
-    return _path_setting(config, "report_dir")
-_LIMITS = pytest.StashKey[dict]()
-_RUN_DIR = pytest.StashKey[Path]()
-_OWN_RUN_DIR = pytest.StashKey[bool]()
-RUN_DIR_KEY = "crafter_run_dir"  # in xdist's workerinput
-
-
-def _number(config: pytest.Config, name: str, kind: type, *, low: float, high: float | None = None,
-            what: str) -> Any:
-    """A numeric setting checked once: None if unset, else a `kind` in [low, high]."""
-    raw = setting(config, name)
-    if raw in (None, ""):
-        return None
-    flag = "--" + name.replace("_", "-")
-    try:
-        value = kind(str(raw).strip())
-        if value != value or value < low or (high is not None and value > high) \
-                or value == float("inf"):
-            raise ValueError
-    except ValueError:
-        raise UsageError(f"{flag}: expected {what}, got {str(raw)!r}") from None
-    return value
-
-
-def limits(config: pytest.Config) -> dict[str, Any]:
-    """The resilience and budget settings, checked once (usage errors on bad values)."""
-    if _LIMITS in config.stash:
-        return config.stash[_LIMITS]
-    timeout = _number(config, "request_timeout", float, low=1e-3,
-                      what="a positive number of seconds")
-    if timeout is None:
-        raise UsageError("--request-timeout: expected a positive number of seconds, got ''")
-    deadline = _number(config, "step_deadline", float, low=1e-3, what="a positive number of seconds")
-    result = {
-        "request_timeout": timeout,
-        "max_retries": _number(config, "max_retries", int, low=0, high=100,
-                               what="a whole number from 0 to 100"),
-        "step_deadline": deadline if deadline is not None else max(300.0, 2 * timeout),
-        "max_concurrency": _number(config, "max_concurrency", int, low=1, high=1000,
-                                   what="a whole number from 1 to 1000"),
-        "fail_on_error": _number(config, "fail_on_error", float, low=0, high=1,
-                                 what="a share from 0 to 1, like 0.05"),
-        "max_cost": _number(config, "max_cost", float, low=0, what="a number of USD, like 2.50"),
-        "max_tokens": _number(config, "max_tokens", int, low=1, what="a whole number of tokens"),
-    }
-    if result["max_retries"] is None:
-        result["max_retries"] = 4
-    from . import runstate
-    if runstate.fcntl is None:
-        for name in ("max_concurrency", "max_tokens", "max_cost"):
-            if result[name] is not None:
-                raise UsageError(f"--{name.replace('_', '-')}: needs POSIX file locks (fcntl), "
-                                 "which this platform lacks")
-    config.stash[_LIMITS] = result
-    return result
-
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "crafter: a Crafter episode collected from an eval file")
     config.addinivalue_line("markers", "crafter_payload: an offline snapshot of a model's first request")
     limits(config)
-    if setting(config, "trace_dir") and _path_setting(config, "trace_dir").exists() \
-            and not _path_setting(config, "trace_dir").is_dir():
-        raise UsageError(f"--trace-dir: {_path_setting(config, 'trace_dir')} is not a directory")
-    _overrides(config)
-    _check_cassette_options(config)
+    if setting(config, "trace_dir") and path_setting(config, "trace_dir").exists() \
+            and not path_setting(config, "trace_dir").is_dir():
+        raise UsageError(f"--trace-dir: {path_setting(config, 'trace_dir')} is not a directory")
+    overrides(config)
+    check_cassette_options(config)
     from . import redact
     redact.add_secret(os.environ.get(setting(config, "api_key_env")))
     redact.add_url(setting(config, "base_url") or os.environ.get("OPENAI_BASE_URL"))
     redact.install_log_filter()
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None and workerinput.get(RUN_DIR_KEY):
-        config.stash[_RUN_DIR] = Path(workerinput[RUN_DIR_KEY])
+        config.stash[RUN_DIR] = Path(workerinput[RUN_DIR_KEY])
     else:
         from .runstate import make_run_dir
-        config.stash[_RUN_DIR] = make_run_dir()
-        config.stash[_OWN_RUN_DIR] = True
+        config.stash[RUN_DIR] = make_run_dir()
+        config.stash[OWN_RUN_DIR] = True
     if workerinput is None:
         config.pluginmanager.register(_ErrorRate(limits(config)["fail_on_error"]),
                                       "crafter-eval-error-rate")
@@ -249,28 +109,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if not str(config.getoption("crafter_report_dir") or config.getini("crafter_report_dir")).strip():
         raise UsageError("--report-dir: expected a directory, got an empty value")
     if not is_worker(config):
-        config.stash[_RECORDS] = {}
+        config.stash[RECORDS] = {}
         config.pluginmanager.register(_Controller(config), "crafter-eval-controller")
-
-
-def _check_cassette_options(config: pytest.Config) -> None:
-    record, replay = setting(config, "record"), setting(config, "replay")
-    if record and replay:
-        raise UsageError("--record and --replay: choose one (replaying while recording "
-                         "would record the cassette into itself)")
-    if record:
-        path = Path(record)
-        if path.exists() and not path.is_dir():
-            raise UsageError(f"--record: {record} exists and is not a directory")
-    if replay:
-        from .cassette import Cassette
-        if not Path(replay).is_dir():
-            raise UsageError(f"--replay: no such directory: {replay}")
-        try:
-            if not len(Cassette(replay)):
-                raise UsageError(f"--replay: no cassette files (*.json) in {replay}")
-        except ValueError as exc:
-            raise UsageError(f"--replay: {exc}") from None
 
 
 class _XdistHooks:
@@ -282,7 +122,7 @@ class _XdistHooks:
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node) -> None:
         """Hand the controller's run directory to each worker."""
-        node.workerinput[RUN_DIR_KEY] = str(node.config.stash[_RUN_DIR])
+        node.workerinput[RUN_DIR_KEY] = str(node.config.stash[RUN_DIR])
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_handlecrashitem(self, crashitem: str, report, sched) -> None:
@@ -325,7 +165,7 @@ def add_record(config: pytest.Config, record: dict) -> None:
     """Count `record` in this run's reports (controller only), once per episode: the
     call and teardown reports carry the same record."""
     key = record.get("nodeid") or f"{record.get('eval')}::{record.get('model')}[seed={record.get('seed')}]"
-    records = config.stash.setdefault(_RECORDS, {})
+    records = config.stash.setdefault(RECORDS, {})
     if record.get("crashed") and key in records:
         return  # the episode ended, and reported, before its worker died
     records[key] = record
@@ -355,7 +195,7 @@ def _crash_record(config: pytest.Config, nodeid: str, model: str, seed: int, mes
 def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     if not is_worker(config) and not config.option.collectonly:
-        config.stash[_ROTATED] = results.start(report_dir(config),
+        config.stash[ROTATED] = results.start(report_dir(config),
                                                resume=bool(setting(config, "resume")))
 
 
@@ -402,17 +242,17 @@ def _message(call: pytest.CallInfo, report: pytest.TestReport) -> str | None:
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
-    records = list(config.stash.get(_RECORDS, {}).values())
+    records = list(config.stash.get(RECORDS, {}).values())
     if is_worker(config):
         return
     if not records:
-        if config.stash.get(_ROTATED, False):
+        if config.stash.get(ROTATED, False):
             results.unstart(report_dir(config))
         return
     from . import report
     summary = report.summarize(records, _runs(config, records))
     report.write_reports(report_dir(config), records, summary)
-    config.stash[_SUMMARY] = summary
+    config.stash[SUMMARY] = summary
     if summary["failed_gates"] and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -423,7 +263,7 @@ def _runs(config: pytest.Config, records: list[dict]) -> dict[tuple[str, str], s
     runs: dict[tuple[str, str], spec.Run] = {}
     for path in sorted({r["path"] for r in records if r.get("path")}):
         try:
-            loaded = spec.load(config.rootpath / path).with_overrides(**_overrides(config))
+            loaded = spec.load(config.rootpath / path).with_overrides(**overrides(config))
         except spec.SpecError:
             continue  # collection reported it; the records still go into the reports
         for run in loaded.runs:
@@ -432,7 +272,7 @@ def _runs(config: pytest.Config, records: list[dict]) -> dict[tuple[str, str], s
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
-    summary = config.stash.get(_SUMMARY, None)
+    summary = config.stash.get(SUMMARY, None)
     if summary is None:
         return
     from . import report
@@ -451,58 +291,12 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    connections = config.stash.get(_CONNECTIONS, None)
+    connections = config.stash.get(CONNECTIONS, None)
     if connections is not None:
         connections.close()
-    if config.stash.get(_OWN_RUN_DIR, False):
+    if config.stash.get(OWN_RUN_DIR, False):
         from .runstate import remove_run_dir
-        remove_run_dir(config.stash[_RUN_DIR])
-
-
-def run_dir(config: pytest.Config) -> Path:
-    """The directory shared by the controller and all xdist workers of this run."""
-    return config.stash[_RUN_DIR]
-
-
-def connections(config: pytest.Config):
-    """The process's model connections, made on first use."""
-    if _CONNECTIONS not in config.stash:
-        from . import runstate
-        from .client import Connections, RetryPolicy
-        lim = limits(config)
-        slots = None
-        if lim["max_concurrency"] is not None:
-            def slots(model: str, _n=lim["max_concurrency"]):
-                return runstate.Slots(run_dir(config), model, _n)
-        on_reply = None  # counting costs a locked file write per response: only with a budget
-        if lim["max_tokens"] is not None or lim["max_cost"] is not None:
-            on_reply = runstate.recorder(runstate.Usage(run_dir(config)), price_usd)
-        config.stash[_CONNECTIONS] = Connections(
-            base_url=setting(config, "base_url"), api_key_env=setting(config, "api_key_env"),
-            timeout=lim["request_timeout"],
-            policy=RetryPolicy(max_retries=lim["max_retries"], deadline_s=lim["step_deadline"]),
-            slots=slots, on_reply=on_reply,
-            record=setting(config, "record"), replay=setting(config, "replay"))
-    return config.stash[_CONNECTIONS]
-
-
-def price_usd(model: str, tokens_in: int, tokens_out: int) -> float | None:
-    """Estimated cost of one response from the model's profile prices (`Profile.cost`);
-    None when they are unknown. Built-in local models are free."""
-    from . import profiles
-    from .client import is_local
-    cost = getattr(profiles.resolve(model), "cost", None)
-    value = cost(tokens_in, tokens_out) if callable(cost) else None
-    return 0.0 if value is None and is_local(model) else value
-
-
-def _budget_reason(config: pytest.Config) -> str | None:
-    from . import runstate
-    lim = limits(config)
-    budget = runstate.Budget(lim["max_tokens"], lim["max_cost"])
-    if not budget.active:
-        return None
-    return budget.exceeded(runstate.Usage(run_dir(config)).totals())
+        remove_run_dir(config.stash[RUN_DIR])
 
 
 class _ErrorRate:
@@ -539,7 +333,7 @@ class _ErrorRate:
         else:
             self.note = (f"{errors} of {ran} episodes errored ({share:.0%}), within "
                          f"--fail-on-error {self.rate:g}: errors alone do not fail the run")
-            gates_failed = session.config.stash.get(_SUMMARY, {}).get("failed_gates")
+            gates_failed = session.config.stash.get(SUMMARY, {}).get("failed_gates")
             if session.exitstatus == pytest.ExitCode.TESTS_FAILED and session.testsfailed == errors \
                     and not gates_failed:
                 session.exitstatus = pytest.ExitCode.OK
@@ -567,41 +361,6 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector):
     return EvalFile.from_parent(parent, path=file_path)
 
 
-class EvalFile(pytest.File):
-    """An eval YAML file: one item per (model, seed)."""
-
-    def collect(self):
-        try:
-            loaded = spec.load(self.path)
-        except spec.SpecError as exc:  # name the file as pytest shows it
-            raise self.CollectError(str(spec.SpecError(self.nodeid, exc.line, exc.key, exc.message)))
-        overrides = _overrides(self.config)
-        # One payload item per model the file names, on the file's first seed. Models left
-        # out by --model are deselected, not left uncollected, so that syrupy does not call
-        # their snapshots unused; models named only by --model have no snapshot: no item.
-        own = loaded.with_overrides(profiles=overrides["profiles"])
-        payload_info = None
-        for run in own.runs:
-            item = PayloadItem.from_parent(
-                self, name=f"payload[{run.model}]", callobj=_payload, fixtureinfo=payload_info,
-                eval_spec=own, run=run, seed=own.seeds[0])
-            payload_info = item._fixtureinfo
-            item.deselect = overrides["models"] is not None and run.model not in overrides["models"]
-            yield item
-        loaded = loaded.with_overrides(**overrides)
-        fixtureinfo = None  # the same for every item of this file: compute it once
-        for run in loaded.runs:
-            skip = _missing_key_skip(self.config, run.model)
-            for seed in loaded.seeds:
-                item = EpisodeItem.from_parent(
-                    self, name=f"{run.model}[seed={seed}]", callobj=_episode,
-                    fixtureinfo=fixtureinfo, eval_spec=loaded, run=run, seed=seed)
-                fixtureinfo = item._fixtureinfo
-                if skip is not None:
-                    item.add_marker(skip)
-                yield item
-
-
 @pytest.hookimpl(trylast=True)  # after syrupy has seen every collected item
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Deselect the payload items of models that --model leaves out."""
@@ -609,162 +368,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         items[:] = [item for item in items if not getattr(item, "deselect", False)]
         config.hook.pytest_deselected(items=dropped)
-
-
-def _resumable(config: pytest.Config) -> dict[str, dict]:
-    """nodeid -> the last record with a final outcome in results.jsonl, with --resume."""
-    if _RESUMABLE not in config.stash:
-        found: dict[str, dict] = {}
-        if setting(config, "resume"):
-            latest = results.latest(results.read(report_dir(config) / results.RESULTS))
-            found = {k: r for k, r in latest.items() if r.get("outcome") in results.FINAL}
-        config.stash[_RESUMABLE] = found
-    return config.stash[_RESUMABLE]
-
-
-def _missing_key_skip(config: pytest.Config, model: str):
-    """A skip mark for a model whose API key is missing, unless --require-api-key or --replay."""
-    # spec, not client: importing the openai SDK here would cost collection half a second
-    key_env = setting(config, "api_key_env")
-    if spec.is_local(model) or os.environ.get(key_env) or setting(config, "require_api_key") \
-            or setting(config, "replay"):
-        return None
-    return pytest.mark.skip(reason=f"no API key for {model}: set {key_env} to run it")
-
-
-def _episode() -> None:
-    """Placeholder callable: EpisodeItem runs the episode itself."""
-
-
-class EpisodeItem(pytest.Function):
-    """One episode of one model on one seed."""
-
-    def __init__(self, *, eval_spec: spec.EvalSpec, run: spec.Run, seed: int, **kwargs):
-        super().__init__(**kwargs)
-        self.spec, self.run, self.seed = eval_spec, run, seed
-        self.result = None
-        self.resumed_from: dict | None = None  # the earlier record --resume reuses
-        self.add_marker(pytest.mark.crafter)
-
-    @functools.cached_property
-    def fingerprint(self) -> str:
-        # on first use, not at collection, where it took half the time of 20,000 items
-        return results.fingerprint(self.run, self.spec.name, self.spec.instructions)
-
-    def setup(self) -> None:
-        super().setup()
-        from .client import MissingKey
-        from .episode import EpisodeResult, run_episode
-        prior = _resumable(self.config).get(self.nodeid)
-        if prior is not None and prior.get("fingerprint") == self.fingerprint:
-            self.resumed_from, self.result = prior, EpisodeResult.from_dict(prior)
-            return  # judged again in runtest, against today's expect and xfail
-        budget = _budget_reason(self.config)
-        if budget is not None:
-            # reported at the eval file, like the skips of keyless models
-            raise pytest.skip.Exception(f"{budget}: episode not started", _use_item_location=True)
-        try:
-            client = connections(self.config).for_model(self.run.model)
-        except MissingKey as exc:
-            client, missing = None, str(exc)
-        if client is None:  # only with --require-api-key: collection skips these otherwise
-            pytest.fail(f"{missing} (--require-api-key is set)", pytrace=False)
-        from . import trace
-        where = trace.episode_path(self.spec.name, self.run.model, self.seed)
-        film = trace.Filmstrip()
-        writer = None
-        if setting(self.config, "trace_dir"):
-            writer = trace.TraceWriter(_path_setting(self.config, "trace_dir") / where)
-        try:
-            self.result = run_episode(self.run, self.seed, client, eval_name=self.spec.name,
-                                      instructions=self.spec.instructions,
-                                      on_step=trace.chain(film, writer))
-        finally:
-            if writer is not None:
-                writer.close()
-        gif = Path("episodes", where).with_suffix(".gif")
-        if film.save(report_dir(self.config) / gif):
-            self.result.gif = gif.as_posix()
-        from .cassette import is_miss
-        if self.result.error and not is_miss(self.result.error):  # a miss fails in runtest
-            # Failing in setup makes pytest report an error: not a verdict on the model.
-            pytest.fail(f"{self.run.model} seed {self.seed}: {self.result.error}", pytrace=False)
-
-    def runtest(self) -> None:
-        from .episode import check
-        if self.result.error:  # only a replay miss gets here: a payload change is a failure
-            pytest.fail(f"{self.run.model} seed {self.seed}: {self.result.error}", pytrace=False)
-        problems = check(self.result, self.run.expect)
-        if self.run.xfail:
-            if problems:
-                pytest.xfail(f"{self.run.xfail} ({problems[0]})")
-            pytest.fail(f"capability gained: remove the xfail of {self.run.model} "
-                        f"({self.run.xfail!r}): {_summary(self.result)}", pytrace=False)
-        if problems:
-            pytest.fail("; ".join(problems), pytrace=False)
-
-    def record(self, outcome: str, message: str | None) -> dict[str, Any]:
-        """This episode's record (format in `results`), judged `outcome`; secrets in
-        its messages are redacted."""
-        from . import redact
-        from .episode import EpisodeResult
-        result = self.result or EpisodeResult(eval=self.spec.name, model=self.run.model,
-                                              seed=self.seed, end="not_run")
-        result.outcome = outcome
-        result.error = result.error and redact.text(result.error)
-        return results.make_record(result, outcome=outcome,
-                                   message=message and redact.text(message),
-                                   nodeid=self.nodeid, path=self.nodeid.split("::")[0],
-                                   fingerprint=self.fingerprint,
-                                   resumed=self.resumed_from is not None,
-                                   user_profiles=self.run.profiles)
-
-    def reportinfo(self):
-        return self.path, (self.run.line or 1) - 1, f"{self.run.model}[seed={self.seed}]"
-
-
-def _payload(snapshot) -> None:
-    """Placeholder callable: it asks for syrupy's `snapshot` fixture; PayloadItem runs."""
-
-
-class PayloadItem(pytest.Function):
-    """The first request body of one model in one eval file, against its snapshot.
-    Needs no network and no key; images are redacted to size and pixel digest."""
-
-    def __init__(self, *, eval_spec: spec.EvalSpec, run: spec.Run, seed: int, **kwargs):
-        super().__init__(**kwargs)
-        self.spec, self.run, self.seed = eval_spec, run, seed
-        self.deselect = False   # True for a model --model leaves out
-        self.add_marker(pytest.mark.crafter_payload)
-
-    def runtest(self) -> None:
-        from .episode import first_request
-        from .payload import snapshot_view
-        from .profiles import Unsupported
-        snapshot = self.funcargs["snapshot"]
-        try:  # built here, not at collection: it resets and renders the env
-            body, unsupported = first_request(self.run, self.seed, self.spec.instructions), None
-        except Unsupported as exc:
-            body, unsupported = None, str(exc)
-        if unsupported:
-            pytest.fail(unsupported, pytrace=False)
-        if not snapshot == snapshot_view(body):
-            pytest.fail(f"the first request of {self.run.model} (eval {self.spec.name}, seed "
-                        f"{self.seed}) does not match its snapshot in __snapshots__/"
-                        f"{self.path.stem}.ambr; if the change is intended, run pytest "
-                        f"--snapshot-update\n{self._diff(snapshot)}", pytrace=False)
-
-    def _diff(self, snapshot) -> str:
-        from syrupy.terminal import disable_color
-        color = self.config.get_terminal_writer().hasmarkup and not self.config.option.no_colors
-        with (contextlib.nullcontext() if color else disable_color()):
-            return "\n".join(snapshot.get_assert_diff(diff_mode=self.config.option.diff_mode))
-
-    def reportinfo(self):
-        return self.path, (self.run.line or 1) - 1, f"payload[{self.run.model}]"
-
-
-def _summary(result) -> str:
-    names = ", ".join(result.achievements) or "none"
-    return (f"{len(result.achievements)} achievement(s) ({names}), tool-call rate "
-            f"{result.tool_call_rate:.2f} over {result.steps} step(s)")

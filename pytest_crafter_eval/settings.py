@@ -1,0 +1,219 @@
+"""Stage: plugin (settings). The run's settings, from the command line or the ini file,
+each checked once: a bad value is a one-line usage error (exit 4), never a traceback.
+
+Also the per-process state the settings imply: the report and run directories, the model
+connections and the budget. Touches the environment (API key names) and, through
+`runstate` and `client`, the run directory and the network; nothing else.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import spec
+
+OVERRIDES = pytest.StashKey[dict]()
+CONNECTIONS = pytest.StashKey[Any]()
+RECORDS = pytest.StashKey[list]()
+RESUMABLE = pytest.StashKey[dict]()
+SUMMARY = pytest.StashKey[dict]()
+ROTATED = pytest.StashKey[bool]()
+
+
+LIMITS = pytest.StashKey[dict]()
+RUN_DIR = pytest.StashKey[Path]()
+OWN_RUN_DIR = pytest.StashKey[bool]()
+RUN_DIR_KEY = "crafter_run_dir"  # in xdist's workerinput
+
+
+
+
+def setting(config: pytest.Config, name: str) -> Any:
+    """A setting from the command line, else from the ini file."""
+    value = config.getoption(f"crafter_{name}")
+    if value in (None, False, []):
+        value = config.getini(f"crafter_{name}")
+    return value
+
+
+class UsageError(pytest.UsageError):
+    pass
+
+
+def path_setting(config: pytest.Config, name: str) -> Path:
+    """A directory setting: relative to the invocation directory when given on the
+    command line, to the ini file's directory when set there."""
+    value = config.getoption(f"crafter_{name}")
+    if value:
+        return Path(config.invocation_params.dir, value)
+    base = config.inipath.parent if config.inipath else config.rootpath
+    return Path(base, config.getini(f"crafter_{name}"))
+
+
+def overrides(config: pytest.Config) -> dict[str, Any]:
+    """Command-line overrides of every eval file, checked once."""
+    cached = config.stash.get(OVERRIDES, None)
+    if cached is not None:
+        return cached
+    models: list[str] | None = None
+    raw_models = setting(config, "model")
+    if raw_models:
+        raw = raw_models if isinstance(raw_models, list) else [raw_models]
+        models = [m.strip() for item in raw for m in str(item).split(",") if m.strip()]
+        for m in models:
+            spec.check_model_name(m, lambda msg: UsageError(f"--model: {msg}"))
+        if len(set(models)) != len(models):
+            raise UsageError(f"--model: a model is named twice: {', '.join(models)}")
+    seeds = None
+    if setting(config, "seeds"):
+        try:
+            seeds = spec.parse_seeds(str(setting(config, "seeds")))
+        except ValueError as exc:
+            raise UsageError(f"--seeds: {exc}") from None
+    steps = None
+    if setting(config, "steps"):
+        raw = str(setting(config, "steps"))
+        if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+            raise UsageError(f"--steps: expected a whole number from 1 to 10000, got {raw!r}")
+        steps = int(raw)
+    user_profiles = ()
+    profiles_file = setting(config, "profiles")
+    if profiles_file:
+        path = Path(str(profiles_file))
+        if not config.getoption("crafter_profiles") and not path.is_absolute():
+            path = (config.inipath.parent if config.inipath else config.rootpath) / path
+        try:
+            user_profiles = spec.load_profiles(path)
+        except spec.SpecError as exc:
+            raise UsageError(f"--profiles: {exc}") from None
+    result = {"models": models, "seeds": seeds, "steps": steps, "profiles": user_profiles}
+    config.stash[OVERRIDES] = result
+    return result
+
+
+def is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def report_dir(config: pytest.Config) -> Path:
+    """The report directory (a `path_setting`; default reports/ next to the ini file, or
+    in the rootdir). xdist workers get the controller's, as it resolved it."""
+    if is_worker(config) and "crafter_report_dir" in config.workerinput:
+        return Path(config.workerinput["crafter_report_dir"])
+    return path_setting(config, "report_dir")
+def _number(config: pytest.Config, name: str, kind: type, *, low: float, high: float | None = None,
+            what: str) -> Any:
+    """A numeric setting checked once: None if unset, else a `kind` in [low, high]."""
+    raw = setting(config, name)
+    if raw in (None, ""):
+        return None
+    flag = "--" + name.replace("_", "-")
+    try:
+        value = kind(str(raw).strip())
+        if value != value or value < low or (high is not None and value > high) \
+                or value == float("inf"):
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"{flag}: expected {what}, got {str(raw)!r}") from None
+    return value
+
+
+def limits(config: pytest.Config) -> dict[str, Any]:
+    """The resilience and budget settings, checked once (usage errors on bad values)."""
+    if LIMITS in config.stash:
+        return config.stash[LIMITS]
+    timeout = _number(config, "request_timeout", float, low=1e-3,
+                      what="a positive number of seconds")
+    if timeout is None:
+        raise UsageError("--request-timeout: expected a positive number of seconds, got ''")
+    deadline = _number(config, "step_deadline", float, low=1e-3, what="a positive number of seconds")
+    result = {
+        "request_timeout": timeout,
+        "max_retries": _number(config, "max_retries", int, low=0, high=100,
+                               what="a whole number from 0 to 100"),
+        "step_deadline": deadline if deadline is not None else max(300.0, 2 * timeout),
+        "max_concurrency": _number(config, "max_concurrency", int, low=1, high=1000,
+                                   what="a whole number from 1 to 1000"),
+        "fail_on_error": _number(config, "fail_on_error", float, low=0, high=1,
+                                 what="a share from 0 to 1, like 0.05"),
+        "max_cost": _number(config, "max_cost", float, low=0, what="a number of USD, like 2.50"),
+        "max_tokens": _number(config, "max_tokens", int, low=1, what="a whole number of tokens"),
+    }
+    if result["max_retries"] is None:
+        result["max_retries"] = 4
+    from . import runstate
+    if runstate.fcntl is None:
+        for name in ("max_concurrency", "max_tokens", "max_cost"):
+            if result[name] is not None:
+                raise UsageError(f"--{name.replace('_', '-')}: needs POSIX file locks (fcntl), "
+                                 "which this platform lacks")
+    config.stash[LIMITS] = result
+    return result
+
+
+def check_cassette_options(config: pytest.Config) -> None:
+    record, replay = setting(config, "record"), setting(config, "replay")
+    if record and replay:
+        raise UsageError("--record and --replay: choose one (replaying while recording "
+                         "would record the cassette into itself)")
+    if record:
+        path = Path(record)
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"--record: {record} exists and is not a directory")
+    if replay:
+        from .cassette import Cassette
+        if not Path(replay).is_dir():
+            raise UsageError(f"--replay: no such directory: {replay}")
+        try:
+            if not len(Cassette(replay)):
+                raise UsageError(f"--replay: no cassette files (*.json) in {replay}")
+        except ValueError as exc:
+            raise UsageError(f"--replay: {exc}") from None
+
+
+def run_dir(config: pytest.Config) -> Path:
+    """The directory shared by the controller and all xdist workers of this run."""
+    return config.stash[RUN_DIR]
+
+
+def connections(config: pytest.Config):
+    """The process's model connections, made on first use."""
+    if CONNECTIONS not in config.stash:
+        from . import runstate
+        from .client import Connections, RetryPolicy
+        lim = limits(config)
+        slots = None
+        if lim["max_concurrency"] is not None:
+            def slots(model: str, _n=lim["max_concurrency"]):
+                return runstate.Slots(run_dir(config), model, _n)
+        on_reply = None  # counting costs a locked file write per response: only with a budget
+        if lim["max_tokens"] is not None or lim["max_cost"] is not None:
+            on_reply = runstate.recorder(runstate.Usage(run_dir(config)), price_usd)
+        config.stash[CONNECTIONS] = Connections(
+            base_url=setting(config, "base_url"), api_key_env=setting(config, "api_key_env"),
+            timeout=lim["request_timeout"],
+            policy=RetryPolicy(max_retries=lim["max_retries"], deadline_s=lim["step_deadline"]),
+            slots=slots, on_reply=on_reply,
+            record=setting(config, "record"), replay=setting(config, "replay"))
+    return config.stash[CONNECTIONS]
+
+
+def price_usd(model: str, tokens_in: int, tokens_out: int) -> float | None:
+    """Estimated cost of one response from the model's profile prices (`Profile.cost`);
+    None when they are unknown. Built-in local models are free."""
+    from . import profiles
+    from .client import is_local
+    cost = getattr(profiles.resolve(model), "cost", None)
+    value = cost(tokens_in, tokens_out) if callable(cost) else None
+    return 0.0 if value is None and is_local(model) else value
+
+
+def budget_reason(config: pytest.Config) -> str | None:
+    from . import runstate
+    lim = limits(config)
+    budget = runstate.Budget(lim["max_tokens"], lim["max_cost"])
+    if not budget.active:
+        return None
+    return budget.exceeded(runstate.Usage(run_dir(config)).totals())
