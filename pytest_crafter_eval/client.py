@@ -239,7 +239,8 @@ class ModelClient:
         return data
 
     def _error(self, attempt: Attempt, message: str, retries: list[Retry]) -> ModelCallError:
-        infra = attempt.retryable
+        # A server error is infrastructure even when the server asks not to retry it.
+        infra = attempt.retryable or (attempt.status or 0) >= 500
         return ModelCallError(message, status=attempt.status, infra=infra, cause=attempt.cause,
                               param=attempt.param, code=attempt.code, retries=tuple(retries))
 

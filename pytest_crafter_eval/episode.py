@@ -272,14 +272,13 @@ def check(result: EpisodeResult, expect: spec.Expect) -> list[str]:
     if result.error:
         return []  # an error is not a verdict on the model
     problems: list[str] = []
-    if result.no_tool_call and (expect.tool_call_at_first_step and result.no_tool_call["step"] == 0):
-        problems.append(f"no tool call at step 0: {result.no_tool_call['message']}")
-    elif result.no_tool_call and expect.min_tool_call_rate > 0:
-        problems.append(f"no tool call at step {result.no_tool_call['step']}: "
-                        f"{result.no_tool_call['message']}")
-    if result.tool_call_rate < expect.min_tool_call_rate and not problems:
+    missed = result.no_tool_call
+    if missed and expect.tool_call_at_first_step and missed["step"] == 0:
+        problems.append(f"no tool call at step 0: {missed['message']}")
+    elif result.tool_call_rate < expect.min_tool_call_rate:
+        why = f" (no tool call at step {missed['step']}: {missed['message']})" if missed else ""
         problems.append(f"tool-call rate {result.tool_call_rate:.2f} is below "
-                        f"expect.min_tool_call_rate={expect.min_tool_call_rate}")
+                        f"expect.min_tool_call_rate={expect.min_tool_call_rate}{why}")
     got = len(result.achievements)
     if got < expect.min_achievements:
         names = ", ".join(result.achievements) or "none"

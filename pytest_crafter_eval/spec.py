@@ -373,6 +373,8 @@ def parse_seeds(value: Any) -> tuple[int, ...]:
             lo, hi = int(match[1]), int(match[2])
             if hi < lo:
                 raise ValueError(f"range {text!r} ends before it starts")
+            if hi >= 2**31:
+                raise ValueError(f"a seed must be a whole number from 0 to 2**31-1, got {hi}")
             if hi - lo + 1 > MAX_SEEDS:
                 raise ValueError(f"at most {MAX_SEEDS} seeds, got {hi - lo + 1}")
             return tuple(range(lo, hi + 1))

@@ -30,11 +30,8 @@ def test_tiny_run_writes_every_key_with_its_goal(tmp_path):
     for key in KEYS:
         result = data[key]
         assert result["goal"].split()[0] in ("<=", ">="), key
-        if result.get("status") == "pending":
-            assert key == "snapshot_50_s" and result["value"] is None and result["note"]
-        else:
-            assert isinstance(result["value"], (int, float)) and result["value"] > 0, key
-            assert isinstance(result["pass"], bool), key
+        assert isinstance(result["value"], (int, float)) and result["value"] > 0, key
+        assert isinstance(result["pass"], bool), key
     # the tiny sizes really ran: 2 models x 10 seeds collected, 2 episodes x 2 calls played
     assert data["collect_20k_s"]["items"] == 20
     assert data["parallel_wall_over_ideal"]["model_calls"] == 4

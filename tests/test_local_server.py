@@ -1,7 +1,6 @@
 """Local models: the real openai SDK against the loopback server over 127.0.0.1."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import threading
 import time
@@ -22,7 +21,6 @@ TEXT = [{"role": "system", "content": "You play Crafter."},
         {"role": "user", "content": "You see grass and a tree to your left. Inventory: empty."}]
 IMAGE = [{"role": "user", "content": [
     {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}}]}]
-HAVE_HEURISTIC = importlib.util.find_spec("pytest_crafter_eval.local.heuristic") is not None
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +84,6 @@ def test_heuristic_without_text_falls_back_to_random_actions(client):
     assert parsed.ok and set(parsed.actions) <= set(ACTIONS)
 
 
-@pytest.mark.skipif(not HAVE_HEURISTIC, reason="pytest_crafter_eval.local.heuristic not written yet")
 def test_heuristic_answers_text_observations(client):
     message = create(client, "local/heuristic").choices[0].message.model_dump()
     assert parse_tool_calls(message).tool_calls == 1
@@ -126,8 +123,7 @@ def test_usage_counts_images_at_a_fixed_price(client):
     "local/random", "local/random?seed=2&latency_ms=1", "local/heuristic", "local/exhaust",
     "local/silent", "local/silent?mode=refusal", "local/silent?mode=content_filter", "local/silent?mode=empty"])
 def test_raw_bodies_match_the_official_schema(client, model):
-    messages = IMAGE if model == "local/heuristic" and not HAVE_HEURISTIC else TEXT
-    body = raw_body(client, model, messages)
+    body = raw_body(client, model, TEXT)
     errors = [e.message for e in jsonschema.Draft202012Validator(SCHEMA).iter_errors(body)]
     assert errors == []
 

@@ -101,7 +101,7 @@ def test_bad_eval_file_is_a_one_line_collection_error(pytester, text, message):
     pytester.makefile(".yaml", **{"evals/bad": text})
     result = run(pytester, "evals")
     assert result.ret == pytest.ExitCode.INTERRUPTED  # collection errors stop the run
-    result.stdout.fnmatch_lines([f"*ERROR collecting evals/bad.yaml*", message])
+    result.stdout.fnmatch_lines(["*ERROR collecting evals/bad.yaml*", message])
     assert "Traceback" not in result.stdout.str()
 
 

@@ -103,3 +103,8 @@ def test_command_line_overrides_keep_file_settings_of_named_models(tmp_path):
     assert out.runs[0].xfail and out.runs[1].xfail is None
     assert out.runs[1].request.temperature == 0.6
     assert out.seeds == (4,) and {r.steps for r in out.runs} == {7}
+
+
+def test_seed_ranges_stay_within_crafters_seed_range():
+    with pytest.raises(ValueError, match="2\\*\\*31-1"):
+        spec.parse_seeds("2147483647-2147483648")
