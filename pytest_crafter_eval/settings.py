@@ -186,8 +186,8 @@ def connections(config: pytest.Config):
         lim = limits(config)
         slots = None
         if lim["max_concurrency"] is not None:
-            def slots(model: str, _n=lim["max_concurrency"]):
-                return runstate.Slots(run_dir(config), model, _n)
+            limit = lim["max_concurrency"]
+            slots = lambda model: runstate.Slots(run_dir(config), model, limit)  # noqa: E731
         on_reply = None  # counting costs a locked file write per response: only with a budget
         if lim["max_tokens"] is not None or lim["max_cost"] is not None:
             on_reply = runstate.recorder(runstate.Usage(run_dir(config)), price_usd)
@@ -204,7 +204,7 @@ def price_usd(model: str, tokens_in: int, tokens_out: int) -> float | None:
     """Estimated cost of one response from the model's profile prices (`Profile.cost`);
     None when they are unknown. Built-in local models are free."""
     from . import profiles
-    from .client import is_local
+    from .spec import is_local
     cost = getattr(profiles.resolve(model), "cost", None)
     value = cost(tokens_in, tokens_out) if callable(cost) else None
     return 0.0 if value is None and is_local(model) else value
