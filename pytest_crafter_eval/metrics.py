@@ -92,6 +92,13 @@ class Estimate:
             return None if x is None else x * factor
         return Estimate(self.value * factor, s(self.low), s(self.high), self.n, self.method)
 
+    def clipped(self, lowest: float, highest: float) -> "Estimate":
+        """The same estimate with its interval kept within [lowest, highest] (a t interval
+        of a mean of fractions can reach past 0 or 1)."""
+        def c(x):
+            return None if x is None else min(highest, max(lowest, x))
+        return Estimate(self.value, c(self.low), c(self.high), self.n, self.method)
+
     def to_dict(self) -> dict[str, Any]:
         return {"value": self.value, "low": self.low, "high": self.high, "n": self.n,
                 "method": self.method}

@@ -58,9 +58,11 @@ def model_metrics(records: list[Mapping[str, Any]]) -> dict[str, Any]:
         out["success_rates"] = {
             name: metrics.wilson(sum(1 for a in unlocked if a.get(name)), len(done))
             .scaled(100).to_dict() for name in metrics.ACHIEVEMENTS}
-        steps = sum(int(r.get("steps") or 0) for r in done)
-        calls = sum(int(r.get("tool_calls") or 0) for r in done)
-        out["tool_call_rate"] = metrics.wilson(calls, steps).to_dict() if steps else None
+        # The mean of per-episode rates with a t interval: an episode's steps are not
+        # independent trials (it stops at its first miss), so pooling them would give an
+        # interval too narrow for `on: lower_bound`.
+        rates = [int(r.get("tool_calls") or 0) / int(r["steps"]) for r in done if r.get("steps")]
+        out["tool_call_rate"] = metrics.mean(rates).clipped(0.0, 1.0).to_dict() if rates else None
         out["mean_steps"] = metrics.mean([float(r.get("steps") or 0) for r in done]).to_dict()
     ran_records = [r for r in records if r.get("outcome") != "skipped"]
     for key in ("tokens_in", "tokens_out", "tokens_reasoning", "duration_s"):

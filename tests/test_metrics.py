@@ -107,3 +107,9 @@ def test_percentile_interpolates():
     assert metrics.percentile([4, 1, 3, 2], 50) == 2.5
     assert metrics.percentile(list(range(1, 11)), 95) == pytest.approx(9.55)
     assert math.isclose(metrics.percentile([7.0], 95), 7.0)
+
+
+def test_clipped_keeps_an_interval_of_fractions_within_zero_and_one():
+    est = metrics.mean([1.0, 0.2, 1.0]).clipped(0.0, 1.0)
+    assert est.value == pytest.approx(2.2 / 3)
+    assert est.low == 0.0 and est.high == 1.0
