@@ -115,22 +115,20 @@ def first_request(run: spec.Run, seed: int, instructions: str | None = None) -> 
 
 @functools.lru_cache(maxsize=16)
 def _first_observation(seed: int, observation: spec.Observation) -> dict[str, Any]:
+    return observation_message(_new_env(seed, observation), observation)
+
+
+def _new_env(seed: int, observation: spec.Observation) -> CrafterEnv:
+    """A reset env whose frames have the observation's image size (64 when text-only)."""
     env = CrafterEnv(seed, size=observation.image.size if observation.image else 64)
-    env.reset()
-    return observation_message(env, observation)
-
-
-def _make_env(run: spec.Run, seed: int) -> CrafterEnv:
-    size = run.observation.image.size if run.observation.image else 64
-    env = CrafterEnv(seed, size=size)
     env.reset()
     return env
 
 
-def _request(run, profile, env, instructions, frame=None) -> dict[str, Any]:
-    messages = [{"role": "system", "content": system_prompt(instructions)},
-                observation_message(env, run.observation, frame)]
-    return profiles.build_request(run, profile, messages)
+def _step_request(template: dict[str, Any], observation: dict[str, Any]) -> dict[str, Any]:
+    """The episode's request body with this step's observation as the user message.
+    Normalisation never touches the user message, so the body is built once per episode."""
+    return {**template, "messages": [template["messages"][0], observation]}
 
 
 def run_episode(run: spec.Run, seed: int, client: ModelClient, *, eval_name: str,
@@ -154,11 +152,13 @@ def run_episode(run: spec.Run, seed: int, client: ModelClient, *, eval_name: str
         result.end, result.error, result.infra_error = "error", str(exc), False
         result.duration_s = time.perf_counter() - started
         return result
-    env = _make_env(run, seed)
+    env = _new_env(seed, run.observation)
+    template = profiles.build_request(run, profile, [
+        {"role": "system", "content": system_prompt(instructions)}, {"role": "user", "content": ""}])
     wants_frame = run.observation.image is not None or on_step is not None
     for step in range(run.steps):
         frame = env.frame() if wants_frame else None  # one render per step, shared
-        body = _request(run, profile, env, instructions, frame)
+        body = _step_request(template, observation_message(env, run.observation, frame))
         result.steps += 1
         try:
             reply = client.complete(body)
@@ -172,8 +172,8 @@ def run_episode(run: spec.Run, seed: int, client: ModelClient, *, eval_name: str
         _count_retries(result, reply.retries)
         result.latencies_s.append(reply.latency_s)
         _count_usage(result, reply.body)
-        message = _first_message(reply.body)
-        parsed = tools.parse_tool_calls(message)
+        choice = tools.first_choice(reply.body)
+        parsed = tools.parse_tool_calls(choice.get("message"))
         result.invalid_actions += parsed.invalid_actions
         result.malformed_calls += parsed.malformed_json
         result.unknown_tools += parsed.unknown_tools
@@ -181,7 +181,7 @@ def run_episode(run: spec.Run, seed: int, client: ModelClient, *, eval_name: str
         if not parsed.ok:
             kind, why = tools.diagnose_no_tool_call(reply.body, body, parsed)
             result.no_tool_call = {"step": step, "class": kind, "message": why,
-                                   "finish_reason": _finish_reason(reply.body)}
+                                   "finish_reason": choice.get("finish_reason")}
             result.end = "no_tool_call"
         played: list[str] = []
         if parsed.ok:
@@ -235,21 +235,6 @@ def profile_rule(profile: profiles.Profile, param: str) -> str:
     where = f"profile {entry!r}" + (f" ({match} match)" if match else "")
     return (f"request parameter {param!r}; {where}" + (f": {settings}" if settings else "")
             + "; fix the profile (--profiles, or profiles: in the eval file) or the request settings")
-
-
-def _first_message(response: dict[str, Any]) -> dict[str, Any] | None:
-    choices = response.get("choices")
-    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-        message = choices[0].get("message")
-        return message if isinstance(message, dict) else None
-    return None
-
-
-def _finish_reason(response: dict[str, Any]) -> str | None:
-    choices = response.get("choices")
-    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-        return choices[0].get("finish_reason")
-    return None
 
 
 def _count_usage(result: EpisodeResult, response: dict[str, Any]) -> None:

@@ -63,7 +63,7 @@ def parse_tool_calls(message: Mapping[str, Any] | None) -> ParsedCalls:
     run in order; arguments may be a JSON string or already a mapping. Nothing raises.
     """
     parsed = ParsedCalls()
-    calls = (message or {}).get("tool_calls") or []
+    calls = (message.get("tool_calls") if isinstance(message, Mapping) else None) or []
     if not isinstance(calls, list):
         calls = []
     for call in calls:
@@ -106,12 +106,20 @@ EMPTY_RESPONSE = "empty_response"
 INVALID_CALL = "invalid_tool_call"
 
 
+def first_choice(response: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`choices[0]` of a response body, or {} when it has none (never raises)."""
+    choices = response.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
+        return choices[0]
+    return {}
+
+
 def diagnose_no_tool_call(response: Mapping[str, Any], request: Mapping[str, Any],
                           parsed: ParsedCalls | None = None) -> tuple[str, str]:
     """Classify a response without a valid tool call; return (class, one-line reason
     with the fix). `request` is the body that was sent, for the token budget."""
     choices = response.get("choices") or []
-    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], Mapping) else {}
+    choice = first_choice(response)
     message = choice.get("message") if isinstance(choice.get("message"), Mapping) else {}
     finish = choice.get("finish_reason")
     text = message.get("content") if isinstance(message.get("content"), str) else ""
