@@ -23,24 +23,12 @@ IMAGE = [{"role": "user", "content": [
     {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}}]}]
 
 
-@pytest.fixture(scope="module")
-def server():
-    with LocalServer(log=True) as server:
-        yield server
+def create(sdk, model, messages=TEXT, **kwargs):
+    return sdk.chat.completions.create(model=model, messages=messages, tools=[TOOL], **kwargs)
 
 
-@pytest.fixture(scope="module")
-def client(server):
-    with openai.OpenAI(base_url=server.base_url, api_key="local", max_retries=0) as client:
-        yield client
-
-
-def create(client, model, messages=TEXT, **kwargs):
-    return client.chat.completions.create(model=model, messages=messages, tools=[TOOL], **kwargs)
-
-
-def raw_body(client, model, messages=TEXT, **kwargs):
-    response = client.chat.completions.with_raw_response.create(
+def raw_body(sdk, model, messages=TEXT, **kwargs):
+    response = sdk.chat.completions.with_raw_response.create(
         model=model, messages=messages, tools=[TOOL], **kwargs)
     assert response.status_code == 200
     return json.loads(response.text)
@@ -56,8 +44,8 @@ def post(server, data: bytes, path="/v1/chat/completions"):
         return error.code, json.loads(error.read())
 
 
-def test_random_calls_the_tool_with_valid_actions(client):
-    response = create(client, "local/random")
+def test_random_calls_the_tool_with_valid_actions(sdk):
+    response = create(sdk, "local/random")
     choice = response.choices[0]
     parsed = parse_tool_calls(choice.message.model_dump())
     assert choice.finish_reason == "tool_calls"
@@ -67,9 +55,9 @@ def test_random_calls_the_tool_with_valid_actions(client):
     assert response.model == "local/random" and response.id.startswith("chatcmpl-local-")
 
 
-def test_random_is_deterministic_per_request(client):
+def test_random_is_deterministic_per_request(sdk):
     def actions(model, messages=TEXT):
-        return parse_tool_calls(create(client, model, messages).choices[0].message.model_dump()).actions
+        return parse_tool_calls(create(sdk, model, messages).choices[0].message.model_dump()).actions
 
     assert actions("local/random") == actions("local/random")
     assert actions("local/random?seed=3") == actions("local/random?seed=3")
@@ -79,13 +67,13 @@ def test_random_is_deterministic_per_request(client):
     assert len({tuple(a) for a in steps}) > 1
 
 
-def test_heuristic_without_text_falls_back_to_random_actions(client):
-    parsed = parse_tool_calls(create(client, "local/heuristic", IMAGE).choices[0].message.model_dump())
+def test_heuristic_without_text_falls_back_to_random_actions(sdk):
+    parsed = parse_tool_calls(create(sdk, "local/heuristic", IMAGE).choices[0].message.model_dump())
     assert parsed.ok and set(parsed.actions) <= set(ACTIONS)
 
 
-def test_heuristic_answers_text_observations(client):
-    message = create(client, "local/heuristic").choices[0].message.model_dump()
+def test_heuristic_answers_text_observations(sdk):
+    message = create(sdk, "local/heuristic").choices[0].message.model_dump()
     assert parse_tool_calls(message).tool_calls == 1
 
 
@@ -95,8 +83,8 @@ def test_heuristic_answers_text_observations(client):
     ("content_filter", None, None, "content_filter"),
     ("empty", "", None, "stop"),
 ])
-def test_silent_never_calls_the_tool(client, mode, content, refusal, finish):
-    choice = create(client, f"local/silent?mode={mode}").choices[0]
+def test_silent_never_calls_the_tool(sdk, mode, content, refusal, finish):
+    choice = create(sdk, f"local/silent?mode={mode}").choices[0]
     assert choice.finish_reason == finish and not choice.message.tool_calls
     assert not parse_tool_calls(choice.message.model_dump()).ok
     for got, want in [(choice.message.content, content), (choice.message.refusal, refusal)]:
@@ -105,8 +93,8 @@ def test_silent_never_calls_the_tool(client, mode, content, refusal, finish):
 
 @pytest.mark.parametrize("kwargs, budget", [
     ({"max_completion_tokens": 300}, 300), ({"max_tokens": 40}, 40), ({}, 512)])
-def test_exhaust_spends_the_whole_budget(client, kwargs, budget):
-    response = create(client, "local/exhaust", **kwargs)
+def test_exhaust_spends_the_whole_budget(sdk, kwargs, budget):
+    response = create(sdk, "local/exhaust", **kwargs)
     choice = response.choices[0]
     assert choice.finish_reason == "length" and not choice.message.content and not choice.message.tool_calls
     assert response.usage.completion_tokens == budget
@@ -114,33 +102,33 @@ def test_exhaust_spends_the_whole_budget(client, kwargs, budget):
     assert response.usage.total_tokens == response.usage.prompt_tokens + budget
 
 
-def test_usage_counts_images_at_a_fixed_price(client):
-    usage = create(client, "local/random", IMAGE * 3).usage
+def test_usage_counts_images_at_a_fixed_price(sdk):
+    usage = create(sdk, "local/random", IMAGE * 3).usage
     assert usage.prompt_tokens >= 3 * 85 and usage.prompt_tokens_details.cached_tokens == 0
 
 
 @pytest.mark.parametrize("model", [
     "local/random", "local/random?seed=2&latency_ms=1", "local/heuristic", "local/exhaust",
     "local/silent", "local/silent?mode=refusal", "local/silent?mode=content_filter", "local/silent?mode=empty"])
-def test_raw_bodies_match_the_official_schema(client, model):
-    body = raw_body(client, model, TEXT)
+def test_raw_bodies_match_the_official_schema(sdk, model):
+    body = raw_body(sdk, model, TEXT)
     errors = [e.message for e in jsonschema.Draft202012Validator(SCHEMA).iter_errors(body)]
     assert errors == []
 
 
-def test_max_actions_bounds_the_actions_per_call(client):
-    counts = {len(parse_tool_calls(create(client, "local/random?max_actions=1",
+def test_max_actions_bounds_the_actions_per_call(sdk):
+    counts = {len(parse_tool_calls(create(sdk, "local/random?max_actions=1",
                                           TEXT + [{"role": "user", "content": str(i)}])
                                    .choices[0].message.model_dump()).actions) for i in range(20)}
     assert counts == {1}
-    counts = {len(parse_tool_calls(create(client, "local/random", TEXT + [{"role": "user", "content": str(i)}])
+    counts = {len(parse_tool_calls(create(sdk, "local/random", TEXT + [{"role": "user", "content": str(i)}])
                                    .choices[0].message.model_dump()).actions) for i in range(20)}
     assert len(counts) > 1 and max(counts) <= MAX_ACTIONS
 
 
-def test_unknown_model_is_not_found_and_lists_known_models(client):
+def test_unknown_model_is_not_found_and_lists_known_models(sdk):
     with pytest.raises(openai.NotFoundError) as info:
-        create(client, "local/nope")
+        create(sdk, "local/nope")
     assert "local/nope" in str(info.value) and "local/random" in str(info.value)
     assert info.value.body["code"] == "model_not_found"
 
@@ -153,9 +141,9 @@ def test_unknown_model_is_not_found_and_lists_known_models(client):
     ("local/random?seed", ["key=value"]),
     ("local/random?max_actions=9", ["max_actions", "1 to 8", "9"]),
 ])
-def test_bad_options_are_clear_bad_requests(client, model, words):
+def test_bad_options_are_clear_bad_requests(sdk, model, words):
     with pytest.raises(openai.BadRequestError) as info:
-        create(client, model)
+        create(sdk, model)
     assert all(word in str(info.value) for word in words)
 
 
@@ -172,19 +160,19 @@ def test_bad_bodies_are_400_with_openai_errors(server, data, param):
     assert body["error"]["type"] == "invalid_request_error" and body["error"]["param"] == param
 
 
-def test_paths_with_and_without_v1(server, client):
-    assert {m.id for m in client.models.list()} >= {"local/random", "local/heuristic", "local/silent", "local/exhaust"}
+def test_paths_with_and_without_v1(server, sdk):
+    assert {m.id for m in sdk.models.list()} >= {"local/random", "local/heuristic", "local/silent", "local/exhaust"}
     status, body = post(server, json.dumps({"model": "local/random", "messages": TEXT}).encode(),
                         "/chat/completions")
     assert status == 200 and body["object"] == "chat.completion"
     assert post(server, b"{}", "/v1/completions")[0] == 404
 
 
-def test_latency_option_is_honoured_and_runs_in_parallel(client):
+def test_latency_option_is_honoured_and_runs_in_parallel(sdk):
     start = time.perf_counter()
-    create(client, "local/silent?latency_ms=150")
+    create(sdk, "local/silent?latency_ms=150")
     assert time.perf_counter() - start >= 0.15
-    threads = [threading.Thread(target=create, args=(client, "local/random?latency_ms=400")) for _ in range(6)]
+    threads = [threading.Thread(target=create, args=(sdk, "local/random?latency_ms=400")) for _ in range(6)]
     start = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -196,17 +184,17 @@ def test_latency_option_is_honoured_and_runs_in_parallel(client):
 
 def test_keep_alive_reuses_one_connection():
     # Round-trip time is measured by benchmarks/ (overhead_ratio), not asserted here.
-    with LocalServer() as server, openai.OpenAI(base_url=server.base_url, api_key="local") as client:
+    with LocalServer() as server, openai.OpenAI(base_url=server.base_url, api_key="local") as sdk:
         for i in range(50):
-            create(client, "local/random", TEXT + [{"role": "user", "content": str(i)}])
+            create(sdk, "local/random", TEXT + [{"role": "user", "content": str(i)}])
         assert server.connections == 1
 
 
-def test_request_log_records_model_and_status(server, client):
+def test_request_log_records_model_and_status(server, sdk):
     before = len(server.requests)
-    create(client, "local/random?seed=9")
+    create(sdk, "local/random?seed=9")
     with pytest.raises(openai.NotFoundError):
-        create(client, "local/missing")
+        create(sdk, "local/missing")
     assert [(m, s) for _, m, s in server.requests[before:]] == [("local/random?seed=9", 200), ("local/missing", 404)]
     assert server.requests[-2][0] <= server.requests[-1][0]
 
@@ -215,21 +203,21 @@ def test_default_model_answers_foreign_model_names():
     with pytest.raises(ModelError):
         LocalServer(model="local/nope")
     with LocalServer(model="local/silent") as server, \
-            openai.OpenAI(base_url=server.base_url, api_key="local", max_retries=0) as client:
-        response = create(client, "gpt-4o")
+            openai.OpenAI(base_url=server.base_url, api_key="local", max_retries=0) as sdk:
+        response = create(sdk, "gpt-4o")
         assert response.model == "gpt-4o" and response.choices[0].finish_reason == "stop"
-        assert create(client, "local/random").choices[0].finish_reason == "tool_calls"
+        assert create(sdk, "local/random").choices[0].finish_reason == "tool_calls"
 
 
 def test_close_is_quick_with_idle_connections_and_frees_the_port():
     server = LocalServer().start()
-    with openai.OpenAI(base_url=server.base_url, api_key="local", max_retries=0) as client:
-        create(client, "local/random")
+    with openai.OpenAI(base_url=server.base_url, api_key="local", max_retries=0) as sdk:
+        create(sdk, "local/random")
         start = time.perf_counter()
         server.close()
         assert time.perf_counter() - start < 1
         with pytest.raises(openai.APIConnectionError):
-            create(client, "local/random")
+            create(sdk, "local/random")
 
 
 def test_heuristic_reads_the_text_parts_of_the_last_user_message():

@@ -16,18 +16,6 @@ from pytest_crafter_eval.tools import TOOL
 FAST = RetryPolicy(max_retries=4, deadline_s=10, backoff_s=0.02, max_backoff_s=0.1)
 
 
-@pytest.fixture(scope="module")
-def server():
-    with LocalServer(log=True) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def sdk(server):
-    with openai.OpenAI(base_url=server.base_url, api_key="local", max_retries=0) as sdk:
-        yield sdk
-
-
 _counter = iter(range(10**9))
 
 
