@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 N      ?= 8
 
-.PHONY: install eval test bench clean
+.PHONY: install eval test lint bench clean
 
 install: $(STAMP)
 
@@ -21,6 +21,12 @@ eval: $(STAMP)
 ## Run the project's test suite.
 test: $(STAMP)
 	$(BIN)/pytest tests/ -n 2
+
+## Lint, format check and type check (ruff, mypy).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 ## Run the benchmarks; writes benchmarks/results.json.
 bench: $(STAMP)

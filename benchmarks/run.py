@@ -27,6 +27,7 @@ on a noisy shared machine:
 
 Exit status: 0 when every measured goal is met (always 0 with --tiny), 1 otherwise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,9 +41,10 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
@@ -58,17 +60,37 @@ GOALS: dict[str, tuple[str, float, str]] = {
 
 SIZES: dict[str, dict[str, int]] = {
     # parallel: 32 episodes x 50 steps x 0.2 s / 8 workers = an ideal of 40 s
-    "full": dict(overhead_seeds=6, overhead_steps=50, overhead_rounds=3, parallel_episodes=32,
-                 parallel_steps=50, workers=8, latency_ms=200, reset_seeds=10, collect_models=20,
-                 collect_seeds=1000, snapshot_models=50),
-    "tiny": dict(overhead_seeds=1, overhead_steps=4, overhead_rounds=1, parallel_episodes=2,
-                 parallel_steps=2, workers=1, latency_ms=20, reset_seeds=2, collect_models=2,
-                 collect_seeds=10, snapshot_models=2),
+    "full": {
+        "overhead_seeds": 6,
+        "overhead_steps": 50,
+        "overhead_rounds": 3,
+        "parallel_episodes": 32,
+        "parallel_steps": 50,
+        "workers": 8,
+        "latency_ms": 200,
+        "reset_seeds": 10,
+        "collect_models": 20,
+        "collect_seeds": 1000,
+        "snapshot_models": 50,
+    },
+    "tiny": {
+        "overhead_seeds": 1,
+        "overhead_steps": 4,
+        "overhead_rounds": 1,
+        "parallel_episodes": 2,
+        "parallel_steps": 2,
+        "workers": 1,
+        "latency_ms": 20,
+        "reset_seeds": 2,
+        "collect_models": 2,
+        "collect_seeds": 10,
+        "snapshot_models": 2,
+    },
 }
 
 # Written into each temporary pytest run: records collection time, episode results and
 # each worker's peak RSS, and writes them as JSON to $CRAFTER_BENCH_OUT.
-PROBE = '''\
+PROBE = """\
 import json, os, resource, time
 import pytest
 
@@ -121,10 +143,11 @@ def pytest_sessionfinish(session):
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         with open(os.environ["CRAFTER_BENCH_OUT"], "w") as f:
             json.dump(_seen, f)
-'''
+"""
 
 
 # -- the machine ----------------------------------------------------------------------
+
 
 def machine() -> dict[str, Any]:
     """What ran the benchmarks, next to the figures."""
@@ -136,8 +159,18 @@ def machine() -> dict[str, Any]:
         "memory_gb": _memory_gb(),
         "python": platform.python_version(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "packages": {name: _version(name) for name in
-                     ("pytest-crafter-eval", "crafter", "pytest", "pytest-xdist", "openai", "numpy", "pillow")},
+        "packages": {
+            name: _version(name)
+            for name in (
+                "pytest-crafter-eval",
+                "crafter",
+                "pytest",
+                "pytest-xdist",
+                "openai",
+                "numpy",
+                "pillow",
+            )
+        },
         "commit": _git_commit(),
     }
     return info
@@ -172,14 +205,20 @@ def _version(name: str) -> str | None:
 
 def _git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,
-                             text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=HERE,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
 
 
 # -- measures -------------------------------------------------------------------------
+
 
 def measure_overhead(size: dict[str, int]) -> dict[str, Any]:
     """Episodes of local/random over loopback HTTP against the raw floor, same seeds and actions.
@@ -195,12 +234,16 @@ def measure_overhead(size: dict[str, int]) -> dict[str, Any]:
     from pytest_crafter_eval.env import CrafterEnv, data_uri
     from pytest_crafter_eval.episode import run_episode
 
-    run = spec.Run(model="local/random", steps=size["overhead_steps"],
-                   observation=spec.Observation(image=spec.Image(64, "low"), text=True),
-                   request=spec.Request(), expect=spec.Expect())
+    run = spec.Run(
+        model="local/random",
+        steps=size["overhead_steps"],
+        observation=spec.Observation(image=spec.Image(64, "low"), text=True),
+        request=spec.Request(),
+        expect=spec.Expect(),
+    )
     connections = Connections()
     client = connections.for_model(run.model)
-    harness = [0.0, 0.0]   # wall, CPU seconds
+    harness = [0.0, 0.0]  # wall, CPU seconds
     floor = [0.0, 0.0]
     timed_steps = 0
     try:
@@ -211,8 +254,8 @@ def measure_overhead(size: dict[str, int]) -> dict[str, Any]:
                 actions: list[list[str]] = []
 
                 def on_step(info: dict[str, Any]) -> None:
-                    marks.append((time.perf_counter(), time.process_time()))
-                    actions.append(info["actions"])
+                    marks.append((time.perf_counter(), time.process_time()))  # noqa: B023
+                    actions.append(info["actions"])  # noqa: B023 (called in this iteration)
 
                 run_episode(run, seed, client, eval_name="bench", on_step=on_step)
                 for i in range(2):
@@ -237,14 +280,23 @@ def measure_overhead(size: dict[str, int]) -> dict[str, Any]:
     finally:
         connections.close()
     harness_rate, floor_rate = timed_steps / harness[0], timed_steps / floor[0]
-    return {"value": round(harness_rate / floor_rate, 3),
-            "harness_steps_per_s": round(harness_rate, 1), "floor_steps_per_s": round(floor_rate, 1),
-            "cpu_ratio": round(floor[1] / harness[1], 3),
-            "harness_ms_per_call": round(1000 * (harness[0] - floor[0]) / (
-                size["overhead_seeds"] * (size["overhead_steps"] - 1)), 2),
-            "crafter_steps": timed_steps, "episodes": size["overhead_seeds"],
-            "rounds": size["overhead_rounds"],
-            "model_calls_per_episode": size["overhead_steps"], "image_size": 64}
+    return {
+        "value": round(harness_rate / floor_rate, 3),
+        "harness_steps_per_s": round(harness_rate, 1),
+        "floor_steps_per_s": round(floor_rate, 1),
+        "cpu_ratio": round(floor[1] / harness[1], 3),
+        "harness_ms_per_call": round(
+            1000
+            * (harness[0] - floor[0])
+            / (size["overhead_seeds"] * (size["overhead_steps"] - 1)),
+            2,
+        ),
+        "crafter_steps": timed_steps,
+        "episodes": size["overhead_seeds"],
+        "rounds": size["overhead_rounds"],
+        "model_calls_per_episode": size["overhead_steps"],
+        "image_size": 64,
+    }
 
 
 def _play(env, actions: list[str]) -> int:
@@ -263,49 +315,66 @@ def measure_parallel(size: dict[str, int], workdir: Path) -> dict[str, dict[str,
     latency = size["latency_ms"] / 1000
     eval_text = textwrap.dedent(f"""\
         models:
-          - local/random?max_actions=1&latency_ms={size['latency_ms']}
+          - local/random?max_actions=1&latency_ms={size["latency_ms"]}
         seeds: 0-{episodes - 1}
         steps: {steps}
         expect: {{min_tool_call_rate: 0.0, min_achievements: 0}}
         """)
-    run = _pytest_run(workdir / "parallel", {"evals/parallel.yaml": eval_text},
-                      ["evals", "-n", str(workers), "-m", "not crafter_payload"])
+    run = _pytest_run(
+        workdir / "parallel",
+        {"evals/parallel.yaml": eval_text},
+        ["evals", "-n", str(workers), "-m", "not crafter_payload"],
+    )
     probe = run["probe"]
     found = probe["episodes"]
     if len(found) != episodes or run["returncode"] != 0:
-        raise RuntimeError(f"parallel run: {len(found)} of {episodes} episodes, "
-                           f"pytest exit {run['returncode']}:\n{run['tail']}")
+        raise RuntimeError(
+            f"parallel run: {len(found)} of {episodes} episodes, "
+            f"pytest exit {run['returncode']}:\n{run['tail']}"
+        )
     calls = sum(e["steps"] for e in found)
     ideal = calls * latency / workers
     per_worker: dict[str, int] = {}
-    first_start: dict[str, list[float]] = {}  # worker -> [wall clock, CPU seconds] at its first episode
+    first_start: dict[
+        str, list[float]
+    ] = {}  # worker -> [wall clock, CPU seconds] at its first episode
     for e in found:
         per_worker[e["worker"]] = per_worker.get(e["worker"], 0) + e["steps"]
         first_start[e["worker"]] = min(first_start.get(e["worker"], e["started"]), e["started"])
     rss = probe["rss_kb"]
     return {
         "parallel_wall_over_ideal": {
-            "value": round(run["wall_s"] / ideal, 3), "wall_s": round(run["wall_s"], 2),
-            "ideal_s": round(ideal, 2), "cpu_s": round(run["cpu_s"], 2),
-            "episodes": episodes, "steps": steps,
-            "model_calls": calls, "latency_ms": size["latency_ms"], "workers": workers,
+            "value": round(run["wall_s"] / ideal, 3),
+            "wall_s": round(run["wall_s"], 2),
+            "ideal_s": round(ideal, 2),
+            "cpu_s": round(run["cpu_s"], 2),
+            "episodes": episodes,
+            "steps": steps,
+            "model_calls": calls,
+            "latency_ms": size["latency_ms"],
+            "workers": workers,
             "busiest_worker_calls": max(per_worker.values()),
             "busiest_worker_ideal_s": round(max(per_worker.values()) * latency, 2),
-            "worker_start_s": round(statistics.median(w for w, _ in first_start.values()) - run["started"], 2),
+            "worker_start_s": round(
+                statistics.median(w for w, _ in first_start.values()) - run["started"], 2
+            ),
             "worker_start_cpu_s": round(statistics.median(c for _, c in first_start.values()), 2),
             "ended_early": sum(e["steps"] < steps for e in found),
-            "command": f"pytest evals -n {workers}"},
+            "command": f"pytest evals -n {workers}",
+        },
         "worker_peak_rss_mb": {
             "value": round(max(rss.values()) / 1024, 1),
             "per_worker_mb": {w: round(kb / 1024, 1) for w, kb in sorted(rss.items())},
             "note": "ru_maxrss of each xdist worker after each of its episodes (64x64, "
-                    f"{steps} steps, loopback server in the worker)"},
+            f"{steps} steps, loopback server in the worker)",
+        },
     }
 
 
 def measure_reset(size: dict[str, int]) -> dict[str, Any]:
     """Median seconds of `CrafterEnv(seed).reset()`: world generation dominates."""
     from pytest_crafter_eval.env import CrafterEnv
+
     times, cpu = [], []
     for seed in range(size["reset_seeds"]):
         env = CrafterEnv(seed)
@@ -313,33 +382,46 @@ def measure_reset(size: dict[str, int]) -> dict[str, Any]:
         env.reset()
         times.append(time.perf_counter() - started)
         cpu.append(time.process_time() - started_cpu)
-    return {"value": round(statistics.median(times), 4), "max_s": round(max(times), 4),
-            "median_cpu_s": round(statistics.median(cpu), 4), "seeds": size["reset_seeds"]}
+    return {
+        "value": round(statistics.median(times), 4),
+        "max_s": round(max(times), 4),
+        "median_cpu_s": round(statistics.median(cpu), 4),
+        "seeds": size["reset_seeds"],
+    }
 
 
 def measure_collect(size: dict[str, int], workdir: Path) -> dict[str, Any]:
     """`pytest --collect-only` of one eval file with M models x N seeds."""
     models = "\n".join(f"  - local/random?seed={i}" for i in range(size["collect_models"]))
     eval_text = f"models:\n{models}\nseeds: 0-{size['collect_seeds'] - 1}\nsteps: 50\n"
-    run = _pytest_run(workdir / "collect", {"evals/collect.yaml": eval_text},
-                      ["evals", "--collect-only", "-q", "-m", "not crafter_payload"])
+    run = _pytest_run(
+        workdir / "collect",
+        {"evals/collect.yaml": eval_text},
+        ["evals", "--collect-only", "-q", "-m", "not crafter_payload"],
+    )
     probe = run["probe"]
     expected = size["collect_models"] * size["collect_seeds"]
     if probe["items"] != expected or run["returncode"] != 0:
-        raise RuntimeError(f"collection: {probe['items']} of {expected} items, "
-                           f"pytest exit {run['returncode']}:\n{run['tail']}")
-    return {"value": round(probe["collect_s"], 3), "items": probe["items"],
-            "process_wall_s": round(run["wall_s"], 2),
-            "note": "value: pytest's collection inside the process; process_wall_s adds "
-                    "start-up and printing the ids"}
+        raise RuntimeError(
+            f"collection: {probe['items']} of {expected} items, "
+            f"pytest exit {run['returncode']}:\n{run['tail']}"
+        )
+    return {
+        "value": round(probe["collect_s"], 3),
+        "items": probe["items"],
+        "process_wall_s": round(run["wall_s"], 2),
+        "note": "value: pytest's collection inside the process; process_wall_s adds "
+        "start-up and printing the ids",
+    }
 
 
 def measure_snapshot(size: dict[str, int], workdir: Path) -> dict[str, Any]:
     """Collect and run the payload snapshot items of one eval file with M models (half
     chat, half reasoning profiles), after a first run has written the snapshots."""
     half = size["snapshot_models"] // 2
-    names = [f"local/random?seed={i}" for i in range(half)] + \
-        [f"local/exhaust?seed={i}" for i in range(size["snapshot_models"] - half)]
+    names = [f"local/random?seed={i}" for i in range(half)] + [
+        f"local/exhaust?seed={i}" for i in range(size["snapshot_models"] - half)
+    ]
     models = "\n".join(f"  - {name}" for name in names)
     files = {"evals/snap.yaml": f"models:\n{models}\nseeds: 0-9\nsteps: 50\n"}
     args = ["evals", "-m", "crafter_payload", "-q"]
@@ -350,17 +432,24 @@ def measure_snapshot(size: dict[str, int], workdir: Path) -> dict[str, Any]:
     run = _pytest_run(workdir / "snapshot", {}, args, fresh=False)
     probe = run["probe"]
     if probe["items"] != len(names) or run["returncode"] != 0:
-        raise RuntimeError(f"snapshots: {probe['items']} of {len(names)} items, "
-                           f"pytest exit {run['returncode']}:\n{run['tail']}")
-    return {"value": round(probe["session_s"], 3), "collect_s": round(probe["collect_s"], 3),
-            "items": probe["items"], "process_wall_s": round(run["wall_s"], 2),
-            "note": "value: collecting and running the payload items inside the process (the "
-                    "file's 10 seeds per model are collected too, and deselected); "
-                    "process_wall_s adds start-up"}
+        raise RuntimeError(
+            f"snapshots: {probe['items']} of {len(names)} items, "
+            f"pytest exit {run['returncode']}:\n{run['tail']}"
+        )
+    return {
+        "value": round(probe["session_s"], 3),
+        "collect_s": round(probe["collect_s"], 3),
+        "items": probe["items"],
+        "process_wall_s": round(run["wall_s"], 2),
+        "note": "value: collecting and running the payload items inside the process (the "
+        "file's 10 seeds per model are collected too, and deselected); "
+        "process_wall_s adds start-up",
+    }
 
 
-def _pytest_run(directory: Path, files: dict[str, str], args: list[str],
-                fresh: bool = True) -> dict[str, Any]:
+def _pytest_run(
+    directory: Path, files: dict[str, str], args: list[str], fresh: bool = True
+) -> dict[str, Any]:
     """Run pytest in a fresh directory holding `files` and the probe; wall time included.
     `fresh=False` runs again in the same directory."""
     directory.mkdir(parents=True, exist_ok=not fresh)
@@ -375,25 +464,40 @@ def _pytest_run(directory: Path, files: dict[str, str], args: list[str],
     command = [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider"]
     started, wall_started = time.perf_counter(), time.time()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        command, cwd=directory, env=env, capture_output=True, text=True, timeout=900
+    )
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     tail = "\n".join((done.stdout + done.stderr).splitlines()[-15:])
     if not out.exists():
-        raise RuntimeError(f"{' '.join(command[2:])} wrote no results (exit {done.returncode}):\n{tail}")
-    return {"wall_s": wall, "cpu_s": cpu, "started": wall_started, "returncode": done.returncode,
-            "probe": json.loads(out.read_text()), "tail": tail}
+        raise RuntimeError(
+            f"{' '.join(command[2:])} wrote no results (exit {done.returncode}):\n{tail}"
+        )
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "started": wall_started,
+        "returncode": done.returncode,
+        "probe": json.loads(out.read_text()),
+        "tail": tail,
+    }
 
 
 # -- running and reporting ------------------------------------------------------------
+
 
 def judge(key: str, result: dict[str, Any]) -> dict[str, Any]:
     op, goal, unit = GOALS[key]
     value = result.get("value")
     passed = None if value is None else (value >= goal if op == ">=" else value <= goal)
-    return {"value": value, "goal": f"{op} {goal:g}{unit and ' ' + unit}", "pass": passed,
-            **{k: v for k, v in result.items() if k != "value"}}
+    return {
+        "value": value,
+        "goal": f"{op} {goal:g}{unit and ' ' + unit}",
+        "pass": passed,
+        **{k: v for k, v in result.items() if k != "value"},
+    }
 
 
 def run_all(size_name: str, only: set[str] | None) -> dict[str, dict[str, Any]]:
@@ -407,8 +511,10 @@ def run_all(size_name: str, only: set[str] | None) -> dict[str, dict[str, Any]]:
             (("reset_median_s",), lambda: {"reset_median_s": measure_reset(size)}),
             (("collect_20k_s",), lambda: {"collect_20k_s": measure_collect(size, workdir)}),
             (("snapshot_50_s",), lambda: {"snapshot_50_s": measure_snapshot(size, workdir)}),
-            (("parallel_wall_over_ideal", "worker_peak_rss_mb"),
-             lambda: measure_parallel(size, workdir)),
+            (
+                ("parallel_wall_over_ideal", "worker_peak_rss_mb"),
+                lambda: measure_parallel(size, workdir),
+            ),
         ]
         for keys, measure in steps:
             if not wanted(*keys):
@@ -436,31 +542,45 @@ def table(results: dict[str, dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true",
-                        help="a tiny size that runs in seconds (checks the benchmarks work)")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="a tiny size that runs in seconds (checks the benchmarks work)",
+    )
     parser.add_argument("--only", help=f"comma-separated keys: {', '.join(GOALS)}")
-    parser.add_argument("--out", type=Path, default=HERE / "results.json",
-                        help="where to write the results (default: %(default)s)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=HERE / "results.json",
+        help="where to write the results (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     only = None
     if args.only:
         only = {k.strip() for k in args.only.split(",") if k.strip()}
         unknown = only - set(GOALS)
         if unknown:
-            parser.error(f"--only: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(GOALS)}")
+            parser.error(
+                f"--only: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(GOALS)}"
+            )
     size_name = "tiny" if args.tiny else "full"
     started = time.time()
-    report: dict[str, Any] = {"size": size_name, "size_parameters": SIZES[size_name],
-                              "machine": machine(),
-                              "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))}
+    report: dict[str, Any] = {
+        "size": size_name,
+        "size_parameters": SIZES[size_name],
+        "machine": machine(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+    }
     results = run_all(size_name, only)
     report["duration_s"] = round(time.time() - started, 1)
     report.update(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     m = report["machine"]
-    print(f"{m['cpu']}, {m['cpus']} CPUs, {m['memory_gb']} GB, Python {m['python']}, "
-          f"load {m['load_average_at_start']}; {size_name} size, {report['duration_s']} s")
+    print(
+        f"{m['cpu']}, {m['cpus']} CPUs, {m['memory_gb']} GB, Python {m['python']}, "
+        f"load {m['load_average_at_start']}; {size_name} size, {report['duration_s']} s"
+    )
     print(table(results))
     print(f"wrote {args.out}")
     failed = [k for k, r in results.items() if r["pass"] is False]

@@ -18,6 +18,7 @@ serves it, so a replay goes through the real SDK and HTTP. A request that is not
 cassette gets HTTP 400 whose message starts with `MISS` and names the closest recorded
 request and how it differs (`temperature: 0.6 recorded, 0.7 now`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,12 +33,13 @@ from . import redact
 from .payload import describe_image
 
 MISS = "replay: request not in cassette"
-VOLATILE_KEYS = frozenset({"user", "metadata"})   # tracking fields, dropped at the top level
+VOLATILE_KEYS = frozenset({"user", "metadata"})  # tracking fields, dropped at the top level
 ENDPOINT = "/chat/completions"
 _MAX_DIFFS = 3
 
 
 # --- normalising and keys (pure) ---------------------------------------------------------
+
 
 def normalise(body: Any) -> Any:
     """`body` with volatile parts dropped and images replaced by their digests."""
@@ -101,21 +103,28 @@ def _show(value: Any, width: int = 40) -> str:
     if isinstance(value, str) and value.startswith("<image/"):
         return value
     text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= width else text[:width - 3] + "...\""
+    return text if len(text) <= width else text[: width - 3] + '..."'
 
 
 def _show_pair(old: Any, new: Any) -> str:
-    if isinstance(old, str) and isinstance(new, str) and not old.startswith("<image/") \
-            and max(len(old), len(new)) > 40:
+    if (
+        isinstance(old, str)
+        and isinstance(new, str)
+        and not old.startswith("<image/")
+        and max(len(old), len(new)) > 40
+    ):
         at = next((i for i, (a, b) in enumerate(zip(old, new)) if a != b), min(len(old), len(new)))
         start = max(0, at - 12)
-        return (f"text differs at char {at}: ...{old[start:at + 20]!r} recorded, "
-                f"...{new[start:at + 20]!r} now")
+        return (
+            f"text differs at char {at}: ...{old[start : at + 20]!r} recorded, "
+            f"...{new[start : at + 20]!r} now"
+        )
     return f"{_show(old)} recorded, {_show(new)} now"
 
 
-def miss_message(directory: str, now: Any, entries: dict[str, dict[str, Any]],
-                 flat: dict[str, dict[str, Any]]) -> str:
+def miss_message(
+    directory: str, now: Any, entries: dict[str, dict[str, Any]], flat: dict[str, dict[str, Any]]
+) -> str:
     """One line: the request is missing, and how it differs from the closest recorded one."""
     if not entries:
         return f"{MISS} {directory}: the cassette is empty"
@@ -128,8 +137,10 @@ def miss_message(directory: str, now: Any, entries: dict[str, dict[str, Any]],
     assert best is not None
     shown = "; ".join(best[:_MAX_DIFFS])
     more = f" (and {len(best) - _MAX_DIFFS} more)" if len(best) > _MAX_DIFFS else ""
-    return (f"{MISS} {directory} (a payload change, or a request never recorded): closest "
-            f"recorded request {best_name} differs at {shown}{more}")
+    return (
+        f"{MISS} {directory} (a payload change, or a request never recorded): closest "
+        f"recorded request {best_name} differs at {shown}{more}"
+    )
 
 
 def is_miss(message: str | None) -> bool:
@@ -137,6 +148,7 @@ def is_miss(message: str | None) -> bool:
 
 
 # --- files (the side effects) -----------------------------------------------------------
+
 
 def _slug(model: Any) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "_", str(model)).strip("_")[:60] or "request"
@@ -192,7 +204,7 @@ class Cassette:
 
     def __init__(self, directory: str | os.PathLike):
         self.directory = Path(directory)
-        self.entries: dict[str, dict[str, Any]] = {}   # file name -> entry
+        self.entries: dict[str, dict[str, Any]] = {}  # file name -> entry
         self._by_key: dict[str, dict[str, Any]] = {}
         self._flat: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
@@ -205,7 +217,9 @@ class Cassette:
                 entry = json.loads(path.read_text(encoding="utf-8"))
                 entry["key"], entry["request"], entry["response"]["status"]
             except (ValueError, KeyError, TypeError) as exc:
-                raise ValueError(f"{path}: not a cassette entry ({type(exc).__name__}: {exc})") from None
+                raise ValueError(
+                    f"{path}: not a cassette entry ({type(exc).__name__}: {exc})"
+                ) from None
             self.entries[path.name] = entry
             self._by_key[entry["key"]] = entry
             self._flat[path.name] = flatten(entry["request"])
@@ -220,7 +234,15 @@ class Cassette:
         if entry is None:
             with self._lock:
                 message = miss_message(str(self.directory), normalised, self.entries, self._flat)
-            return 400, {"error": {"message": message, "type": "invalid_request_error",
-                                   "param": None, "code": "cassette_miss"}}
+            return 400, {
+                "error": {
+                    "message": message,
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "cassette_miss",
+                }
+            }
         response = entry["response"]
-        return response["status"], response["body"] if "body" in response else response.get("text", "")
+        return response["status"], response["body"] if "body" in response else response.get(
+            "text", ""
+        )

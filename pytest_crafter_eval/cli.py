@@ -7,6 +7,7 @@
 
 Exit codes follow pytest's: 0 success, 2 a request that cannot be served, 4 usage error.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,18 +26,31 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="crafter-eval", description="Crafter evals for vision-language agents.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     serve = sub.add_parser("serve", help="serve a built-in local model over loopback HTTP")
-    serve.add_argument("--model", default="local/heuristic", help="a local/* model (default: %(default)s)")
+    serve.add_argument(
+        "--model", default="local/heuristic", help="a local/* model (default: %(default)s)"
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     serve.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     payload = sub.add_parser("payload", help="print the JSON body of an episode's first request")
     payload.add_argument("--model", required=True, help="the model to build the request for")
-    payload.add_argument("--eval", metavar="FILE", help="eval file whose settings to use "
-                         "(default: the built-in defaults)")
-    payload.add_argument("--seed", type=_seed, help="the episode's seed (default: the eval's first)")
-    payload.add_argument("--redact", action="store_true",
-                         help="replace image data with its size and a digest of its pixels")
-    payload.add_argument("--profiles", metavar="FILE", help="YAML file of model profiles overriding "
-                         "the built-in ones")
+    payload.add_argument(
+        "--eval",
+        metavar="FILE",
+        help="eval file whose settings to use (default: the built-in defaults)",
+    )
+    payload.add_argument(
+        "--seed", type=_seed, help="the episode's seed (default: the eval's first)"
+    )
+    payload.add_argument(
+        "--redact",
+        action="store_true",
+        help="replace image data with its size and a digest of its pixels",
+    )
+    payload.add_argument(
+        "--profiles",
+        metavar="FILE",
+        help="YAML file of model profiles overriding the built-in ones",
+    )
     return parser
 
 
@@ -65,14 +79,25 @@ def payload(args) -> int:
         if args.eval:
             loaded = spec.load(args.eval)
         else:
-            loaded = spec.EvalSpec(name="default", path="", seeds=(0,), runs=(), defaults=spec.Run(
-                model="", steps=50, observation=spec.Observation(), request=spec.Request(),
-                expect=spec.Expect()))
+            loaded = spec.EvalSpec(
+                name="default",
+                path="",
+                seeds=(0,),
+                runs=(),
+                defaults=spec.Run(
+                    model="",
+                    steps=50,
+                    observation=spec.Observation(),
+                    request=spec.Request(),
+                    expect=spec.Expect(),
+                ),
+            )
     except spec.SpecError as exc:
         return fail(USAGE_ERROR, str(exc))
     loaded = loaded.with_overrides(profiles=user)
-    run = next((r for r in loaded.runs if r.model == args.model), None) \
-        or replace(loaded.defaults, model=args.model)
+    run = next((r for r in loaded.runs if r.model == args.model), None) or replace(
+        loaded.defaults, model=args.model
+    )
     seed = args.seed if args.seed is not None else loaded.seeds[0]
     profile = profiles.for_run(run)
     try:
@@ -89,11 +114,11 @@ def payload(args) -> int:
     return 0
 
 
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         from .local import ModelError, serve
+
         try:
             serve(args.model, args.host, args.port)
         except KeyboardInterrupt:

@@ -19,6 +19,7 @@ most `max_retries` retries and `deadline_s` seconds per call. `classify` says wh
   API names), 401, 403, 404 (unknown model), a 429 whose code is `insufficient_quota`,
   any other 4xx, and anything the server marks `x-should-retry: false`.
 """
+
 from __future__ import annotations
 
 import email.utils
@@ -27,9 +28,10 @@ import math
 import os
 import random
 import time
-from contextlib import nullcontext
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Mapping
+from typing import Any
 
 import openai
 
@@ -45,7 +47,7 @@ class MissingKey(Exception):
 class Retry:
     """One retried attempt: why, and how long we waited before the next one."""
 
-    cause: str          # "429", "500", "timeout", "connection", "not_json", ...
+    cause: str  # "429", "500", "timeout", "connection", "not_json", ...
     wait_s: float
 
 
@@ -56,9 +58,17 @@ class ModelCallError(Exception):
     refuses (bad parameter, key, model name, quota). `param` is the request parameter a
     400 names; `retries` are the attempts retried before giving up."""
 
-    def __init__(self, message: str, *, status: int | None = None, infra: bool = True,
-                 cause: str = "", param: str | None = None, code: str | None = None,
-                 retries: tuple[Retry, ...] = ()):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        infra: bool = True,
+        cause: str = "",
+        param: str | None = None,
+        code: str | None = None,
+        retries: tuple[Retry, ...] = (),
+    ):
         super().__init__(redact.text(message))  # the API echoes keys in 401 messages
         self.status, self.infra, self.cause = status, infra, cause
         self.param, self.code, self.retries = param, code, retries
@@ -67,11 +77,12 @@ class ModelCallError(Exception):
 @dataclass(frozen=True)
 class Reply:
     body: dict[str, Any]
-    latency_s: float                        # of the attempt that succeeded
+    latency_s: float  # of the attempt that succeeded
     retries: tuple[Retry, ...] = ()
 
 
 # -- what to retry, and how long to wait (pure) --------------------------------------
+
 
 @dataclass(frozen=True)
 class Attempt:
@@ -81,7 +92,7 @@ class Attempt:
     cause: str
     retryable: bool
     status: int | None = None
-    retry_after_s: float | None = None      # what the server asked us to wait
+    retry_after_s: float | None = None  # what the server asked us to wait
     param: str | None = None
     code: str | None = None
 
@@ -100,17 +111,26 @@ def classify(status: int, body: Any, headers: Mapping[str, str]) -> Attempt:
     if code:
         message += f" (code {code})"
     retry_after = parse_retry_after(headers)
-    if status == 429 and code in QUOTA_CODES:
-        retryable = False
-    elif str(headers.get("x-should-retry", "")).lower() == "false":
+    if (status == 429 and code in QUOTA_CODES) or str(
+        headers.get("x-should-retry", "")
+    ).lower() == "false":
         retryable = False
     else:
         retryable = status in (408, 409, 429) or status >= 500
-    return Attempt(message, str(status), retryable, status=status, retry_after_s=retry_after,
-                   param=param, code=code)
+    return Attempt(
+        message,
+        str(status),
+        retryable,
+        status=status,
+        retry_after_s=retry_after,
+        param=param,
+        code=code,
+    )
 
 
-def parse_retry_after(headers: Mapping[str, str], now: Callable[[], float] = time.time) -> float | None:
+def parse_retry_after(
+    headers: Mapping[str, str], now: Callable[[], float] = time.time
+) -> float | None:
     """Seconds the server asks us to wait: `retry-after-ms`, else `Retry-After` as
     seconds (fractions allowed) or an HTTP date. None if absent or unreadable."""
     for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
@@ -150,11 +170,12 @@ class RetryPolicy:
         """Seconds to wait before retry number `retry` (0-based) after `attempt`."""
         if attempt.retry_after_s is not None:
             return attempt.retry_after_s * (1 + 0.1 * rng.random())
-        ceiling = min(self.max_backoff_s, self.backoff_s * 2 ** retry)
+        ceiling = min(self.max_backoff_s, self.backoff_s * 2**retry)
         return ceiling / 2 + ceiling / 2 * rng.random()
 
 
 # -- the client ----------------------------------------------------------------------
+
 
 class ModelClient:
     """Sends chat-completions requests for one model through a shared SDK client.
@@ -163,11 +184,18 @@ class ModelClient:
     concurrency cap. `on_reply(model, body)` is told of every successful response,
     for the run's usage budget."""
 
-    def __init__(self, sdk: openai.OpenAI, *, timeout: float = 60.0,
-                 policy: RetryPolicy = RetryPolicy(), model: str = "",
-                 slot: Callable[[], ContextManager[Any]] = nullcontext,
-                 on_reply: Callable[[str, dict[str, Any]], None] | None = None,
-                 rng: random.Random | None = None, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        sdk: openai.OpenAI,
+        *,
+        timeout: float = 60.0,
+        policy: RetryPolicy = RetryPolicy(),
+        model: str = "",
+        slot: Callable[[], AbstractContextManager[Any]] = nullcontext,
+        on_reply: Callable[[str, dict[str, Any]], None] | None = None,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self._sdk = sdk
         self.timeout, self.policy, self.model = timeout, policy, model
         self._slot, self._on_reply = slot, on_reply
@@ -193,16 +221,27 @@ class ModelClient:
             if not outcome.retryable:
                 raise self._error(outcome, outcome.message, retries)
             if n == policy.max_retries:
-                raise self._error(outcome, f"{outcome.message} (gave up after {n + 1} attempts: "
-                                           f"--max-retries {policy.max_retries})", retries)
+                raise self._error(
+                    outcome,
+                    f"{outcome.message} (gave up after {n + 1} attempts: "
+                    f"--max-retries {policy.max_retries})",
+                    retries,
+                )
             wait = policy.wait(n, outcome, self._rng)
             left = deadline - time.monotonic()
             if wait >= left:
-                asked = (f"Retry-After {outcome.retry_after_s:g} s" if outcome.retry_after_s is not None
-                         else f"backoff {wait:.2g} s")
-                raise self._error(outcome, f"{outcome.message} (gave up after {n + 1} attempts: "
-                                           f"{asked} is beyond the step deadline of "
-                                           f"{policy.deadline_s:g} s)", retries)
+                asked = (
+                    f"Retry-After {outcome.retry_after_s:g} s"
+                    if outcome.retry_after_s is not None
+                    else f"backoff {wait:.2g} s"
+                )
+                raise self._error(
+                    outcome,
+                    f"{outcome.message} (gave up after {n + 1} attempts: "
+                    f"{asked} is beyond the step deadline of "
+                    f"{policy.deadline_s:g} s)",
+                    retries,
+                )
             retries.append(Retry(outcome.cause, wait))
             self._sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -213,36 +252,47 @@ class ModelClient:
             # The SDK's low-level post: same timeouts and errors as chat.completions.create,
             # without re-walking the finished body against the SDK's type hints (about
             # 1 ms a step, a third of the harness's cost).
-            text = self._sdk.post("/chat/completions", body=body, cast_to=str,
-                                  options={"timeout": timeout})
+            text = self._sdk.post(
+                "/chat/completions", body=body, cast_to=str, options={"timeout": timeout}
+            )
         except openai.APIStatusError as exc:
             body_json: Any = exc.body
-            try:
+            with suppress(Exception):  # not JSON: keep what the SDK made of it
                 body_json = exc.response.json()
-            except Exception:  # not JSON: keep what the SDK made of it
-                pass
             return classify(exc.status_code, body_json, exc.response.headers)
         except openai.APITimeoutError:
-            return Attempt(f"request timed out after {timeout:.3g} s (--request-timeout)",
-                           "timeout", True)
+            return Attempt(
+                f"request timed out after {timeout:.3g} s (--request-timeout)", "timeout", True
+            )
         except openai.APIConnectionError as exc:
             reason = exc.__cause__ or exc
-            return Attempt(f"connection failed: {_one_line(str(reason)) or type(reason).__name__}",
-                           "connection", True)
+            return Attempt(
+                f"connection failed: {_one_line(str(reason)) or type(reason).__name__}",
+                "connection",
+                True,
+            )
         try:
             data = json.loads(text)
         except ValueError:
             data = None
         if not isinstance(data, dict):
-            return Attempt(f"response body is not a JSON object: {_one_line(text)[:80]!r}",
-                           "not_json", True)
+            return Attempt(
+                f"response body is not a JSON object: {_one_line(text)[:80]!r}", "not_json", True
+            )
         return data
 
     def _error(self, attempt: Attempt, message: str, retries: list[Retry]) -> ModelCallError:
         # A server error is infrastructure even when the server asks not to retry it.
         infra = attempt.retryable or (attempt.status or 0) >= 500
-        return ModelCallError(message, status=attempt.status, infra=infra, cause=attempt.cause,
-                              param=attempt.param, code=attempt.code, retries=tuple(retries))
+        return ModelCallError(
+            message,
+            status=attempt.status,
+            infra=infra,
+            cause=attempt.cause,
+            param=attempt.param,
+            code=attempt.code,
+            retries=tuple(retries),
+        )
 
 
 def _one_line(text: str) -> str:
@@ -255,11 +305,18 @@ class Connections:
     `slots(model)` gives the context manager that caps concurrent requests to a model
     (see `runstate.Slots`); `on_reply(model, body)` sees every successful response."""
 
-    def __init__(self, *, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
-                 timeout: float = 60.0, policy: RetryPolicy = RetryPolicy(),
-                 slots: Callable[[str], Callable[[], ContextManager[Any]]] | None = None,
-                 on_reply: Callable[[str, dict[str, Any]], None] | None = None,
-                 record: str | None = None, replay: str | None = None):
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        timeout: float = 60.0,
+        policy: RetryPolicy = RetryPolicy(),
+        slots: Callable[[str], Callable[[], AbstractContextManager[Any]]] | None = None,
+        on_reply: Callable[[str, dict[str, Any]], None] | None = None,
+        record: str | None = None,
+        replay: str | None = None,
+    ):
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         self.api_key_env = api_key_env
         self.timeout = timeout
@@ -271,6 +328,7 @@ class Connections:
         self.replay = replay
         if record:
             from .cassette import Recorder
+
             self._recorder = Recorder(record)
         redact.add_secret(self.api_key())
         redact.add_url(self.base_url)
@@ -289,8 +347,14 @@ class Connections:
                 raise MissingKey(f"no API key for {model}: set {self.api_key_env}")
             sdk = self._sdk(self.base_url, key)
         slot = self._slots(model) if self._slots is not None else nullcontext
-        return ModelClient(sdk, timeout=self.timeout, policy=self.policy, model=model, slot=slot,
-                           on_reply=self._on_reply)
+        return ModelClient(
+            sdk,
+            timeout=self.timeout,
+            policy=self.policy,
+            model=model,
+            slot=slot,
+            on_reply=self._on_reply,
+        )
 
     def _sdk(self, base_url: str | None, key: str) -> openai.OpenAI:
         cache_key = f"{base_url}|{key}"
@@ -299,16 +363,23 @@ class Connections:
             if self._recorder is not None:
                 http = openai.DefaultHttpxClient(event_hooks={"response": [self._recorder.hook]})
             # max_retries=0: ModelClient retries, so that retries are bounded and counted.
-            self._sdks[cache_key] = openai.OpenAI(api_key=key, base_url=base_url, timeout=self.timeout,
-                                                  max_retries=0, http_client=http)
+            self._sdks[cache_key] = openai.OpenAI(
+                api_key=key,
+                base_url=base_url,
+                timeout=self.timeout,
+                max_retries=0,
+                http_client=http,
+            )
         return self._sdks[cache_key]
 
     def _local_url(self) -> str:
         if self._server is None:
             from .local.server import LocalServer
+
             responder = None
             if self.replay:
                 from .cassette import Cassette
+
                 responder = Cassette(self.replay).respond
             self._server = LocalServer(responder=responder).start()
         return self._server.base_url

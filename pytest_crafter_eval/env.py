@@ -21,6 +21,7 @@ Crafter itself is used unmodified; three things are changed around it:
 Every `reset()` builds the same world: the one stock `crafter.Env(seed=seed)`
 builds on its first reset.
 """
+
 from __future__ import annotations
 
 import base64
@@ -254,13 +255,17 @@ class CrafterEnv:
             lines.append("sleeping: yes")
         lines += [
             "vitals: " + ", ".join(f"{name} {inv[name]}" for name in VITALS),
-            "inventory: " + (", ".join(
-                f"{name} {count}" for name, count in inv.items()
-                if count and name not in VITALS) or "none"),
+            "inventory: "
+            + (
+                ", ".join(
+                    f"{name} {count}" for name, count in inv.items() if count and name not in VITALS
+                )
+                or "none"
+            ),
             "achievements: " + (", ".join(self.unlocked) or "none"),
             f"facing: {self._thing(player.facing)} ({self.facing})",
-            "adjacent: " + ", ".join(
-                f"{name} {self._thing(offset)}" for name, offset in _DIRECTIONS.items()),
+            "adjacent: "
+            + ", ".join(f"{name} {self._thing(offset)}" for name, offset in _DIRECTIONS.items()),
             "nearby (nearest of each thing in the 9x7 view, [count]):",
         ]
         nearest: dict[str, tuple[int, int]] = {}
@@ -307,10 +312,12 @@ def _creature_name(obj) -> str:
 
 # View offsets sorted by walking distance, then row, then column; excludes (0, 0).
 _VIEW_OFFSETS = sorted(
-    ((dx, dy)
-     for dx in range(-VIEW_RADIUS_X, VIEW_RADIUS_X + 1)
-     for dy in range(-VIEW_RADIUS_Y, VIEW_RADIUS_Y + 1)
-     if (dx, dy) != (0, 0)),
+    (
+        (dx, dy)
+        for dx in range(-VIEW_RADIUS_X, VIEW_RADIUS_X + 1)
+        for dy in range(-VIEW_RADIUS_Y, VIEW_RADIUS_Y + 1)
+        if (dx, dy) != (0, 0)
+    ),
     key=lambda o: (abs(o[0]) + abs(o[1]), o[1], o[0]),
 )
 

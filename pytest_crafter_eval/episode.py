@@ -4,13 +4,15 @@ Knows no pytest. The loop: observe -> build the request for the model's profile 
 call the model -> parse the tool call -> step the env with each action. A response with
 no usable tool call ends the episode and says why; a failed request ends it as an error.
 """
+
 from __future__ import annotations
 
 import copy
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,29 +41,29 @@ class EpisodeResult:
     eval: str
     model: str
     seed: int
-    steps: int = 0                       # model calls made
-    env_steps: int = 0                   # Crafter steps taken
+    steps: int = 0  # model calls made
+    env_steps: int = 0  # Crafter steps taken
     achievements: dict[str, int] = field(default_factory=dict)  # unlocked -> count
-    reward: float = 0.0                  # sum of Crafter's per-step rewards
-    tool_calls: int = 0                  # steps whose answer had a valid tool call
+    reward: float = 0.0  # sum of Crafter's per-step rewards
+    tool_calls: int = 0  # steps whose answer had a valid tool call
     valid_actions: int = 0
     invalid_actions: int = 0
     malformed_calls: int = 0
     unknown_tools: int = 0
-    too_many_actions: int = 0            # calls with more than 8 actions (cut to 8)
-    no_tool_call: dict[str, Any] | None = None   # {step, class, message, finish_reason}
+    too_many_actions: int = 0  # calls with more than 8 actions (cut to 8)
+    no_tool_call: dict[str, Any] | None = None  # {step, class, message, finish_reason}
     tokens_in: int = 0
     tokens_out: int = 0
     tokens_reasoning: int = 0
     latencies_s: list[float] = field(default_factory=list)
-    retries: dict[str, int] = field(default_factory=dict)   # cause ("429", "timeout", ...) -> count
-    retry_wait_s: float = 0.0            # time spent waiting between attempts
+    retries: dict[str, int] = field(default_factory=dict)  # cause ("429", "timeout", ...) -> count
+    retry_wait_s: float = 0.0  # time spent waiting between attempts
     duration_s: float = 0.0
-    end: str = "steps"                   # steps | done | no_tool_call | error
+    end: str = "steps"  # steps | done | no_tool_call | error
     error: str | None = None
     infra_error: bool = False
-    outcome: str | None = None           # passed | failed | error | skipped | xfailed
-    gif: str | None = None               # the episode's animated frames, relative to the report dir
+    outcome: str | None = None  # passed | failed | error | skipped | xfailed
+    gif: str | None = None  # the episode's animated frames, relative to the report dir
 
     @property
     def tool_call_rate(self) -> float:
@@ -78,7 +80,7 @@ class EpisodeResult:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EpisodeResult":
+    def from_dict(cls, data: dict[str, Any]) -> EpisodeResult:
         """The result a `to_dict` (or a results.jsonl record) describes; other keys are
         ignored."""
         names = {f.name for f in fields(cls)}
@@ -89,16 +91,24 @@ def system_prompt(instructions: str | None = None) -> str:
     return instructions or SYSTEM_PROMPT.format(actions=", ".join(ACTIONS))
 
 
-def observation_message(env: CrafterEnv, observation: spec.Observation,
-                        frame: np.ndarray | None = None) -> dict[str, Any]:
+def observation_message(
+    env: CrafterEnv, observation: spec.Observation, frame: np.ndarray | None = None
+) -> dict[str, Any]:
     """The user message for the current state: text part, then the frame (`frame`
     if given, so that a caller who already rendered it does not render twice)."""
     parts: list[dict[str, Any]] = [
-        {"type": "text", "text": env.text() if observation.text else IMAGE_ONLY_PROMPT}]
+        {"type": "text", "text": env.text() if observation.text else IMAGE_ONLY_PROMPT}
+    ]
     if observation.image is not None:
-        parts.append({"type": "image_url", "image_url": {
-            "url": data_uri(env.frame() if frame is None else frame),
-            "detail": observation.image.detail}})
+        parts.append(
+            {
+                "type": "image_url",
+                "image_url": {
+                    "url": data_uri(env.frame() if frame is None else frame),
+                    "detail": observation.image.detail,
+                },
+            }
+        )
     return {"role": "user", "content": parts}
 
 
@@ -107,9 +117,11 @@ def first_request(run: spec.Run, seed: int, instructions: str | None = None) -> 
     observation is computed once per (seed, observation) in a process: every model of an
     eval file sees the same one."""
     profile = profiles.for_run(run)
-    profiles.check_capabilities(run, profile)   # before resetting an env for nothing
-    messages = [{"role": "system", "content": system_prompt(instructions)},
-                copy.deepcopy(_first_observation(seed, run.observation))]
+    profiles.check_capabilities(run, profile)  # before resetting an env for nothing
+    messages = [
+        {"role": "system", "content": system_prompt(instructions)},
+        copy.deepcopy(_first_observation(seed, run.observation)),
+    ]
     return profiles.build_request(run, profile, messages)
 
 
@@ -131,9 +143,15 @@ def _step_request(template: dict[str, Any], observation: dict[str, Any]) -> dict
     return {**template, "messages": [template["messages"][0], observation]}
 
 
-def run_episode(run: spec.Run, seed: int, client: ModelClient, *, eval_name: str,
-                instructions: str | None = None,
-                on_step: Callable[[dict[str, Any]], None] | None = None) -> EpisodeResult:
+def run_episode(
+    run: spec.Run,
+    seed: int,
+    client: ModelClient,
+    *,
+    eval_name: str,
+    instructions: str | None = None,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+) -> EpisodeResult:
     """Play one episode of `run.model` on `seed` for at most `run.steps` model calls.
 
     `on_step`, if given, is called after every answered model call with a dict: `step`,
@@ -143,6 +161,7 @@ def run_episode(run: spec.Run, seed: int, client: ModelClient, *, eval_name: str
     `no_tool_call` (None, or why the answer had no usable tool call).
     """
     from .client import ModelCallError
+
     started = time.perf_counter()
     result = EpisodeResult(eval=eval_name, model=run.model, seed=seed)
     profile = profiles.for_run(run)
@@ -153,8 +172,14 @@ def run_episode(run: spec.Run, seed: int, client: ModelClient, *, eval_name: str
         result.duration_s = time.perf_counter() - started
         return result
     env = _new_env(seed, run.observation)
-    template = profiles.build_request(run, profile, [
-        {"role": "system", "content": system_prompt(instructions)}, {"role": "user", "content": ""}])
+    template = profiles.build_request(
+        run,
+        profile,
+        [
+            {"role": "system", "content": system_prompt(instructions)},
+            {"role": "user", "content": ""},
+        ],
+    )
     wants_frame = run.observation.image is not None or on_step is not None
     for step in range(run.steps):
         frame = env.frame() if wants_frame else None  # one render per step, shared
@@ -180,8 +205,12 @@ def run_episode(run: spec.Run, seed: int, client: ModelClient, *, eval_name: str
         result.too_many_actions += parsed.too_many_actions
         if not parsed.ok:
             kind, why = tools.diagnose_no_tool_call(reply.body, body, parsed)
-            result.no_tool_call = {"step": step, "class": kind, "message": why,
-                                   "finish_reason": choice.get("finish_reason")}
+            result.no_tool_call = {
+                "step": step,
+                "class": kind,
+                "message": why,
+                "finish_reason": choice.get("finish_reason"),
+            }
             result.end = "no_tool_call"
         played: list[str] = []
         if parsed.ok:
@@ -193,10 +222,18 @@ def run_episode(run: spec.Run, seed: int, client: ModelClient, *, eval_name: str
                 if env.done:
                     break
         if on_step is not None:
-            on_step({"step": step, "frame": frame, "request": body, "response": reply.body,
-                     "actions": played,
-                     "reward": env.reward_total, "achievements": list(env.unlocked),
-                     "no_tool_call": result.no_tool_call if not parsed.ok else None})
+            on_step(
+                {
+                    "step": step,
+                    "frame": frame,
+                    "request": body,
+                    "response": reply.body,
+                    "actions": played,
+                    "reward": env.reward_total,
+                    "achievements": list(env.unlocked),
+                    "no_tool_call": result.no_tool_call if not parsed.ok else None,
+                }
+            )
         if not parsed.ok:
             break
         if env.done:
@@ -218,10 +255,13 @@ def _count_retries(result: EpisodeResult, retries) -> None:
 _PARAM_FIELDS = {
     "max_tokens": ("token_param", "max_output_tokens"),
     "max_completion_tokens": ("token_param", "max_output_tokens"),
-    "temperature": ("temperature",), "top_p": ("top_p",),
+    "temperature": ("temperature",),
+    "top_p": ("top_p",),
     "reasoning_effort": ("reasoning_efforts", "reasoning_effort"),
-    "tool_choice": ("tool_choice",), "parallel_tool_calls": ("parallel_tool_calls",),
-    "tools": ("tool_call",), "messages": ("system_role", "image_input"),
+    "tool_choice": ("tool_choice",),
+    "parallel_tool_calls": ("parallel_tool_calls",),
+    "tools": ("tool_call",),
+    "messages": ("system_role", "image_input"),
 }
 
 
@@ -233,8 +273,11 @@ def profile_rule(profile: profiles.Profile, param: str) -> str:
     entry = getattr(profile, "entry", profile.name)
     match = getattr(profile, "match", "")
     where = f"profile {entry!r}" + (f" ({match} match)" if match else "")
-    return (f"request parameter {param!r}; {where}" + (f": {settings}" if settings else "")
-            + "; fix the profile (--profiles, or profiles: in the eval file) or the request settings")
+    return (
+        f"request parameter {param!r}; {where}"
+        + (f": {settings}" if settings else "")
+        + "; fix the profile (--profiles, or profiles: in the eval file) or the request settings"
+    )
 
 
 def _count_usage(result: EpisodeResult, response: dict[str, Any]) -> None:
@@ -262,11 +305,15 @@ def check(result: EpisodeResult, expect: spec.Expect) -> list[str]:
         problems.append(f"no tool call at step 0: {missed['message']}")
     elif result.tool_call_rate < expect.min_tool_call_rate:
         why = f" (no tool call at step {missed['step']}: {missed['message']})" if missed else ""
-        problems.append(f"tool-call rate {result.tool_call_rate:.2f} is below "
-                        f"expect.min_tool_call_rate={expect.min_tool_call_rate}{why}")
+        problems.append(
+            f"tool-call rate {result.tool_call_rate:.2f} is below "
+            f"expect.min_tool_call_rate={expect.min_tool_call_rate}{why}"
+        )
     got = len(result.achievements)
     if got < expect.min_achievements:
         names = ", ".join(result.achievements) or "none"
-        problems.append(f"{got} achievement(s) ({names}), expected at least "
-                        f"expect.min_achievements={expect.min_achievements}")
+        problems.append(
+            f"{got} achievement(s) ({names}), expected at least "
+            f"expect.min_achievements={expect.min_achievements}"
+        )
     return problems

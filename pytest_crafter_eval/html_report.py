@@ -12,49 +12,71 @@ achievement icons. The page makes no network request and runs no script.
 `records` are episode result dicts (`episode.EpisodeResult.to_dict()` plus
 `outcome`); `summary` may add per eval and model the intervals and gate verdicts.
 """
+
 from __future__ import annotations
 
 import base64
 import functools
 import html
+import itertools
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 from urllib.parse import quote
 
 from .metrics import ACHIEVEMENTS, crafter_score, success_rates
 
-
 # Crafter's texture (crafter/assets/<name>.png) that stands for each achievement.
 _ICONS = {
-    "collect_coal": "coal", "collect_diamond": "diamond", "collect_drink": "drink",
-    "collect_iron": "iron", "collect_sapling": "sapling", "collect_stone": "stone",
-    "collect_wood": "wood", "defeat_skeleton": "skeleton", "defeat_zombie": "zombie",
-    "eat_cow": "cow", "eat_plant": "plant-ripe", "make_iron_pickaxe": "iron_pickaxe",
-    "make_iron_sword": "iron_sword", "make_stone_pickaxe": "stone_pickaxe",
-    "make_stone_sword": "stone_sword", "make_wood_pickaxe": "wood_pickaxe",
-    "make_wood_sword": "wood_sword", "place_furnace": "furnace", "place_plant": "plant-young",
-    "place_stone": "stone", "place_table": "table", "wake_up": "player-sleep",
+    "collect_coal": "coal",
+    "collect_diamond": "diamond",
+    "collect_drink": "drink",
+    "collect_iron": "iron",
+    "collect_sapling": "sapling",
+    "collect_stone": "stone",
+    "collect_wood": "wood",
+    "defeat_skeleton": "skeleton",
+    "defeat_zombie": "zombie",
+    "eat_cow": "cow",
+    "eat_plant": "plant-ripe",
+    "make_iron_pickaxe": "iron_pickaxe",
+    "make_iron_sword": "iron_sword",
+    "make_stone_pickaxe": "stone_pickaxe",
+    "make_stone_sword": "stone_sword",
+    "make_wood_pickaxe": "wood_pickaxe",
+    "make_wood_sword": "wood_sword",
+    "place_furnace": "furnace",
+    "place_plant": "plant-young",
+    "place_stone": "stone",
+    "place_table": "table",
+    "wake_up": "player-sleep",
 }
 OUTCOMES = ("passed", "failed", "xfailed", "error", "skipped")
-_PLAYED = ("passed", "failed", "xfailed", None)   # episodes that are a verdict on the model
+_PLAYED = ("passed", "failed", "xfailed", None)  # episodes that are a verdict on the model
 
 
-def write_html(report_dir: str | os.PathLike, records: Sequence[Mapping[str, Any]],
-               summary: Mapping[str, Any] | None = None) -> Path:
+def write_html(
+    report_dir: str | os.PathLike,
+    records: Sequence[Mapping[str, Any]],
+    summary: Mapping[str, Any] | None = None,
+) -> Path:
     """Write `<report_dir>/index.html`. A record whose GIF file is missing is shown
     with a placeholder instead of a broken image."""
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
-    shown = [r if not r.get("gif") or (report_dir / r["gif"]).is_file() else {**r, "gif": None}
-             for r in records]
+    shown = [
+        r if not r.get("gif") or (report_dir / r["gif"]).is_file() else {**r, "gif": None}
+        for r in records
+    ]
     path = report_dir / "index.html"
     path.write_text(render_html(shown, summary), encoding="utf-8")
     return path
 
 
-def render_html(records: Sequence[Mapping[str, Any]],
-                summary: Mapping[str, Any] | None = None) -> str:
+def render_html(
+    records: Sequence[Mapping[str, Any]], summary: Mapping[str, Any] | None = None
+) -> str:
     """The report page for `records` (and `summary`, if any) as one HTML string."""
     summary = summary or {}
     evals: dict[str, list[Mapping[str, Any]]] = {}
@@ -65,47 +87,75 @@ def render_html(records: Sequence[Mapping[str, Any]],
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
         "<meta name=viewport content='width=device-width,initial-scale=1'>",
-        "<title>Crafter eval report</title><style>", _CSS, _icon_css(), "</style></head><body>",
-        "<header><div class=wrap><div class=brand>", _icon("collect_diamond", big=True),
+        "<title>Crafter eval report</title><style>",
+        _CSS,
+        _icon_css(),
+        "</style></head><body>",
+        "<header><div class=wrap><div class=brand>",
+        _icon("collect_diamond", big=True),
         "<div><h1>Crafter eval report</h1><p class=sub>",
-        _e(f"{len(records)} episode{'s' * (len(records) != 1)} · {len(models)} model"
-           f"{'s' * (len(models) != 1)} · {len(evals)} eval{'s' * (len(evals) != 1)}"),
+        _e(
+            f"{len(records)} episode{'s' * (len(records) != 1)} · {len(models)} model"
+            f"{'s' * (len(models) != 1)} · {len(evals)} eval{'s' * (len(evals) != 1)}"
+        ),
         f" · {_e(_when(summary['created_at']))}" if summary.get("created_at") else "",
         "</p></div></div><div class=totals>",
-        "".join(f"<span class='pill {o}'><b>{totals[o]}</b> {o}</span>" for o in OUTCOMES if totals[o]),
+        "".join(
+            f"<span class='pill {o}'><b>{totals[o]}</b> {o}</span>" for o in OUTCOMES if totals[o]
+        ),
         "</div>",
     ]
     if len(evals) > 1:
-        parts.append("<nav>" + "".join(f"<a href='#{_anchor(name)}'>{_e(name)}</a>"
-                                       for name in evals) + "</nav>")
+        parts.append(
+            "<nav>"
+            + "".join(f"<a href='#{_anchor(name)}'>{_e(name)}</a>" for name in evals)
+            + "</nav>"
+        )
     parts.append("</div></header><main class=wrap>")
     if not records:
         parts.append("<p class=empty>No episodes were recorded.</p>")
     for name, eval_records in evals.items():
         parts.append(_eval_section(name, eval_records, _eval_summary(summary, name)))
-    parts.append("<footer>pytest-crafter-eval · success rate = share of episodes that "
-                 "unlocked an achievement at least once · Crafter score = exp(mean ln(1 + s)) − 1 "
-                 "over the 22 achievements (Hafner, 2021)</footer></main></body></html>")
+    parts.append(
+        "<footer>pytest-crafter-eval · success rate = share of episodes that "
+        "unlocked an achievement at least once · Crafter score = exp(mean ln(1 + s)) − 1 "
+        "over the 22 achievements (Hafner, 2021)</footer></main></body></html>"
+    )
     return "".join(parts)
 
 
 # -- one eval ------------------------------------------------------------------------
 
+
 def _eval_section(name: str, records: list[Mapping[str, Any]], summary: Mapping[str, Any]) -> str:
     by_model: dict[str, list[Mapping[str, Any]]] = {}
     for record in records:
         by_model.setdefault(str(record.get("model", "?")), []).append(record)
-    rows = [_model_stats(model, recs, _model_summary(summary, model))
-            for model, recs in by_model.items()]
-    rows.sort(key=lambda s: (s["score"] is None, -(s["score"] or 0), -(s["mean_ach"] or 0), s["model"]))
+    rows = [
+        _model_stats(model, recs, _model_summary(summary, model))
+        for model, recs in by_model.items()
+    ]
+    rows.sort(
+        key=lambda s: (s["score"] is None, -(s["score"] or 0), -(s["mean_ach"] or 0), s["model"])
+    )
     seeds = sorted({r.get("seed") for r in records if isinstance(r.get("seed"), int)})
-    out = [f"<section id='{_anchor(name)}'><div class=evalhead><h2>{_e(name)}</h2>",
-           f"<span class=meta>{len(by_model)} model{'s' * (len(by_model) != 1)} · "
-           f"{len(records)} episodes · seeds {_e(_ranges(seeds))}</span></div>",
-           "<div class=card><h3>Leaderboard</h3>", _leaderboard(rows), "</div>",
-           "<div class=card><h3>Achievements <span class=hint>success rate per model, "
-           "% of episodes</span></h3>", _heatmap(rows), "</div>",
-           "<div class=card><h3>Episodes</h3>"]
+    out = [
+        f"<section id='{_anchor(name)}'><div class=evalhead><h2>{_e(name)}</h2>",
+        (
+            f"<span class=meta>{len(by_model)} model{'s' * (len(by_model) != 1)} · "
+            f"{len(records)} episodes · seeds {_e(_ranges(seeds))}</span></div>"
+        ),
+        "<div class=card><h3>Leaderboard</h3>",
+        _leaderboard(rows),
+        "</div>",
+        (
+            "<div class=card><h3>Achievements <span class=hint>success rate per model, "
+            "% of episodes</span></h3>"
+        ),
+        _heatmap(rows),
+        "</div>",
+        "<div class=card><h3>Episodes</h3>",
+    ]
     for stats in rows:
         out.append(_episodes(stats))
     out.append("</div></section>")
@@ -114,11 +164,19 @@ def _eval_section(name: str, records: list[Mapping[str, Any]], summary: Mapping[
 
 def _model_stats(model: str, records: list[Mapping[str, Any]], summary: Mapping[str, Any]) -> dict:
     played = [r for r in records if r.get("outcome") in _PLAYED]
-    stats: dict[str, Any] = {"model": model, "records": records, "n": len(played),
-                             "outcomes": _count(r.get("outcome") for r in records),
-                             "summary": summary, "rates": None, "score": None,
-                             "mean_ach": None, "mean_reward": None, "tool_rate": None,
-                             "cost": None}
+    stats: dict[str, Any] = {
+        "model": model,
+        "records": records,
+        "n": len(played),
+        "outcomes": _count(r.get("outcome") for r in records),
+        "summary": summary,
+        "rates": None,
+        "score": None,
+        "mean_ach": None,
+        "mean_reward": None,
+        "tool_rate": None,
+        "cost": None,
+    }
     if played:
         rates = success_rates(r.get("achievements") or {} for r in played)
         stats["rates"] = rates
@@ -126,13 +184,22 @@ def _model_stats(model: str, records: list[Mapping[str, Any]], summary: Mapping[
         stats["mean_ach"] = sum(len(r.get("achievements") or {}) for r in played) / len(played)
         stats["mean_reward"] = sum(float(r.get("reward") or 0) for r in played) / len(played)
         steps = sum(int(r.get("steps") or 0) for r in played)
-        stats["tool_rate"] = sum(int(r.get("tool_calls") or 0) for r in played) / steps if steps else 0.0
-    costs = [r.get("cost_usd") for r in records
-             if r.get("outcome") != "skipped" and isinstance(r.get("cost_usd"), (int, float))]
+        stats["tool_rate"] = (
+            sum(int(r.get("tool_calls") or 0) for r in played) / steps if steps else 0.0
+        )
+    costs = [
+        r.get("cost_usd")
+        for r in records
+        if r.get("outcome") != "skipped" and isinstance(r.get("cost_usd"), (int, float))
+    ]
     stats["cost"] = sum(costs) if costs else None
     # The summary's numbers win when there are any: the page then agrees with summary.md.
-    for key, metric in (("score", "crafter_score"), ("mean_ach", "mean_achievements"),
-                        ("mean_reward", "mean_reward"), ("tool_rate", "tool_call_rate")):
+    for key, metric in (
+        ("score", "crafter_score"),
+        ("mean_ach", "mean_achievements"),
+        ("mean_reward", "mean_reward"),
+        ("tool_rate", "tool_call_rate"),
+    ):
         estimate = _estimate(summary, metric)
         if estimate is not None:
             stats[key] = float(estimate["value"])
@@ -142,19 +209,29 @@ def _model_stats(model: str, records: list[Mapping[str, Any]], summary: Mapping[
 def _leaderboard(rows: list[dict]) -> str:
     best = max((s["score"] or 0 for s in rows), default=0) or 1
     with_cost = any(s["cost"] is not None for s in rows)
-    out = ["<table class=board><thead><tr><th>#</th><th>model</th><th>Crafter score</th>"
-           "<th class=num>achievements<br><small>per episode</small></th>"
-           "<th class=num>reward<br><small>per episode</small></th>"
-           "<th class=num>tool calls<br><small>of steps</small></th>",
-           "<th class=num>cost</th>" if with_cost else "",
-           "<th>episodes</th><th>gate</th></tr></thead><tbody>"]
+    out = [
+        (
+            "<table class=board><thead><tr><th>#</th><th>model</th><th>Crafter score</th>"
+            "<th class=num>achievements<br><small>per episode</small></th>"
+            "<th class=num>reward<br><small>per episode</small></th>"
+            "<th class=num>tool calls<br><small>of steps</small></th>"
+        ),
+        "<th class=num>cost</th>" if with_cost else "",
+        "<th>episodes</th><th>gate</th></tr></thead><tbody>",
+    ]
     for rank, s in enumerate(rows, 1):
         summ = s["summary"]
         score = s["score"]
-        medal = ("<tr class=unranked><td></td>" if score is None
-                 else f"<tr><td><span class='rank r{rank}'>{rank}</span></td>")
-        bar = "" if score is None else (
-            f"<div class=bar><i style='width:{max(2.0, 100 * score / best):.1f}%'></i></div>")
+        medal = (
+            "<tr class=unranked><td></td>"
+            if score is None
+            else f"<tr><td><span class='rank r{rank}'>{rank}</span></td>"
+        )
+        bar = (
+            ""
+            if score is None
+            else (f"<div class=bar><i style='width:{max(2.0, 100 * score / best):.1f}%'></i></div>")
+        )
         out.append(
             f"{medal}<td class=model>{_e(s['model'])}</td>"
             f"<td class=score>{bar}<b>{_num(score, '%', 1)}</b>{_interval(summ, 'crafter_score', 1, 1)}</td>"
@@ -163,16 +240,23 @@ def _leaderboard(rows: list[dict]) -> str:
             f"<td class=num>{_num(None if s['tool_rate'] is None else 100 * s['tool_rate'], '%', 0)}"
             f"{_interval(summ, 'tool_call_rate', 100, 0)}</td>"
             + (f"<td class=num>{_cost(s['cost'])}</td>" if with_cost else "")
-            + f"<td>{_outcome_bar(s['outcomes'])}</td><td>{_gate(summ)}</td></tr>")
+            + f"<td>{_outcome_bar(s['outcomes'])}</td><td>{_gate(summ)}</td></tr>"
+        )
     out.append("</tbody></table>")
     return "".join(out)
 
 
 def _heatmap(rows: list[dict]) -> str:
-    head = "".join(f"<th title='{_e(a)}'><span>{_e(a.replace('_', ' '))}</span>{_icon(a)}</th>"
-                   for a in ACHIEVEMENTS)
-    out = [f"<div class=scroll><table class=heat><thead><tr><th class=corner>model</th>{head}"
-           "</tr></thead><tbody>"]
+    head = "".join(
+        f"<th title='{_e(a)}'><span>{_e(a.replace('_', ' '))}</span>{_icon(a)}</th>"
+        for a in ACHIEVEMENTS
+    )
+    out = [
+        (
+            f"<div class=scroll><table class=heat><thead><tr><th class=corner>model</th>{head}"
+            "</tr></thead><tbody>"
+        )
+    ]
     for s in rows:
         cells = []
         for a in ACHIEVEMENTS:
@@ -181,10 +265,14 @@ def _heatmap(rows: list[dict]) -> str:
                 continue
             rate = s["rates"][a]
             bg, fg = _heat_color(rate)
-            cells.append(f"<td style='background:{bg};color:{fg}' title='{_e(s['model'])}: "
-                         f"{_e(a)} {rate:.0f}%'>{rate:.0f}</td>")
-        out.append(f"<tr><th class=model>{_e(s['model'])}<small>{s['n']} ep.</small></th>"
-                   f"{''.join(cells)}</tr>")
+            cells.append(
+                f"<td style='background:{bg};color:{fg}' title='{_e(s['model'])}: "
+                f"{_e(a)} {rate:.0f}%'>{rate:.0f}</td>"
+            )
+        out.append(
+            f"<tr><th class=model>{_e(s['model'])}<small>{s['n']} ep.</small></th>"
+            f"{''.join(cells)}</tr>"
+        )
     out.append("</tbody></table></div>")
     return "".join(out)
 
@@ -192,29 +280,46 @@ def _heatmap(rows: list[dict]) -> str:
 def _episodes(stats: dict) -> str:
     records = sorted(stats["records"], key=lambda r: (r.get("seed") is None, r.get("seed")))
     counts = stats["outcomes"]
-    head = " ".join(f"<span class='pill {o}'><b>{counts[o]}</b> {o}</span>" for o in OUTCOMES if counts[o])
-    out = [f"<details open><summary><span class=model>{_e(stats['model'])}</span>{head}</summary>"
-           "<table class=episodes><tbody>"]
+    head = " ".join(
+        f"<span class='pill {o}'><b>{counts[o]}</b> {o}</span>" for o in OUTCOMES if counts[o]
+    )
+    out = [
+        (
+            f"<details open><summary><span class=model>{_e(stats['model'])}</span>{head}</summary>"
+            "<table class=episodes><tbody>"
+        )
+    ]
     for r in records:
         outcome = r.get("outcome") or "unknown"
         gif = r.get("gif")
-        film = (f"<img class=film src='{_e(quote(str(gif)))}' width=96 height=96 "
-                f"alt='frames of {_e(r.get('model'))} seed {_e(r.get('seed'))}'>" if gif
-                else f"<div class='film none'>{'skipped' if outcome == 'skipped' else 'no frames'}</div>")
+        film = (
+            f"<img class=film src='{_e(quote(str(gif)))}' width=96 height=96 "
+            f"alt='frames of {_e(r.get('model'))} seed {_e(r.get('seed'))}'>"
+            if gif
+            else f"<div class='film none'>{'skipped' if outcome == 'skipped' else 'no frames'}</div>"
+        )
         achievements = r.get("achievements") or {}
-        icons = "".join(
-            f"<span class=got title='{_e(a)} ×{_e(c)}'>{_icon(a)}"
-            f"{f'<sub>{_e(c)}</sub>' if isinstance(c, int) and c > 1 else ''}</span>"
-            for a, c in achievements.items()) or "<span class=dim>none</span>"
+        icons = (
+            "".join(
+                f"<span class=got title='{_e(a)} ×{_e(c)}'>{_icon(a)}"
+                f"{f'<sub>{_e(c)}</sub>' if isinstance(c, int) and c > 1 else ''}</span>"
+                for a, c in achievements.items()
+            )
+            or "<span class=dim>none</span>"
+        )
         out.append(
             f"<tr class='ep {outcome}' data-seed='{_e(r.get('seed'))}'><td class=filmcell>{film}</td>"
             f"<td class=who><span class=seed>seed {_e(r.get('seed'))}</span>"
             f"<span class='badge {outcome}'>{_e(outcome)}</span>"
             f"<div class=facts>{_facts(r)}</div></td>"
-            + ("<td class=achs></td>" if outcome == "skipped" else
-               f"<td class=achs><div class=count><b>{len(achievements)}</b> achievement"
-               f"{'s' * (len(achievements) != 1)}</div><div class=icons>{icons}</div></td>")
-            + f"<td class=note>{_note(r)}</td></tr>")
+            + (
+                "<td class=achs></td>"
+                if outcome == "skipped"
+                else f"<td class=achs><div class=count><b>{len(achievements)}</b> achievement"
+                f"{'s' * (len(achievements) != 1)}</div><div class=icons>{icons}</div></td>"
+            )
+            + f"<td class=note>{_note(r)}</td></tr>"
+        )
     out.append("</tbody></table></details>")
     return "".join(out)
 
@@ -246,8 +351,10 @@ def _note(r: Mapping[str, Any]) -> str:
         return f"<span class=msg>{_e(message or 'skipped')}</span>"
     ntc = r.get("no_tool_call")
     if isinstance(ntc, Mapping):
-        ended = (f"<b>no tool call</b> at step {_e(ntc.get('step'))}: "
-                 f"<span class=msg>{_e(ntc.get('message'))}</span>")
+        ended = (
+            f"<b>no tool call</b> at step {_e(ntc.get('step'))}: "
+            f"<span class=msg>{_e(ntc.get('message'))}</span>"
+        )
     elif r.get("end") == "done":
         ended = f"the player died after {_plural(r.get('env_steps') or 0, 'move')}"
     elif r.get("end") == "steps":
@@ -260,6 +367,7 @@ def _note(r: Mapping[str, Any]) -> str:
 
 
 # -- summary lookups -------------------------------------------------------------------
+
 
 def _eval_summary(summary: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     """The summary entry of eval `name` (`summary["evals"]` is keyed by eval name)."""
@@ -291,8 +399,10 @@ def _interval(summary: Mapping[str, Any], metric: str, scale: float = 1.0, digit
     value = _estimate(summary, metric)
     if value is None or value.get("low") is None or value.get("high") is None:
         return ""
-    return (f"<small class=ci>95% [{scale * value['low']:.{digits}f}, "
-            f"{scale * value['high']:.{digits}f}]</small>")
+    return (
+        f"<small class=ci>95% [{scale * value['low']:.{digits}f}, "
+        f"{scale * value['high']:.{digits}f}]</small>"
+    )
 
 
 def _gate(summary: Mapping[str, Any]) -> str:
@@ -307,21 +417,34 @@ def _gate(summary: Mapping[str, Any]) -> str:
         value = "—" if c.get("compared") is None else f"{c['compared']:.3g}"
         mark = "✓" if c.get("passed") else "✗"
         note = f" ({c['note']})" if c.get("note") else ""
-        lines.append(f"{mark} {c.get('metric')} {value} {c.get('op', '')} {c.get('threshold')}{note}")
-    css = {"passed": "passed", "failed": "failed", "xfailed": "xfailed", "xpassed": "failed",
-           "skipped": "skipped"}.get(status, "unknown")
+        lines.append(
+            f"{mark} {c.get('metric')} {value} {c.get('op', '')} {c.get('threshold')}{note}"
+        )
+    css = {
+        "passed": "passed",
+        "failed": "failed",
+        "xfailed": "xfailed",
+        "xpassed": "failed",
+        "skipped": "skipped",
+    }.get(status, "unknown")
     failing = [line for line in lines if line.startswith("✗")]
     detail = "".join(f"<small class=gatewhy>{_e(line)}</small>" for line in failing[:3])
-    return (f"<span class='badge {css}' title='{_e(chr(10).join(lines))}'>gate {_e(status)}</span>"
-            f"{detail}")
+    return (
+        f"<span class='badge {css}' title='{_e(chr(10).join(lines))}'>gate {_e(status)}</span>"
+        f"{detail}"
+    )
 
 
 # -- small pieces -----------------------------------------------------------------------
 
+
 def _outcome_bar(counts: dict[str, int]) -> str:
     total = sum(counts.values()) or 1
-    segments = "".join(f"<i class={o} style='width:{100 * counts[o] / total:.2f}%' "
-                       f"title='{counts[o]} {o}'></i>" for o in OUTCOMES if counts[o])
+    segments = "".join(
+        f"<i class={o} style='width:{100 * counts[o] / total:.2f}%' title='{counts[o]} {o}'></i>"
+        for o in OUTCOMES
+        if counts[o]
+    )
     labels = " ".join(f"<span class={o}>{counts[o]} {o}</span>" for o in OUTCOMES if counts[o])
     return f"<div class=stack>{segments}</div><div class=stacklabels>{labels}</div>"
 
@@ -330,15 +453,19 @@ def _heat_color(rate: float) -> tuple[str, str]:
     """Background and text colour of a heatmap cell: pale for 0 %, deep green at 100 %."""
     if rate <= 0:
         return "#f3f4f1", "#c3c8bf"
-    stops = [(0.0, (226, 243, 214)), (0.35, (148, 211, 118)), (0.7, (62, 155, 70)),
-             (1.0, (20, 83, 45))]
+    stops = [
+        (0.0, (226, 243, 214)),
+        (0.35, (148, 211, 118)),
+        (0.7, (62, 155, 70)),
+        (1.0, (20, 83, 45)),
+    ]
     t = min(1.0, rate / 100)
-    for (t0, c0), (t1, c1) in zip(stops, stops[1:]):
+    for (t0, c0), (t1, c1) in itertools.pairwise(stops):
         if t <= t1:
             f = (t - t0) / (t1 - t0)
             rgb = tuple(round(a + (b - a) * f) for a, b in zip(c0, c1))
             break
-    return "#%02x%02x%02x" % rgb, "#fff" if t > 0.5 else "#1d3a12"
+    return "#{:02x}{:02x}{:02x}".format(*rgb), "#fff" if t > 0.5 else "#1d3a12"
 
 
 def _count(outcomes: Iterable[Any]) -> dict[str, int]:
@@ -400,14 +527,17 @@ def _icon(achievement: str, big: bool = False) -> str:
 def _icon_css() -> str:
     """One CSS class per achievement with its Crafter texture inlined as a data URI."""
     import crafter
+
     assets = Path(crafter.__file__).parent / "assets"
     rules = []
     for achievement, texture in _ICONS.items():
         data = base64.b64encode((assets / f"{texture}.png").read_bytes()).decode("ascii")
         rules.append(f".ic-{achievement}{{background-image:url(data:image/png;base64,{data})}}")
     grass = base64.b64encode((assets / "grass.png").read_bytes()).decode("ascii")
-    rules.append("header{background-image:linear-gradient(rgba(16,38,12,.86),rgba(26,58,18,.78)),"
-                 f"url(data:image/png;base64,{grass})}}")
+    rules.append(
+        "header{background-image:linear-gradient(rgba(16,38,12,.86),rgba(26,58,18,.78)),"
+        f"url(data:image/png;base64,{grass})}}"
+    )
     return "".join(rules)
 
 

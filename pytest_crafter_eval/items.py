@@ -7,6 +7,7 @@ judges it in the call phase, so that a missing capability is reported as a failu
 Each model the file names also gets one `PayloadItem`, `evals/smoke.yaml::payload[gpt-5-nano]`:
 offline, it compares the first request body with a syrupy snapshot in evals/__snapshots__/.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -18,8 +19,15 @@ from typing import Any
 import pytest
 
 from . import results, spec
-from .settings import (RESUMABLE, budget_reason, connections, overrides, path_setting,
-                       report_dir, setting)
+from .settings import (
+    RESUMABLE,
+    budget_reason,
+    connections,
+    overrides,
+    path_setting,
+    report_dir,
+    setting,
+)
 
 
 class EvalFile(pytest.File):
@@ -29,7 +37,9 @@ class EvalFile(pytest.File):
         try:
             loaded = spec.load(self.path)
         except spec.SpecError as exc:  # name the file as pytest shows it
-            raise self.CollectError(str(spec.SpecError(self.nodeid, exc.line, exc.key, exc.message)))
+            raise self.CollectError(
+                str(spec.SpecError(self.nodeid, exc.line, exc.key, exc.message))
+            ) from None
         options = overrides(self.config)
         # One payload item per model the file names, on the file's first seed. Models left
         # out by --model are deselected, not left uncollected, so that syrupy does not call
@@ -38,8 +48,14 @@ class EvalFile(pytest.File):
         payload_info = None
         for run in own.runs:
             item = PayloadItem.from_parent(
-                self, name=f"payload[{run.model}]", callobj=_payload, fixtureinfo=payload_info,
-                eval_spec=own, run=run, seed=own.seeds[0])
+                self,
+                name=f"payload[{run.model}]",
+                callobj=_payload,
+                fixtureinfo=payload_info,
+                eval_spec=own,
+                run=run,
+                seed=own.seeds[0],
+            )
             payload_info = item._fixtureinfo
             item.deselect = options["models"] is not None and run.model not in options["models"]
             yield item
@@ -49,13 +65,18 @@ class EvalFile(pytest.File):
             skip = _missing_key_skip(self.config, run.model)
             for seed in loaded.seeds:
                 item = EpisodeItem.from_parent(
-                    self, name=f"{run.model}[seed={seed}]", callobj=_episode,
-                    fixtureinfo=fixtureinfo, eval_spec=loaded, run=run, seed=seed)
+                    self,
+                    name=f"{run.model}[seed={seed}]",
+                    callobj=_episode,
+                    fixtureinfo=fixtureinfo,
+                    eval_spec=loaded,
+                    run=run,
+                    seed=seed,
+                )
                 fixtureinfo = item._fixtureinfo
                 if skip is not None:
                     item.add_marker(skip)
                 yield item
-
 
 
 def _resumable(config: pytest.Config) -> dict[str, dict]:
@@ -73,8 +94,12 @@ def _missing_key_skip(config: pytest.Config, model: str):
     """A skip mark for a model whose API key is missing, unless --require-api-key or --replay."""
     # spec, not client: importing the openai SDK here would cost collection half a second
     key_env = setting(config, "api_key_env")
-    if spec.is_local(model) or os.environ.get(key_env) or setting(config, "require_api_key") \
-            or setting(config, "replay"):
+    if (
+        spec.is_local(model)
+        or os.environ.get(key_env)
+        or setting(config, "require_api_key")
+        or setting(config, "replay")
+    ):
         return None
     return pytest.mark.skip(reason=f"no API key for {model}: set {key_env} to run it")
 
@@ -102,6 +127,7 @@ class EpisodeItem(pytest.Function):
         super().setup()
         from .client import MissingKey
         from .episode import EpisodeResult, run_episode
+
         prior = _resumable(self.config).get(self.nodeid)
         if prior is not None and prior.get("fingerprint") == self.fingerprint:
             self.resumed_from, self.result = prior, EpisodeResult.from_dict(prior)
@@ -117,15 +143,21 @@ class EpisodeItem(pytest.Function):
         if client is None:  # only with --require-api-key: collection skips these otherwise
             pytest.fail(f"{missing} (--require-api-key is set)", pytrace=False)
         from . import trace
+
         where = trace.episode_path(self.spec.name, self.run.model, self.seed)
         film = trace.Filmstrip()
         writer = None
         if setting(self.config, "trace_dir"):
             writer = trace.TraceWriter(path_setting(self.config, "trace_dir") / where)
         try:
-            self.result = run_episode(self.run, self.seed, client, eval_name=self.spec.name,
-                                      instructions=self.spec.instructions,
-                                      on_step=trace.chain(film, writer))
+            self.result = run_episode(
+                self.run,
+                self.seed,
+                client,
+                eval_name=self.spec.name,
+                instructions=self.spec.instructions,
+                on_step=trace.chain(film, writer),
+            )
         finally:
             if writer is not None:
                 writer.close()
@@ -133,20 +165,25 @@ class EpisodeItem(pytest.Function):
         if film.save(report_dir(self.config) / gif):
             self.result.gif = gif.as_posix()
         from .cassette import is_miss
+
         if self.result.error and not is_miss(self.result.error):  # a miss fails in runtest
             # Failing in setup makes pytest report an error: not a verdict on the model.
             pytest.fail(f"{self.run.model} seed {self.seed}: {self.result.error}", pytrace=False)
 
     def runtest(self) -> None:
         from .episode import check
+
         if self.result.error:  # only a replay miss gets here: a payload change is a failure
             pytest.fail(f"{self.run.model} seed {self.seed}: {self.result.error}", pytrace=False)
         problems = check(self.result, self.run.expect)
         if self.run.xfail:
             if problems:
                 pytest.xfail(f"{self.run.xfail} ({problems[0]})")
-            pytest.fail(f"capability gained: remove the xfail of {self.run.model} "
-                        f"({self.run.xfail!r}): {_summary(self.result)}", pytrace=False)
+            pytest.fail(
+                f"capability gained: remove the xfail of {self.run.model} "
+                f"({self.run.xfail!r}): {_summary(self.result)}",
+                pytrace=False,
+            )
         if problems:
             pytest.fail("; ".join(problems), pytrace=False)
 
@@ -155,16 +192,22 @@ class EpisodeItem(pytest.Function):
         its messages are redacted."""
         from . import redact
         from .episode import EpisodeResult
-        result = self.result or EpisodeResult(eval=self.spec.name, model=self.run.model,
-                                              seed=self.seed, end="not_run")
+
+        result = self.result or EpisodeResult(
+            eval=self.spec.name, model=self.run.model, seed=self.seed, end="not_run"
+        )
         result.outcome = outcome
         result.error = result.error and redact.text(result.error)
-        return results.make_record(result, outcome=outcome,
-                                   message=message and redact.text(message),
-                                   nodeid=self.nodeid, path=self.nodeid.split("::")[0],
-                                   fingerprint=self.fingerprint,
-                                   resumed=self.resumed_from is not None,
-                                   user_profiles=self.run.profiles)
+        return results.make_record(
+            result,
+            outcome=outcome,
+            message=message and redact.text(message),
+            nodeid=self.nodeid,
+            path=self.nodeid.split("::")[0],
+            fingerprint=self.fingerprint,
+            resumed=self.resumed_from is not None,
+            user_profiles=self.run.profiles,
+        )
 
     def reportinfo(self):
         return self.path, (self.run.line or 1) - 1, f"{self.run.model}[seed={self.seed}]"
@@ -181,13 +224,14 @@ class PayloadItem(pytest.Function):
     def __init__(self, *, eval_spec: spec.EvalSpec, run: spec.Run, seed: int, **kwargs):
         super().__init__(**kwargs)
         self.spec, self.run, self.seed = eval_spec, run, seed
-        self.deselect = False   # True for a model --model leaves out
+        self.deselect = False  # True for a model --model leaves out
         self.add_marker(pytest.mark.crafter_payload)
 
     def runtest(self) -> None:
         from .episode import first_request
         from .payload import snapshot_view
         from .profiles import Unsupported
+
         snapshot = self.funcargs["snapshot"]
         try:  # built here, not at collection: it resets and renders the env
             body, unsupported = first_request(self.run, self.seed, self.spec.instructions), None
@@ -195,16 +239,20 @@ class PayloadItem(pytest.Function):
             body, unsupported = None, str(exc)
         if unsupported:
             pytest.fail(unsupported, pytrace=False)
-        if not snapshot == snapshot_view(body):
-            pytest.fail(f"the first request of {self.run.model} (eval {self.spec.name}, seed "
-                        f"{self.seed}) does not match its snapshot in __snapshots__/"
-                        f"{self.path.stem}.ambr; if the change is intended, run pytest "
-                        f"--snapshot-update\n{self._diff(snapshot)}", pytrace=False)
+        if snapshot != snapshot_view(body):
+            pytest.fail(
+                f"the first request of {self.run.model} (eval {self.spec.name}, seed "
+                f"{self.seed}) does not match its snapshot in __snapshots__/"
+                f"{self.path.stem}.ambr; if the change is intended, run pytest "
+                f"--snapshot-update\n{self._diff(snapshot)}",
+                pytrace=False,
+            )
 
     def _diff(self, snapshot) -> str:
         from syrupy.terminal import disable_color
+
         color = self.config.get_terminal_writer().hasmarkup and not self.config.option.no_colors
-        with (contextlib.nullcontext() if color else disable_color()):
+        with contextlib.nullcontext() if color else disable_color():
             return "\n".join(snapshot.get_assert_diff(diff_mode=self.config.option.diff_mode))
 
     def reportinfo(self):
@@ -213,5 +261,7 @@ class PayloadItem(pytest.Function):
 
 def _summary(result) -> str:
     names = ", ".join(result.achievements) or "none"
-    return (f"{len(result.achievements)} achievement(s) ({names}), tool-call rate "
-            f"{result.tool_call_rate:.2f} over {result.steps} step(s)")
+    return (
+        f"{len(result.achievements)} achievement(s) ({names}), tool-call rate "
+        f"{result.tool_call_rate:.2f} over {result.steps} step(s)"
+    )

@@ -16,20 +16,39 @@ Intervals are two-sided 95% by default: a Student t interval for means, a Wilson
 interval for rates, and a seeded percentile bootstrap over episodes for the Crafter score
 (deterministic: the same episodes always give the same interval).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 # The 22 achievements of Crafter 1.8, in crafter.constants order.
 ACHIEVEMENTS: tuple[str, ...] = (
-    "collect_coal", "collect_diamond", "collect_drink", "collect_iron", "collect_sapling",
-    "collect_stone", "collect_wood", "defeat_skeleton", "defeat_zombie", "eat_cow",
-    "eat_plant", "make_iron_pickaxe", "make_iron_sword", "make_stone_pickaxe",
-    "make_stone_sword", "make_wood_pickaxe", "make_wood_sword", "place_furnace",
-    "place_plant", "place_stone", "place_table", "wake_up",
+    "collect_coal",
+    "collect_diamond",
+    "collect_drink",
+    "collect_iron",
+    "collect_sapling",
+    "collect_stone",
+    "collect_wood",
+    "defeat_skeleton",
+    "defeat_zombie",
+    "eat_cow",
+    "eat_plant",
+    "make_iron_pickaxe",
+    "make_iron_sword",
+    "make_stone_pickaxe",
+    "make_stone_sword",
+    "make_wood_pickaxe",
+    "make_wood_sword",
+    "place_furnace",
+    "place_plant",
+    "place_stone",
+    "place_table",
+    "wake_up",
 )
 _KNOWN = frozenset(ACHIEVEMENTS)
 
@@ -86,22 +105,31 @@ class Estimate:
     n: int
     method: str  # "t", "wilson", "bootstrap", or "exact" (no spread: all values equal)
 
-    def scaled(self, factor: float) -> "Estimate":
+    def scaled(self, factor: float) -> Estimate:
         """The same estimate in other units (for example fractions -> percent)."""
+
         def s(x):
             return None if x is None else x * factor
+
         return Estimate(self.value * factor, s(self.low), s(self.high), self.n, self.method)
 
-    def clipped(self, lowest: float, highest: float) -> "Estimate":
+    def clipped(self, lowest: float, highest: float) -> Estimate:
         """The same estimate with its interval kept within [lowest, highest] (a t interval
         of a mean of fractions can reach past 0 or 1)."""
+
         def c(x):
             return None if x is None else min(highest, max(lowest, x))
+
         return Estimate(self.value, c(self.low), c(self.high), self.n, self.method)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"value": self.value, "low": self.low, "high": self.high, "n": self.n,
-                "method": self.method}
+        return {
+            "value": self.value,
+            "low": self.low,
+            "high": self.high,
+            "n": self.n,
+            "method": self.method,
+        }
 
 
 def mean(values: Sequence[float], confidence: float = 0.95) -> Estimate:
@@ -135,8 +163,12 @@ def wilson(successes: int, n: int, confidence: float = 0.95) -> Estimate:
     return Estimate(p, low, high, n, "wilson")
 
 
-def score_interval(episodes: Sequence[Mapping[str, int]], confidence: float = 0.95,
-                   resamples: int = 2000, seed: int = 0) -> Estimate:
+def score_interval(
+    episodes: Sequence[Mapping[str, int]],
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> Estimate:
     """The Crafter score of `episodes` with a percentile bootstrap interval over episodes.
 
     Seeded, so the same episodes always give the same interval. One episode gives no
@@ -148,11 +180,10 @@ def score_interval(episodes: Sequence[Mapping[str, int]], confidence: float = 0.
     n = len(episodes)
     if n == 1:
         return Estimate(value, None, None, 1, "bootstrap")
-    hits = np.array([[1.0 if ep.get(name, 0) else 0.0 for name in ACHIEVEMENTS]
-                     for ep in episodes])
+    hits = np.array([[1.0 if ep.get(name, 0) else 0.0 for name in ACHIEVEMENTS] for ep in episodes])
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, n, size=(resamples, n))
-    sampled = hits[picks].mean(axis=1) * 100.0             # resamples x 22 rates
+    sampled = hits[picks].mean(axis=1) * 100.0  # resamples x 22 rates
     scores = np.expm1(np.log1p(sampled).mean(axis=1))
     alpha = (1 - confidence) / 2
     low, high = np.quantile(scores, [alpha, 1 - alpha])
@@ -183,11 +214,11 @@ def t_quantile(p: float, df: int) -> float:
     target = 2 * p - 1  # P(|T| < t)
     if df > 200:
         z = NormalDist().inv_cdf(p)
-        g1 = (z ** 3 + z) / 4
-        g2 = (5 * z ** 5 + 16 * z ** 3 + 3 * z) / 96
-        g3 = (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / 384
-        g4 = (79 * z ** 9 + 776 * z ** 7 + 1482 * z ** 5 - 1920 * z ** 3 - 945 * z) / 92160
-        return z + g1 / df + g2 / df ** 2 + g3 / df ** 3 + g4 / df ** 4
+        g1 = (z**3 + z) / 4
+        g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96
+        g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384
+        g4 = (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160
+        return z + g1 / df + g2 / df**2 + g3 / df**3 + g4 / df**4
     lo, hi = 0.0, 1.0
     while _t_central(hi, df) < target:
         hi *= 2

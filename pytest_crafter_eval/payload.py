@@ -6,6 +6,7 @@ the decoded pixels, not of the PNG bytes, which change with the zlib build.
 `snapshot_view(body)` is what payload snapshots compare: `redact(body)` without the
 encoded byte count and without per-request ids. Pure, apart from decoding images.
 """
+
 from __future__ import annotations
 
 import base64
@@ -50,7 +51,7 @@ def describe_image(url: str, byte_count: bool = True) -> str:
     head, sep, data = url.partition(",")
     if not (url.startswith("data:") and sep and head.endswith(";base64")):
         return url
-    mime = head[len("data:"):-len(";base64")] or "application/octet-stream"
+    mime = head[len("data:") : -len(";base64")] or "application/octet-stream"
     try:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
@@ -66,6 +67,7 @@ def _pixels(raw: bytes) -> tuple[str | None, str]:
     """(WxH, digest of the decoded pixels); the digest of the bytes if they do not decode."""
     try:
         from PIL import Image
+
         with Image.open(io.BytesIO(raw)) as image:
             image.load()
             size = f"{image.width}x{image.height}"

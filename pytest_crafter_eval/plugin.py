@@ -8,8 +8,10 @@ controller, under xdist too. The controller gathers the records (`add_record`), 
 at the end checks the gates and writes the reports (`report`), and fails the run on a
 failed gate.
 """
+
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import re
@@ -20,9 +22,24 @@ import pytest
 
 from . import results, spec
 from .items import EpisodeItem, EvalFile
-from .settings import (CONNECTIONS, OWN_RUN_DIR, RECORDS, ROTATED, RUN_DIR, RUN_DIR_KEY, SUMMARY,
-                       UsageError, check_cassette_options, is_worker, limits, overrides,
-                       path_setting, report_dir, run_dir, setting)
+from .settings import (
+    CONNECTIONS,
+    OWN_RUN_DIR,
+    RECORDS,
+    ROTATED,
+    RUN_DIR,
+    RUN_DIR_KEY,
+    SUMMARY,
+    UsageError,
+    check_cassette_options,
+    is_worker,
+    limits,
+    overrides,
+    path_setting,
+    report_dir,
+    run_dir,
+    setting,
+)
 
 GROUP = "crafter-eval"
 RESULT_KEY = "crafter_episode"
@@ -30,23 +47,53 @@ RESULT_KEY = "crafter_episode"
 # name -> (help, default); each option is also an ini key `crafter_<name>`.
 _OPTIONS: dict[str, tuple[str, Any]] = {
     "model": ("model(s) to run instead of each eval file's list; repeat or comma-separate", None),
-    "seeds": ("seeds instead of each file's: a count (10 = 0..9), a range 0-99 or a list 3,5,8", None),
+    "seeds": (
+        "seeds instead of each file's: a count (10 = 0..9), a range 0-99 or a list 3,5,8",
+        None,
+    ),
     "steps": ("model calls per episode at most, instead of each file's", None),
-    "base_url": ("OpenAI-compatible base URL for non-local models (default: $OPENAI_BASE_URL)", None),
+    "base_url": (
+        "OpenAI-compatible base URL for non-local models (default: $OPENAI_BASE_URL)",
+        None,
+    ),
     "api_key_env": ("environment variable that holds the API key", "OPENAI_API_KEY"),
     "request_timeout": ("seconds before one model request times out", "60"),
     "record": ("write every model request/response pair to cassette files in DIR", None),
-    "replay": ("answer every model from the cassette files in DIR, over loopback HTTP, no key needed", None),
-    "profiles": ("YAML file of model profiles (profiles: name -> fields) overriding the built-in ones", None),
+    "replay": (
+        "answer every model from the cassette files in DIR, over loopback HTTP, no key needed",
+        None,
+    ),
+    "profiles": (
+        "YAML file of model profiles (profiles: name -> fields) overriding the built-in ones",
+        None,
+    ),
     "trace_dir": ("save each episode's frames (PNG) and steps (JSONL) under this directory", None),
-    "max_retries": ("retries of a failed model request (429, 408, 409, 5xx, timeouts, dropped "
-                    "connections) before the episode errors", "4"),
-    "step_deadline": ("seconds one model call may take, retries and waits included "
-                      "(default: 300, or 2 x --request-timeout if longer)", None),
+    "max_retries": (
+        (
+            "retries of a failed model request (429, 408, 409, 5xx, timeouts, dropped "
+            "connections) before the episode errors"
+        ),
+        "4",
+    ),
+    "step_deadline": (
+        (
+            "seconds one model call may take, retries and waits included "
+            "(default: 300, or 2 x --request-timeout if longer)"
+        ),
+        None,
+    ),
     "max_concurrency": ("requests in flight to one model at most, across all xdist workers", None),
-    "fail_on_error": ("fail the run only if more than this share (0..1) of episodes error; "
-                      "default: any error fails it", None),
-    "max_cost": ("stop starting episodes once the run's estimated cost reaches this many USD", None),
+    "fail_on_error": (
+        (
+            "fail the run only if more than this share (0..1) of episodes error; "
+            "default: any error fails it"
+        ),
+        None,
+    ),
+    "max_cost": (
+        "stop starting episodes once the run's estimated cost reaches this many USD",
+        None,
+    ),
     "max_tokens": ("stop starting episodes once the run has used this many tokens", None),
 }
 
@@ -57,7 +104,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         flag = "--" + name.replace("_", "-")
         metavar = name.upper()
         if name == "model":
-            group.addoption(flag, action="append", dest="crafter_model", metavar="NAME", help=help_text)
+            group.addoption(
+                flag, action="append", dest="crafter_model", metavar="NAME", help=help_text
+            )
         elif name in ("record", "replay"):
             group.addoption(flag, dest=f"crafter_{name}", metavar="DIR", help=help_text)
         elif name == "profiles":
@@ -65,32 +114,54 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         else:
             group.addoption(flag, dest=f"crafter_{name}", metavar=metavar, help=help_text)
         parser.addini(f"crafter_{name}", help_text, default=default)
-    group.addoption("--require-api-key", action="store_true", dest="crafter_require_api_key",
-                    help="fail, instead of skip, episodes of models whose API key is missing")
+    group.addoption(
+        "--require-api-key",
+        action="store_true",
+        dest="crafter_require_api_key",
+        help="fail, instead of skip, episodes of models whose API key is missing",
+    )
     parser.addini("crafter_require_api_key", "see --require-api-key", type="bool", default=False)
-    group.addoption("--report-dir", dest="crafter_report_dir", metavar="DIR",
-                    help="where results.jsonl, summary.json and summary.md go (default: reports)")
-    parser.addini("crafter_report_dir", "see --report-dir (relative to the ini file)",
-                  default="reports")
-    group.addoption("--resume", action="store_true", dest="crafter_resume",
-                    help="reuse episodes recorded in <report-dir>/results.jsonl with a final "
-                         "outcome (passed, failed, xfailed) and the same settings")
+    group.addoption(
+        "--report-dir",
+        dest="crafter_report_dir",
+        metavar="DIR",
+        help="where results.jsonl, summary.json and summary.md go (default: reports)",
+    )
+    parser.addini(
+        "crafter_report_dir", "see --report-dir (relative to the ini file)", default="reports"
+    )
+    group.addoption(
+        "--resume",
+        action="store_true",
+        dest="crafter_resume",
+        help="reuse episodes recorded in <report-dir>/results.jsonl with a final "
+        "outcome (passed, failed, xfailed) and the same settings",
+    )
     parser.addini("crafter_resume", "see --resume", type="bool", default=False)
-    parser.addini("crafter_eval_dirs", "directory names whose YAML files are eval files",
-                  type="args", default=["evals"])
-
+    parser.addini(
+        "crafter_eval_dirs",
+        "directory names whose YAML files are eval files",
+        type="args",
+        default=["evals"],
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "crafter: a Crafter episode collected from an eval file")
-    config.addinivalue_line("markers", "crafter_payload: an offline snapshot of a model's first request")
+    config.addinivalue_line(
+        "markers", "crafter_payload: an offline snapshot of a model's first request"
+    )
     limits(config)
-    if setting(config, "trace_dir") and path_setting(config, "trace_dir").exists() \
-            and not path_setting(config, "trace_dir").is_dir():
+    if (
+        setting(config, "trace_dir")
+        and path_setting(config, "trace_dir").exists()
+        and not path_setting(config, "trace_dir").is_dir()
+    ):
         raise UsageError(f"--trace-dir: {path_setting(config, 'trace_dir')} is not a directory")
     overrides(config)
     check_cassette_options(config)
     from . import redact
+
     redact.add_secret(os.environ.get(setting(config, "api_key_env")))
     redact.add_url(setting(config, "base_url") or os.environ.get("OPENAI_BASE_URL"))
     redact.install_log_filter()
@@ -99,14 +170,18 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[RUN_DIR] = Path(workerinput[RUN_DIR_KEY])
     else:
         from .runstate import make_run_dir
+
         config.stash[RUN_DIR] = make_run_dir()
         config.stash[OWN_RUN_DIR] = True
     if workerinput is None:
-        config.pluginmanager.register(_ErrorRate(limits(config)["fail_on_error"]),
-                                      "crafter-eval-error-rate")
+        config.pluginmanager.register(
+            _ErrorRate(limits(config)["fail_on_error"]), "crafter-eval-error-rate"
+        )
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(config), "crafter-eval-xdist")
-    if not str(config.getoption("crafter_report_dir") or config.getini("crafter_report_dir")).strip():
+    if not str(
+        config.getoption("crafter_report_dir") or config.getini("crafter_report_dir")
+    ).strip():
         raise UsageError("--report-dir: expected a directory, got an empty value")
     if not is_worker(config):
         config.stash[RECORDS] = {}
@@ -132,9 +207,11 @@ class _XdistHooks:
         if match is None:
             return
         worker = getattr(getattr(getattr(report, "node", None), "gateway", None), "id", "?")
-        message = (f"{match['model']} seed {match['seed']}: the xdist worker {worker} running this "
-                   "episode died (killed or crashed); its result is lost: rerun it "
-                   "(--resume re-runs only missing episodes)")
+        message = (
+            f"{match['model']} seed {match['seed']}: the xdist worker {worker} running this "
+            "episode died (killed or crashed); its result is lost: rerun it "
+            "(--resume re-runs only missing episodes)"
+        )
         report.when = "setup"
         report.longrepr = message
         report.location = (report.location[0], None, crashitem.split("::", 1)[1])
@@ -164,7 +241,10 @@ class _Controller:
 def add_record(config: pytest.Config, record: dict) -> None:
     """Count `record` in this run's reports (controller only), once per episode: the
     call and teardown reports carry the same record."""
-    key = record.get("nodeid") or f"{record.get('eval')}::{record.get('model')}[seed={record.get('seed')}]"
+    key = (
+        record.get("nodeid")
+        or f"{record.get('eval')}::{record.get('model')}[seed={record.get('seed')}]"
+    )
     records = config.stash.setdefault(RECORDS, {})
     if record.get("crashed") and key in records:
         return  # the episode ended, and reported, before its worker died
@@ -175,28 +255,30 @@ def _crash_record(config: pytest.Config, nodeid: str, model: str, seed: int, mes
     """The error record of an episode whose worker died, appended to results.jsonl by the
     controller (so --resume runs it again)."""
     from .episode import EpisodeResult
+
     path = nodeid.split("::")[0]
     try:
         eval_name = spec.load(config.rootpath / path).name
     except spec.SpecError:
         eval_name = Path(path).stem
-    result = EpisodeResult(eval=eval_name, model=model, seed=seed, end="error", error=message,
-                           infra_error=True)
-    record = results.make_record(result, outcome="error", message=message, nodeid=nodeid,
-                                 path=path, fingerprint="")
+    result = EpisodeResult(
+        eval=eval_name, model=model, seed=seed, end="error", error=message, infra_error=True
+    )
+    record = results.make_record(
+        result, outcome="error", message=message, nodeid=nodeid, path=path, fingerprint=""
+    )
     record["crashed"] = True
-    try:
+    with contextlib.suppress(OSError):  # the report still carries it
         results.append(report_dir(config), record)
-    except OSError:
-        pass  # the report still carries it
     return record
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     if not is_worker(config) and not config.option.collectonly:
-        config.stash[ROTATED] = results.start(report_dir(config),
-                                               resume=bool(setting(config, "resume")))
+        config.stash[ROTATED] = results.start(
+            report_dir(config), resume=bool(setting(config, "resume"))
+        )
 
 
 @pytest.hookimpl(wrapper=True)
@@ -250,6 +332,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             results.unstart(report_dir(config))
         return
     from . import report
+
     summary = report.summarize(records, _runs(config, records))
     report.write_reports(report_dir(config), records, summary)
     config.stash[SUMMARY] = summary
@@ -276,6 +359,7 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     if summary is None:
         return
     from . import report
+
     tr = terminalreporter
     tr.write_sep("=", "crafter-eval summary")
     for line in report.terminal_lines(summary):
@@ -283,7 +367,9 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     gate_lines = report.gate_failure_lines(summary)
     if gate_lines:
         failed = len(summary["failed_gates"])
-        title = f"crafter-eval gates failed for {failed} model(s)" if failed else "crafter-eval gates"
+        title = (
+            f"crafter-eval gates failed for {failed} model(s)" if failed else "crafter-eval gates"
+        )
         tr.write_sep("=", title, red=bool(failed), bold=True)
         for line in gate_lines:
             tr.write_line(line)
@@ -296,6 +382,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         connections.close()
     if config.stash.get(OWN_RUN_DIR, False):
         from .runstate import remove_run_dir
+
         remove_run_dir(config.stash[RUN_DIR])
 
 
@@ -326,16 +413,23 @@ class _ErrorRate:
         errors, ran = len(self.errors), len(self.ran)
         share = errors / ran
         if share > self.rate:
-            self.note = (f"{errors} of {ran} episodes errored ({share:.0%}), above "
-                         f"--fail-on-error {self.rate:g}: the run fails")
+            self.note = (
+                f"{errors} of {ran} episodes errored ({share:.0%}), above "
+                f"--fail-on-error {self.rate:g}: the run fails"
+            )
             if session.exitstatus == pytest.ExitCode.OK:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
         else:
-            self.note = (f"{errors} of {ran} episodes errored ({share:.0%}), within "
-                         f"--fail-on-error {self.rate:g}: errors alone do not fail the run")
+            self.note = (
+                f"{errors} of {ran} episodes errored ({share:.0%}), within "
+                f"--fail-on-error {self.rate:g}: errors alone do not fail the run"
+            )
             gates_failed = session.config.stash.get(SUMMARY, {}).get("failed_gates")
-            if session.exitstatus == pytest.ExitCode.TESTS_FAILED and session.testsfailed == errors \
-                    and not gates_failed:
+            if (
+                session.exitstatus == pytest.ExitCode.TESTS_FAILED
+                and session.testsfailed == errors
+                and not gates_failed
+            ):
                 session.exitstatus = pytest.ExitCode.OK
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
@@ -344,11 +438,16 @@ class _ErrorRate:
         config = terminalreporter.config
         if limits(config)["max_cost"] is not None:
             from .runstate import Usage
+
             unpriced = Usage(run_dir(config)).totals().unpriced_tokens
             if unpriced:
-                terminalreporter.write_sep("-", f"crafter-eval: {unpriced} tokens of models without "
-                                                "prices are not in --max-cost (add price: to their "
-                                                "profiles)", yellow=True)
+                terminalreporter.write_sep(
+                    "-",
+                    f"crafter-eval: {unpriced} tokens of models without "
+                    "prices are not in --max-cost (add price: to their "
+                    "profiles)",
+                    yellow=True,
+                )
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):
@@ -356,7 +455,9 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector):
         return None
     dirs = parent.config.getini("crafter_eval_dirs")
     in_eval_dir = any(fnmatch.fnmatch(part, d) for part in file_path.parent.parts for d in dirs)
-    if "__snapshots__" in file_path.parts or not (in_eval_dir or parent.session.isinitpath(file_path)):
+    if "__snapshots__" in file_path.parts or not (
+        in_eval_dir or parent.session.isinitpath(file_path)
+    ):
         return None
     return EvalFile.from_parent(parent, path=file_path)
 

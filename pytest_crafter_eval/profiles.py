@@ -13,26 +13,28 @@ file (`profiles:`) or a file named by `--profiles`.
 Nothing here does I/O except reading the packaged data file once, and `build_request`,
 which turns notes into one-time `CrafterEvalWarning`s.
 """
+
 from __future__ import annotations
 
 import fnmatch
 import functools
 import re
 import warnings
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from . import spec
 
 DEFAULT = "*"
 EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")  # lowest first
 DEFAULT_EFFORT = "low"
-DEFAULT_REASONING_BUDGET = 4096   # tokens to reason in, on top of request.max_output_tokens
+DEFAULT_REASONING_BUDGET = 4096  # tokens to reason in, on top of request.max_output_tokens
 TOKEN_PARAMS = ("max_tokens", "max_completion_tokens")
 TOOL_CHOICES = ("none", "auto", "required")
 ROLES = ("system", "developer")
-_DATED = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{4})$")   # gpt-4o-2024-08-06, gpt-4-0613
+_DATED = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{4})$")  # gpt-4o-2024-08-06, gpt-4-0613
 
 
 class CrafterEvalWarning(UserWarning):
@@ -49,7 +51,7 @@ class Prices:
 
     input: float
     output: float
-    cached: float | None = None   # None: cached input tokens cost as much as input
+    cached: float | None = None  # None: cached input tokens cost as much as input
 
 
 @dataclass(frozen=True)
@@ -61,11 +63,11 @@ class Profile:
     entry: str = DEFAULT
     match: str = "default"
     token_param: str = "max_tokens"
-    temperature: tuple[float, float] | None = (0.0, 2.0)   # None: only the default
+    temperature: tuple[float, float] | None = (0.0, 2.0)  # None: only the default
     top_p: tuple[float, float] | None = (0.0, 1.0)
     reasoning: bool = False
     reasoning_efforts: tuple[str, ...] = ()
-    reasoning_effort: str | None = None                     # the default effort
+    reasoning_effort: str | None = None  # the default effort
     reasoning_budget: int = 0
     image_input: bool = True
     tool_call: bool = True
@@ -85,16 +87,23 @@ class Profile:
         p = self.prices
         cached = min(max(cached, 0), tokens_in)
         cached_price = p.input if p.cached is None else p.cached
-        return ((tokens_in - cached) * p.input + cached * cached_price + tokens_out * p.output) / 1e6
+        return (
+            (tokens_in - cached) * p.input + cached * cached_price + tokens_out * p.output
+        ) / 1e6
 
     def describe(self) -> str:
         """The rules of this profile in a few words, for warnings and errors."""
-        temp = ("temperature " + "-".join(f"{v:g}" for v in self.temperature)
-                if self.temperature else "no temperature")
+        temp = (
+            "temperature " + "-".join(f"{v:g}" for v in self.temperature)
+            if self.temperature
+            else "no temperature"
+        )
         parts = [self.token_param, temp, f"{self.system_role} role"]
         if self.reasoning:
-            parts.append(f"reasoning_effort {'/'.join(self.reasoning_efforts) or 'not taken'}"
-                         f" (default {self.reasoning_effort}), reasoning budget {self.reasoning_budget}")
+            parts.append(
+                f"reasoning_effort {'/'.join(self.reasoning_efforts) or 'not taken'}"
+                f" (default {self.reasoning_effort}), reasoning budget {self.reasoning_budget}"
+            )
         parts.append("image input" if self.image_input else "no image input")
         parts.append("tool calls" if self.tool_call else "no tool calls")
         parts.append("prices known" if self.prices else "prices unknown")
@@ -103,12 +112,27 @@ class Profile:
 
 # -- the registry ----------------------------------------------------------------------
 
-FIELDS = {"like", "token_param", "temperature", "top_p", "reasoning", "reasoning_efforts",
-          "reasoning_effort", "reasoning_budget", "image_input", "tool_call", "tool_choice",
-          "parallel_tool_calls", "system_role", "max_output_tokens", "context_tokens", "price"}
+FIELDS = {
+    "like",
+    "token_param",
+    "temperature",
+    "top_p",
+    "reasoning",
+    "reasoning_efforts",
+    "reasoning_effort",
+    "reasoning_budget",
+    "image_input",
+    "tool_call",
+    "tool_choice",
+    "parallel_tool_calls",
+    "system_role",
+    "max_output_tokens",
+    "context_tokens",
+    "price",
+}
 PRICE_KEYS = {"input", "output", "cached"}
 
-Entries = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]   # hashable: (name, fields)
+Entries = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]  # hashable: (name, fields)
 
 
 def check_entries(data: Any, error: Callable[[str, str], Exception]) -> Entries:
@@ -123,7 +147,9 @@ def check_entries(data: Any, error: Callable[[str, str], Exception]) -> Entries:
         fields = {} if fields is None else fields
         if not isinstance(fields, Mapping):
             raise error(name, f"must be a mapping of profile fields, got {_type(fields)}")
-        entries.append((name, tuple((k, _check_field(name, k, v, error)) for k, v in fields.items())))
+        entries.append(
+            (name, tuple((k, _check_field(name, k, v, error)) for k, v in fields.items()))
+        )
     return tuple(entries)
 
 
@@ -131,9 +157,17 @@ def _check_field(name: str, key: str, value: Any, error) -> Any:
     where = f"{name}.{key}"
     if key not in FIELDS:
         import difflib
+
         hint = difflib.get_close_matches(str(key), sorted(FIELDS), n=1)
-        raise error(where, "unknown key" + (f" (did you mean '{hint[0]}'?)" if hint
-                                            else f"; known keys: {', '.join(sorted(FIELDS))}"))
+        raise error(
+            where,
+            "unknown key"
+            + (
+                f" (did you mean '{hint[0]}'?)"
+                if hint
+                else f"; known keys: {', '.join(sorted(FIELDS))}"
+            ),
+        )
     if key == "like":
         if not isinstance(value, str):
             raise error(where, f"must name another profile, got {_type(value)}")
@@ -145,10 +179,16 @@ def _check_field(name: str, key: str, value: Any, error) -> Any:
         top = 2.0 if key == "temperature" else 1.0
         if isinstance(value, bool):
             return (0.0, top) if value else None
-        if (isinstance(value, (list, tuple)) and len(value) == 2 and all(_number(v) for v in value)
-                and 0 <= value[0] <= value[1] <= top):
+        if (
+            isinstance(value, (list, tuple))
+            and len(value) == 2
+            and all(_number(v) for v in value)
+            and 0 <= value[0] <= value[1] <= top
+        ):
             return (float(value[0]), float(value[1]))
-        raise error(where, f"must be true, false or a range [min, max] within 0..{top:g}, got {value!r}")
+        raise error(
+            where, f"must be true, false or a range [min, max] within 0..{top:g}, got {value!r}"
+        )
     elif key in ("reasoning", "image_input", "tool_call", "parallel_tool_calls"):
         if not isinstance(value, bool):
             raise error(where, f"must be true or false, got {_type(value)}")
@@ -165,15 +205,24 @@ def _check_field(name: str, key: str, value: Any, error) -> Any:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise error(where, f"must be a whole number of tokens, got {_type(value)}")
     elif key == "price":
-        if not isinstance(value, Mapping) or not {"input", "output"} <= set(value) \
-                or not set(value) <= PRICE_KEYS:
-            raise error(where, f"must be a mapping {{input: X, output: Y, cached: Z}} of USD per "
-                               f"million tokens (cached optional), got {value!r}")
+        if (
+            not isinstance(value, Mapping)
+            or not {"input", "output"} <= set(value)
+            or not set(value) <= PRICE_KEYS
+        ):
+            raise error(
+                where,
+                f"must be a mapping {{input: X, output: Y, cached: Z}} of USD per "
+                f"million tokens (cached optional), got {value!r}",
+            )
         for k, v in value.items():
             if not _number(v) or v < 0:
                 raise error(f"{where}.{k}", f"must be a price of 0 or more, got {_type(v)}")
-        return Prices(float(value["input"]), float(value["output"]),
-                      None if value.get("cached") is None else float(value["cached"]))
+        return Prices(
+            float(value["input"]),
+            float(value["output"]),
+            None if value.get("cached") is None else float(value["cached"]),
+        )
     return value
 
 
@@ -187,21 +236,32 @@ def _number(value: Any) -> bool:
 
 
 def _type(value: Any) -> str:
-    return "nothing (null)" if value is None else {
-        bool: "a boolean", int: "a number", float: "a number", str: f"the string {value!r}",
-        list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
+    return (
+        "nothing (null)"
+        if value is None
+        else {
+            bool: "a boolean",
+            int: "a number",
+            float: "a number",
+            str: f"the string {value!r}",
+            list: "a list",
+            dict: "a mapping",
+        }.get(type(value), type(value).__name__)
+    )
 
 
 @functools.lru_cache(maxsize=1)
 def builtin() -> Entries:
     """The packaged registry, read once."""
     import yaml
+
     text = resources.files(__package__).joinpath("profiles.yaml").read_text(encoding="utf-8")
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     data = yaml.load(text, Loader=loader)
 
     def error(key: str, message: str) -> Exception:
         return RuntimeError(f"pytest_crafter_eval/profiles.yaml: profiles.{key}: {message}")
+
     return check_entries(data["profiles"], error)
 
 
@@ -223,8 +283,11 @@ class Registry:
             for name, fields in layer:
                 self.entries.setdefault(name, {}).update(fields)
         self.exact = {n for n in self.entries if not _is_pattern(n)}
-        self.patterns = sorted((n for n in self.entries if _is_pattern(n) and n != DEFAULT),
-                               key=_specificity, reverse=True)
+        self.patterns = sorted(
+            (n for n in self.entries if _is_pattern(n) and n != DEFAULT),
+            key=_specificity,
+            reverse=True,
+        )
 
     def family(self, name: str) -> str:
         """The most specific pattern matching `name`, else the default."""
@@ -234,7 +297,9 @@ class Registry:
         """The fields of `entry` with everything it inherits: `like`, else its family,
         else the default."""
         if entry in seen:
-            raise ValueError(f"profile {entry!r}: `like` loops back: {' -> '.join(seen + (entry,))}")
+            raise ValueError(
+                f"profile {entry!r}: `like` loops back: {' -> '.join(seen + (entry,))}"
+            )
         own = self.entries.get(entry, {})
         if entry == DEFAULT:
             return dict(own)
@@ -244,7 +309,7 @@ class Registry:
         parent = base or (self.family(entry) if not _is_pattern(entry) else DEFAULT)
         merged = self.fields(parent, seen + (entry,))
         if "temperature" in own and "top_p" not in own:
-            merged.pop("top_p", None)   # top_p follows temperature unless given
+            merged.pop("top_p", None)  # top_p follows temperature unless given
         merged.update(own)
         merged.pop("like", None)
         return merged
@@ -254,7 +319,7 @@ class Registry:
         name = model.split("?", 1)[0]
         names = [name]
         if "/" in name and not name.startswith("local/"):
-            names.append(name.rsplit("/", 1)[1])     # openai/gpt-4o -> gpt-4o
+            names.append(name.rsplit("/", 1)[1])  # openai/gpt-4o -> gpt-4o
         for candidate in names:
             if candidate in self.exact:
                 return candidate, "exact"
@@ -283,20 +348,32 @@ def resolve(model: str, user: Entries = ()) -> Profile:
         fields.setdefault("reasoning_budget", DEFAULT_REASONING_BUDGET)
     if reasoning and efforts and effort not in efforts:
         effort = nearest_effort(effort or DEFAULT_EFFORT, efforts)
-    profile = Profile(name=model, entry=entry, match=how, temperature=temperature, top_p=top_p,
-                      reasoning_efforts=efforts if reasoning else (),
-                      reasoning_effort=effort if reasoning and efforts else None,
-                      prices=prices, **fields)
+    profile = Profile(
+        name=model,
+        entry=entry,
+        match=how,
+        temperature=temperature,
+        top_p=top_p,
+        reasoning_efforts=efforts if reasoning else (),
+        reasoning_effort=effort if reasoning and efforts else None,
+        prices=prices,
+        **fields,
+    )
     if how in ("family", "default"):
         what = f"family {entry!r}" if how == "family" else "the default OpenAI-compatible profile"
-        profile = _replace(profile, assumed=(
-            f"{model}: no profile of its own; assumed {what}: {profile.describe()}. "
-            "Add it under `profiles:` in the eval file or in --profiles FILE"))
+        profile = _replace(
+            profile,
+            assumed=(
+                f"{model}: no profile of its own; assumed {what}: {profile.describe()}. "
+                "Add it under `profiles:` in the eval file or in --profiles FILE"
+            ),
+        )
     return profile
 
 
 def _replace(profile: Profile, **changes) -> Profile:
     from dataclasses import replace
+
     return replace(profile, **changes)
 
 
@@ -308,6 +385,7 @@ def nearest_effort(wanted: str, accepted: tuple[str, ...]) -> str:
 
 
 # -- normalisation ---------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Note:
@@ -325,18 +403,24 @@ def check_capabilities(run: spec.Run, profile: Profile) -> None:
     """Raise `Unsupported` if the eval needs what the model does not take."""
     why = f"(profile {profile.entry!r}, {profile.match})"
     if not profile.tool_call:
-        raise Unsupported(f"{run.model} does not take tool calls {why}: the agent acts only "
-                          "through the tool interact_many")
+        raise Unsupported(
+            f"{run.model} does not take tool calls {why}: the agent acts only "
+            "through the tool interact_many"
+        )
     if run.observation.image is not None and not profile.image_input:
-        raise Unsupported(f"{run.model} does not take image input {why}: use a text-only eval "
-                          "(observation: {image: false})")
+        raise Unsupported(
+            f"{run.model} does not take image input {why}: use a text-only eval "
+            "(observation: {image: false})"
+        )
 
 
-def normalise(run: spec.Run, profile: Profile, messages: list[dict[str, Any]]
-              ) -> tuple[dict[str, Any], list[Note]]:
+def normalise(
+    run: spec.Run, profile: Profile, messages: list[dict[str, Any]]
+) -> tuple[dict[str, Any], list[Note]]:
     """The chat-completions body for one step of `run` on a model with `profile`, and a
     note for every setting that was renamed, dropped or changed. Pure."""
-    from .tools import TOOL   # not at import: the registry is read at collection time
+    from .tools import TOOL  # not at import: the registry is read at collection time
+
     check_capabilities(run, profile)
     notes: list[Note] = []
 
@@ -345,15 +429,19 @@ def normalise(run: spec.Run, profile: Profile, messages: list[dict[str, Any]]
 
     req = run.request
     if profile.system_role != "system":
-        messages = [dict(m, role=profile.system_role) if m.get("role") == "system" else m
-                    for m in messages]
+        messages = [
+            dict(m, role=profile.system_role) if m.get("role") == "system" else m for m in messages
+        ]
     body: dict[str, Any] = {"model": run.model, "messages": messages, "tools": [TOOL]}
 
     choice = req.tool_choice or "auto"
     if choice not in profile.tool_choice:
         fallback = "auto" if "auto" in profile.tool_choice else None
-        note("tool_choice", f"request.tool_choice={choice!r} is not taken; "
-                            + (f"sent {fallback!r}" if fallback else "left out"))
+        note(
+            "tool_choice",
+            f"request.tool_choice={choice!r} is not taken; "
+            + (f"sent {fallback!r}" if fallback else "left out"),
+        )
         choice = fallback
     if choice is not None:
         body["tool_choice"] = choice
@@ -366,16 +454,23 @@ def normalise(run: spec.Run, profile: Profile, messages: list[dict[str, Any]]
     if req.max_output_tokens is not None:
         budget = req.max_output_tokens
         if profile.reasoning:
-            extra = profile.reasoning_budget if req.reasoning_budget is None else req.reasoning_budget
+            extra = (
+                profile.reasoning_budget if req.reasoning_budget is None else req.reasoning_budget
+            )
             budget += extra
         limit = profile.max_output_tokens
         if limit and budget > limit:
-            note("max_output_tokens", f"{profile.token_param}={budget} lowered to the model's "
-                                      f"output limit {limit}")
+            note(
+                "max_output_tokens",
+                f"{profile.token_param}={budget} lowered to the model's output limit {limit}",
+            )
             budget = limit
         body[profile.token_param] = budget
     elif req.reasoning_budget is not None and profile.reasoning:
-        note("reasoning_budget", "request.reasoning_budget ignored: request.max_output_tokens is null")
+        note(
+            "reasoning_budget",
+            "request.reasoning_budget ignored: request.max_output_tokens is null",
+        )
 
     for key in ("temperature", "top_p"):
         value = getattr(req, key)
@@ -386,8 +481,11 @@ def normalise(run: spec.Run, profile: Profile, messages: list[dict[str, Any]]
             note(key, f"request.{key}={value:g} dropped: the model takes only the default {key}")
         elif not accepted[0] <= value <= accepted[1]:
             clamped = min(max(value, accepted[0]), accepted[1])
-            note(key, f"request.{key}={value:g} changed to {clamped:g}: the model takes "
-                      f"{accepted[0]:g} to {accepted[1]:g}")
+            note(
+                key,
+                f"request.{key}={value:g} changed to {clamped:g}: the model takes "
+                f"{accepted[0]:g} to {accepted[1]:g}",
+            )
             body[key] = clamped
         else:
             body[key] = value
@@ -397,14 +495,23 @@ def normalise(run: spec.Run, profile: Profile, messages: list[dict[str, Any]]
         chosen = effort or profile.reasoning_effort
         if chosen not in profile.reasoning_efforts:
             near = nearest_effort(chosen, profile.reasoning_efforts)
-            note("reasoning_efforts", f"request.reasoning_effort={chosen!r} changed to {near!r}: the "
-                                      f"model takes {', '.join(profile.reasoning_efforts)}")
+            note(
+                "reasoning_efforts",
+                f"request.reasoning_effort={chosen!r} changed to {near!r}: the "
+                f"model takes {', '.join(profile.reasoning_efforts)}",
+            )
             chosen = near
         body["reasoning_effort"] = chosen
     elif effort is not None:
-        note("reasoning", f"request.reasoning_effort={effort!r} dropped: "
-                          + ("not a reasoning model" if not profile.reasoning
-                             else "the model takes no reasoning_effort"))
+        note(
+            "reasoning",
+            f"request.reasoning_effort={effort!r} dropped: "
+            + (
+                "not a reasoning model"
+                if not profile.reasoning
+                else "the model takes no reasoning_effort"
+            ),
+        )
     return body, notes
 
 
@@ -418,7 +525,9 @@ def warn_once(message: str) -> None:
         warnings.warn(CrafterEvalWarning(message), stacklevel=3)
 
 
-def build_request(run: spec.Run, profile: Profile, messages: list[dict[str, Any]]) -> dict[str, Any]:
+def build_request(
+    run: spec.Run, profile: Profile, messages: list[dict[str, Any]]
+) -> dict[str, Any]:
     """`normalise`, warning once per process for each note and for an assumed profile."""
     if profile.assumed:
         warn_once(profile.assumed)

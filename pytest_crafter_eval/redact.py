@@ -11,8 +11,10 @@ so the SDK's and httpx's own log lines (which print request URLs) are clean wher
 handler writes them: pytest's captured logs, --log-file, junitxml. Pure apart from the
 process-wide set of secrets and the log-record factory.
 """
+
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -38,10 +40,8 @@ def add_secret(value: str | None) -> None:
 def add_url(url: str | None) -> None:
     """Register the password of a URL with credentials (`https://user:pass@host`)."""
     if url:
-        try:
+        with contextlib.suppress(ValueError):
             add_secret(urlsplit(url).password)
-        except ValueError:
-            pass
 
 
 def url(value: str | None) -> str | None:

@@ -11,14 +11,16 @@ capability metrics (achievements, reward, score, success and tool-call rates); e
 not a verdict on the model and only feed `error_rate` (errors / completed + errors);
 skipped episodes feed nothing and their models are listed with the skip reasons.
 """
+
 from __future__ import annotations
 
 import json
 import os
 from collections import Counter
-from datetime import datetime, timezone
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from . import metrics
 from .results import OUTCOMES
@@ -46,18 +48,28 @@ def model_metrics(records: list[Mapping[str, Any]]) -> dict[str, Any]:
     ran = len(done) + errors
     out["error_rate"] = metrics.wilson(errors, ran).to_dict() if ran else None
     if not done:
-        for name in ("mean_achievements", "mean_reward", "crafter_score", "tool_call_rate",
-                     "success_rates", "mean_steps"):
+        for name in (
+            "mean_achievements",
+            "mean_reward",
+            "crafter_score",
+            "tool_call_rate",
+            "success_rates",
+            "mean_steps",
+        ):
             out[name] = None
     else:
         unlocked = [r.get("achievements") or {} for r in done]
         out["mean_achievements"] = metrics.mean(
-            [sum(1 for c in a.values() if c) for a in unlocked]).to_dict()
+            [sum(1 for c in a.values() if c) for a in unlocked]
+        ).to_dict()
         out["mean_reward"] = metrics.mean([float(r.get("reward") or 0.0) for r in done]).to_dict()
         out["crafter_score"] = metrics.score_interval(unlocked).to_dict()
         out["success_rates"] = {
             name: metrics.wilson(sum(1 for a in unlocked if a.get(name)), len(done))
-            .scaled(100).to_dict() for name in metrics.ACHIEVEMENTS}
+            .scaled(100)
+            .to_dict()
+            for name in metrics.ACHIEVEMENTS
+        }
         # The mean of per-episode rates with a t interval: an episode's steps are not
         # independent trials (it stops at its first miss), so pooling them would give an
         # interval too narrow for `on: lower_bound`.
@@ -74,8 +86,9 @@ def model_metrics(records: list[Mapping[str, Any]]) -> dict[str, Any]:
     latencies = [x for r in ran_records for x in (r.get("latencies_s") or [])]
     out["latency_p50_s"] = metrics.percentile(latencies, 50)
     out["latency_p95_s"] = metrics.percentile(latencies, 95)
-    out["no_tool_call_classes"] = dict(Counter(
-        r["no_tool_call_class"] for r in done if r.get("no_tool_call_class")))
+    out["no_tool_call_classes"] = dict(
+        Counter(r["no_tool_call_class"] for r in done if r.get("no_tool_call_class"))
+    )
     return out
 
 
@@ -94,9 +107,18 @@ def check_gate(gate: Any, values: Mapping[str, Any]) -> list[dict[str, Any]]:
         else:
             metric, op = _GATE_METRICS[key]
             est = values.get(metric)
-        row = {"metric": metric, "op": op, "threshold": threshold, "on": gate.on,
-               "value": None, "low": None, "high": None, "compared": None, "passed": False,
-               "note": None}
+        row = {
+            "metric": metric,
+            "op": op,
+            "threshold": threshold,
+            "on": gate.on,
+            "value": None,
+            "low": None,
+            "high": None,
+            "compared": None,
+            "passed": False,
+            "note": None,
+        }
         if est is None:
             row["note"] = "no completed episodes"
         else:
@@ -113,8 +135,9 @@ def check_gate(gate: Any, values: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def summarize(records: Iterable[Mapping[str, Any]], runs: Mapping[tuple[str, str], Any]
-              | None = None) -> dict[str, Any]:
+def summarize(
+    records: Iterable[Mapping[str, Any]], runs: Mapping[tuple[str, str], Any] | None = None
+) -> dict[str, Any]:
     """The summary of a run: per eval and model, outcome counts, metrics and gates.
 
     Shape (summary.json): {schema, created_at, episodes, outcomes, evals: {eval name:
@@ -136,20 +159,27 @@ def summarize(records: Iterable[Mapping[str, Any]], runs: Mapping[tuple[str, str
     skipped, failed_gates = [], []
     for (eval_name, model), group in groups.items():
         group = sorted(group, key=lambda r: r.get("seed", 0))
-        entry = evals.setdefault(eval_name, {"eval": eval_name, "path": group[0].get("path"),
-                                             "models": {}})
+        entry = evals.setdefault(
+            eval_name, {"eval": eval_name, "path": group[0].get("path"), "models": {}}
+        )
         outcomes = Counter(r.get("outcome") for r in group)
         run = runs.get((eval_name, model))
         xfail = getattr(run, "xfail", None)
         values = model_metrics(group)
-        item = {"model": model, "xfail": xfail, "seeds": [r.get("seed") for r in group],
-                "outcomes": {o: outcomes.get(o, 0) for o in OUTCOMES},
-                "resumed": sum(1 for r in group if r.get("resumed")), "metrics": values,
-                "gate": None}
+        item = {
+            "model": model,
+            "xfail": xfail,
+            "seeds": [r.get("seed") for r in group],
+            "outcomes": {o: outcomes.get(o, 0) for o in OUTCOMES},
+            "resumed": sum(1 for r in group if r.get("resumed")),
+            "metrics": values,
+            "gate": None,
+        }
         if outcomes.get("skipped", 0) == len(group):
             reasons = sorted({r.get("message") or "skipped" for r in group})
-            skipped.append({"eval": eval_name, "model": model, "episodes": len(group),
-                            "reasons": reasons})
+            skipped.append(
+                {"eval": eval_name, "model": model, "episodes": len(group), "reasons": reasons}
+            )
             item["skip_reasons"] = reasons
         gate = getattr(run, "gate", None)
         if gate is not None and not gate.empty:
@@ -158,23 +188,31 @@ def summarize(records: Iterable[Mapping[str, Any]], runs: Mapping[tuple[str, str
             else:
                 checks = check_gate(gate, values)
                 ok = all(c["passed"] for c in checks)
-                status = ("xpassed" if ok else "xfailed") if xfail else ("passed" if ok else "failed")
+                status = (
+                    ("xpassed" if ok else "xfailed") if xfail else ("passed" if ok else "failed")
+                )
                 item["gate"] = {"status": status, "on": gate.on, "checks": checks}
                 if status == "failed":
                     failed_gates.append({"eval": eval_name, "model": model})
         entry["models"][model] = item
     all_outcomes = Counter(r.get("outcome") for g in groups.values() for r in g)
-    return {"schema": SCHEMA,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "episodes": sum(len(g) for g in groups.values()),
-            "outcomes": {o: all_outcomes.get(o, 0) for o in OUTCOMES},
-            "evals": evals, "skipped": skipped, "failed_gates": failed_gates}
+    return {
+        "schema": SCHEMA,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "episodes": sum(len(g) for g in groups.values()),
+        "outcomes": {o: all_outcomes.get(o, 0) for o in OUTCOMES},
+        "evals": evals,
+        "skipped": skipped,
+        "failed_gates": failed_gates,
+    }
 
 
 # -- writing ------------------------------------------------------------------------
 
-def write_reports(report_dir: str | Path, records: list[Mapping[str, Any]],
-                  summary: Mapping[str, Any]) -> list[Path]:
+
+def write_reports(
+    report_dir: str | Path, records: list[Mapping[str, Any]], summary: Mapping[str, Any]
+) -> list[Path]:
     """Write summary.json, summary.md and index.html (`html_report`) into `report_dir`
     (results.jsonl is already there); append summary.md to $GITHUB_STEP_SUMMARY when
     set. Returns the paths written."""
@@ -189,6 +227,7 @@ def write_reports(report_dir: str | Path, records: list[Mapping[str, Any]],
     _write_atomic(path, md)
     written.append(path)
     from .html_report import write_html
+
     written.append(write_html(report_dir, records, summary))
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
@@ -204,6 +243,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 # -- formatting ---------------------------------------------------------------------
+
 
 def fmt_estimate(est: Mapping[str, Any] | None, digits: int = 2, unit: str = "") -> str:
     """`2.25 [1.10, 3.40]`, `2.25` without an interval, `-` for none."""
@@ -231,45 +271,76 @@ def _model_name(item: Mapping[str, Any]) -> str:
     return item["model"] + (" (xfail)" if item.get("xfail") else "")
 
 
-_COLUMNS = ("model", "episodes", "achievements (95% CI)", "score % (95% CI)", "reward",
-            "tool-call rate", "errors", "cost", "gate")
+_COLUMNS = (
+    "model",
+    "episodes",
+    "achievements (95% CI)",
+    "score % (95% CI)",
+    "reward",
+    "tool-call rate",
+    "errors",
+    "cost",
+    "gate",
+)
 
 
 def _row(item: Mapping[str, Any]) -> list[str]:
     v, o = item["metrics"], item["outcomes"]
     ran = v["episodes"] + v["errors"]
     episodes = f"{ran}" + (f" ({item['resumed']} resumed)" if item.get("resumed") else "")
-    return [_model_name(item), episodes, fmt_estimate(v.get("mean_achievements")),
-            fmt_estimate(v.get("crafter_score"), 1), fmt_estimate(v.get("mean_reward"), 1),
-            fmt_estimate(v.get("tool_call_rate")), str(o.get("error", 0)), fmt_cost(v),
-            _gate_cell(item)]
+    return [
+        _model_name(item),
+        episodes,
+        fmt_estimate(v.get("mean_achievements")),
+        fmt_estimate(v.get("crafter_score"), 1),
+        fmt_estimate(v.get("mean_reward"), 1),
+        fmt_estimate(v.get("tool_call_rate")),
+        str(o.get("error", 0)),
+        fmt_cost(v),
+        _gate_cell(item),
+    ]
 
 
 def markdown(summary: Mapping[str, Any]) -> str:
     """summary.md: a compact table per eval, then skipped models and failed gates."""
     o = summary["outcomes"]
-    lines = ["## Crafter eval", "",
-             f"{summary['episodes']} episodes: " + ", ".join(f"{o[k]} {k}" for k in OUTCOMES if o[k]),
-             ""]
+    lines = [
+        "## Crafter eval",
+        "",
+        f"{summary['episodes']} episodes: " + ", ".join(f"{o[k]} {k}" for k in OUTCOMES if o[k]),
+        "",
+    ]
     for entry in summary["evals"].values():
-        items = [m for m in entry["models"].values()
-                 if m["metrics"]["episodes"] + m["metrics"]["errors"]]
+        items = [
+            m for m in entry["models"].values() if m["metrics"]["episodes"] + m["metrics"]["errors"]
+        ]
         if not items:
             continue
-        lines += [f"### {entry['eval']} (`{entry['path']}`)", "",
-                  "| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
-        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in _row(m)) + " |"
-                  for m in items]
+        lines += [
+            f"### {entry['eval']} (`{entry['path']}`)",
+            "",
+            "| " + " | ".join(_COLUMNS) + " |",
+            "|" + "---|" * len(_COLUMNS),
+        ]
+        lines += [
+            "| " + " | ".join(cell.replace("|", "\\|") for cell in _row(m)) + " |" for m in items
+        ]
         lines.append("")
     if summary["skipped"]:
         lines += ["**Skipped models**", ""]
-        lines += [f"- {s['eval']}: {s['model']} ({s['episodes']} episodes): {'; '.join(s['reasons'])}"
-                  for s in summary["skipped"]]
+        lines += [
+            f"- {s['eval']}: {s['model']} ({s['episodes']} episodes): {'; '.join(s['reasons'])}"
+            for s in summary["skipped"]
+        ]
         lines.append("")
     rows = gate_rows(summary)
     if rows:
-        lines += ["**Gates**", "", "| eval | model | metric | value (95% CI) | threshold | result |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "**Gates**",
+            "",
+            "| eval | model | metric | value (95% CI) | threshold | result |",
+            "|---|---|---|---|---|---|",
+        ]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         lines.append("")
     return "\n".join(lines)
@@ -292,20 +363,33 @@ def gate_rows(summary: Mapping[str, Any], notable_only: bool = False) -> list[li
                 value = fmt_estimate(est, digits) + (f" ({check['note']})" if check["note"] else "")
                 bound = " on lower bound" if check["on"] == "lower_bound" else ""
                 if check["passed"]:
-                    result = "ok (xfail model passes its gate: remove the xfail?)" \
-                        if gate["status"] == "xpassed" else "ok"
+                    result = (
+                        "ok (xfail model passes its gate: remove the xfail?)"
+                        if gate["status"] == "xpassed"
+                        else "ok"
+                    )
                 else:
                     result = "FAILED" if not item.get("xfail") else "failed (xfail: expected)"
-                rows.append([entry["eval"], _model_name(item), check["metric"], value,
-                             f"{check['op']} {check['threshold']:g}{bound}", result])
+                rows.append(
+                    [
+                        entry["eval"],
+                        _model_name(item),
+                        check["metric"],
+                        value,
+                        f"{check['op']} {check['threshold']:g}{bound}",
+                        result,
+                    ]
+                )
     return rows
 
 
 def _table(header: Iterable[str], rows: list[list[str]]) -> list[str]:
     header = list(header)
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+
     def line(cells):
         return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+
     return [line(header)] + [line(r) for r in rows]
 
 
@@ -314,15 +398,18 @@ def terminal_lines(summary: Mapping[str, Any]) -> list[str]:
     models with their reasons."""
     lines: list[str] = []
     for entry in summary["evals"].values():
-        items = [m for m in entry["models"].values()
-                 if m["metrics"]["episodes"] + m["metrics"]["errors"]]
+        items = [
+            m for m in entry["models"].values() if m["metrics"]["episodes"] + m["metrics"]["errors"]
+        ]
         if not items:
             continue
         lines.append(f"{entry['eval']} ({entry['path']})")
         lines += ["  " + x for x in _table(_COLUMNS, [_row(m) for m in items])]
     for s in summary["skipped"]:
-        lines.append(f"skipped {s['eval']}: {s['model']} ({s['episodes']} episodes): "
-                     + "; ".join(s["reasons"]))
+        lines.append(
+            f"skipped {s['eval']}: {s['model']} ({s['episodes']} episodes): "
+            + "; ".join(s["reasons"])
+        )
     return lines
 
 

@@ -40,15 +40,17 @@ removed or renamed while SCHEMA stays 1)::
 
 Skipped episodes and errors before the episode started carry zeros for the counts.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 SCHEMA = 1
 RESULTS = "results.jsonl"
@@ -63,24 +65,47 @@ def fingerprint(run: Any, eval_name: str, instructions: str | None) -> str:
     """A short hash of the settings that shape an episode, the model's user profile
     entries included (not its verdict: `expect`,
     `xfail` and `gate` only judge it, so changing them re-judges a resumed record)."""
-    shape = {"eval": eval_name, "instructions": instructions, "model": run.model,
-             "steps": run.steps, "observation": asdict(run.observation),
-             "request": asdict(run.request), "profiles": repr(getattr(run, "profiles", ()))}
+    shape = {
+        "eval": eval_name,
+        "instructions": instructions,
+        "model": run.model,
+        "steps": run.steps,
+        "observation": asdict(run.observation),
+        "request": asdict(run.request),
+        "profiles": repr(getattr(run, "profiles", ())),
+    }
     text = json.dumps(shape, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def make_record(result: Any, *, outcome: str, message: str | None, nodeid: str, path: str,
-                fingerprint: str, resumed: bool = False,
-                user_profiles: tuple = ()) -> dict[str, Any]:
+def make_record(
+    result: Any,
+    *,
+    outcome: str,
+    message: str | None,
+    nodeid: str,
+    path: str,
+    fingerprint: str,
+    resumed: bool = False,
+    user_profiles: tuple = (),
+) -> dict[str, Any]:
     """The record of an `episode.EpisodeResult` judged `outcome`; `user_profiles` are the
     eval's profile entries, for prices."""
     if outcome not in OUTCOMES:
         raise ValueError(f"unknown outcome {outcome!r}")
-    record = {"schema": SCHEMA, "nodeid": nodeid, "path": path, "eval": result.eval,
-              "model": result.model, "seed": result.seed, "fingerprint": fingerprint,
-              "outcome": outcome, "message": _clip(message), "resumed": resumed,
-              "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    record = {
+        "schema": SCHEMA,
+        "nodeid": nodeid,
+        "path": path,
+        "eval": result.eval,
+        "model": result.model,
+        "seed": result.seed,
+        "fingerprint": fingerprint,
+        "outcome": outcome,
+        "message": _clip(message),
+        "resumed": resumed,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     for key, value in result.to_dict().items():
         record.setdefault(key, value)
     record["outcome"] = outcome
@@ -88,7 +113,9 @@ def make_record(result: Any, *, outcome: str, message: str | None, nodeid: str, 
     return record
 
 
-def cost_usd(model: str, tokens_in: int, tokens_out: int, user_profiles: tuple = ()) -> float | None:
+def cost_usd(
+    model: str, tokens_in: int, tokens_out: int, user_profiles: tuple = ()
+) -> float | None:
     """The estimated cost in USD from the model's profile prices (`profiles.Profile.cost`;
     reasoning tokens are billed as output and are part of tokens_out); None when the
     prices are unknown. Cached prompt tokens are not tracked, so this is an upper bound."""
@@ -104,7 +131,7 @@ def _clip(message: str | None) -> str | None:
     if message is None:
         return None
     message = str(message)
-    return message if len(message) <= MAX_MESSAGE else message[:MAX_MESSAGE - 3] + "..."
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
 
 
 def append(report_dir: str | Path, record: dict[str, Any]) -> None:
@@ -126,7 +153,7 @@ def read(path: str | Path) -> Iterator[dict[str, Any]]:
     """The records in a results.jsonl, in order. Lines that are not whole records (a
     crash mid-write, a partial line another process is writing) are passed over."""
     try:
-        f = open(path, "rb")
+        f = open(path, "rb")  # noqa: SIM115 (closed by the `with` below)
     except FileNotFoundError:
         return
     with f:

@@ -12,6 +12,7 @@ releases when a process dies (even by kill -9), so a crashed worker never holds 
 Touches only files under the run directory. The locks need POSIX `fcntl`; without it
 (Windows) only --max-concurrency, --max-tokens and --max-cost are unavailable.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,10 +21,11 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 try:
     import fcntl
@@ -84,7 +86,7 @@ class Slots:
 class Totals:
     tokens: int = 0
     cost_usd: float = 0.0
-    unpriced_tokens: int = 0      # tokens of models without a price
+    unpriced_tokens: int = 0  # tokens of models without a price
 
 
 class Usage:
@@ -97,8 +99,11 @@ class Usage:
     def add(self, tokens: int, cost_usd: float | None) -> Totals:
         with _locked(self.lock):
             now = self._read()
-            now = Totals(now.tokens + tokens, now.cost_usd + (cost_usd or 0.0),
-                         now.unpriced_tokens + (tokens if cost_usd is None else 0))
+            now = Totals(
+                now.tokens + tokens,
+                now.cost_usd + (cost_usd or 0.0),
+                now.unpriced_tokens + (tokens if cost_usd is None else 0),
+            )
             tmp = self.path.with_suffix(".tmp")
             tmp.write_text(json.dumps(now.__dict__))
             os.replace(tmp, self.path)
@@ -127,10 +132,14 @@ class Budget:
     def exceeded(self, totals: Totals) -> str | None:
         """Why the run's budget is spent, or None while it is not."""
         if self.max_tokens is not None and totals.tokens >= self.max_tokens:
-            return f"token budget reached: {totals.tokens} tokens used, --max-tokens {self.max_tokens}"
+            return (
+                f"token budget reached: {totals.tokens} tokens used, --max-tokens {self.max_tokens}"
+            )
         if self.max_cost_usd is not None and totals.cost_usd >= self.max_cost_usd:
-            return (f"cost budget reached: ${totals.cost_usd:.6f} spent, "
-                    f"--max-cost {self.max_cost_usd:g}")
+            return (
+                f"cost budget reached: ${totals.cost_usd:.6f} spent, "
+                f"--max-cost {self.max_cost_usd:g}"
+            )
         return None
 
 

@@ -5,6 +5,7 @@ Also the per-process state the settings imply: the report and run directories, t
 connections and the budget. Touches the environment (API key names) and, through
 `runstate` and `client`, the run directory and the network; nothing else.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,8 +27,6 @@ LIMITS = pytest.StashKey[dict]()
 RUN_DIR = pytest.StashKey[Path]()
 OWN_RUN_DIR = pytest.StashKey[bool]()
 RUN_DIR_KEY = "crafter_run_dir"  # in xdist's workerinput
-
-
 
 
 def setting(config: pytest.Config, name: str) -> Any:
@@ -103,8 +102,17 @@ def report_dir(config: pytest.Config) -> Path:
     if is_worker(config) and "crafter_report_dir" in config.workerinput:
         return Path(config.workerinput["crafter_report_dir"])
     return path_setting(config, "report_dir")
-def _number(config: pytest.Config, name: str, kind: type, *, low: float, high: float | None = None,
-            what: str) -> Any:
+
+
+def _number(
+    config: pytest.Config,
+    name: str,
+    kind: type,
+    *,
+    low: float,
+    high: float | None = None,
+    what: str,
+) -> Any:
     """A numeric setting checked once: None if unset, else a `kind` in [low, high]."""
     raw = setting(config, name)
     if raw in (None, ""):
@@ -112,8 +120,12 @@ def _number(config: pytest.Config, name: str, kind: type, *, low: float, high: f
     flag = "--" + name.replace("_", "-")
     try:
         value = kind(str(raw).strip())
-        if value != value or value < low or (high is not None and value > high) \
-                or value == float("inf"):
+        if (
+            value != value
+            or value < low
+            or (high is not None and value > high)
+            or value == float("inf")
+        ):
             raise ValueError
     except ValueError:
         raise UsageError(f"{flag}: expected {what}, got {str(raw)!r}") from None
@@ -124,31 +136,40 @@ def limits(config: pytest.Config) -> dict[str, Any]:
     """The resilience and budget settings, checked once (usage errors on bad values)."""
     if LIMITS in config.stash:
         return config.stash[LIMITS]
-    timeout = _number(config, "request_timeout", float, low=1e-3,
-                      what="a positive number of seconds")
+    timeout = _number(
+        config, "request_timeout", float, low=1e-3, what="a positive number of seconds"
+    )
     if timeout is None:
         raise UsageError("--request-timeout: expected a positive number of seconds, got ''")
-    deadline = _number(config, "step_deadline", float, low=1e-3, what="a positive number of seconds")
+    deadline = _number(
+        config, "step_deadline", float, low=1e-3, what="a positive number of seconds"
+    )
     result = {
         "request_timeout": timeout,
-        "max_retries": _number(config, "max_retries", int, low=0, high=100,
-                               what="a whole number from 0 to 100"),
+        "max_retries": _number(
+            config, "max_retries", int, low=0, high=100, what="a whole number from 0 to 100"
+        ),
         "step_deadline": deadline if deadline is not None else max(300.0, 2 * timeout),
-        "max_concurrency": _number(config, "max_concurrency", int, low=1, high=1000,
-                                   what="a whole number from 1 to 1000"),
-        "fail_on_error": _number(config, "fail_on_error", float, low=0, high=1,
-                                 what="a share from 0 to 1, like 0.05"),
+        "max_concurrency": _number(
+            config, "max_concurrency", int, low=1, high=1000, what="a whole number from 1 to 1000"
+        ),
+        "fail_on_error": _number(
+            config, "fail_on_error", float, low=0, high=1, what="a share from 0 to 1, like 0.05"
+        ),
         "max_cost": _number(config, "max_cost", float, low=0, what="a number of USD, like 2.50"),
         "max_tokens": _number(config, "max_tokens", int, low=1, what="a whole number of tokens"),
     }
     if result["max_retries"] is None:
         result["max_retries"] = 4
     from . import runstate
+
     if runstate.fcntl is None:
         for name in ("max_concurrency", "max_tokens", "max_cost"):
             if result[name] is not None:
-                raise UsageError(f"--{name.replace('_', '-')}: needs POSIX file locks (fcntl), "
-                                 "which this platform lacks")
+                raise UsageError(
+                    f"--{name.replace('_', '-')}: needs POSIX file locks (fcntl), "
+                    "which this platform lacks"
+                )
     config.stash[LIMITS] = result
     return result
 
@@ -156,14 +177,17 @@ def limits(config: pytest.Config) -> dict[str, Any]:
 def check_cassette_options(config: pytest.Config) -> None:
     record, replay = setting(config, "record"), setting(config, "replay")
     if record and replay:
-        raise UsageError("--record and --replay: choose one (replaying while recording "
-                         "would record the cassette into itself)")
+        raise UsageError(
+            "--record and --replay: choose one (replaying while recording "
+            "would record the cassette into itself)"
+        )
     if record:
         path = Path(record)
         if path.exists() and not path.is_dir():
             raise UsageError(f"--record: {record} exists and is not a directory")
     if replay:
         from .cassette import Cassette
+
         if not Path(replay).is_dir():
             raise UsageError(f"--replay: no such directory: {replay}")
         try:
@@ -183,6 +207,7 @@ def connections(config: pytest.Config):
     if CONNECTIONS not in config.stash:
         from . import runstate
         from .client import Connections, RetryPolicy
+
         lim = limits(config)
         slots = None
         if lim["max_concurrency"] is not None:
@@ -192,11 +217,15 @@ def connections(config: pytest.Config):
         if lim["max_tokens"] is not None or lim["max_cost"] is not None:
             on_reply = runstate.recorder(runstate.Usage(run_dir(config)), price_usd)
         config.stash[CONNECTIONS] = Connections(
-            base_url=setting(config, "base_url"), api_key_env=setting(config, "api_key_env"),
+            base_url=setting(config, "base_url"),
+            api_key_env=setting(config, "api_key_env"),
             timeout=lim["request_timeout"],
             policy=RetryPolicy(max_retries=lim["max_retries"], deadline_s=lim["step_deadline"]),
-            slots=slots, on_reply=on_reply,
-            record=setting(config, "record"), replay=setting(config, "replay"))
+            slots=slots,
+            on_reply=on_reply,
+            record=setting(config, "record"),
+            replay=setting(config, "replay"),
+        )
     return config.stash[CONNECTIONS]
 
 
@@ -205,6 +234,7 @@ def price_usd(model: str, tokens_in: int, tokens_out: int) -> float | None:
     None when they are unknown. Built-in local models are free."""
     from . import profiles
     from .spec import is_local
+
     cost = getattr(profiles.resolve(model), "cost", None)
     value = cost(tokens_in, tokens_out) if callable(cost) else None
     return 0.0 if value is None and is_local(model) else value
@@ -212,6 +242,7 @@ def price_usd(model: str, tokens_in: int, tokens_out: int) -> float | None:
 
 def budget_reason(config: pytest.Config) -> str | None:
     from . import runstate
+
     lim = limits(config)
     budget = runstate.Budget(lim["max_tokens"], lim["max_cost"])
     if not budget.active:

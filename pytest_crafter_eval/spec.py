@@ -9,6 +9,7 @@ A file's settings (`steps`, `observation`, `request`, `expect`) are defaults; a 
 given as a mapping overrides them key by key. `load(path)` returns an `EvalSpec` whose
 `runs` hold the fully resolved settings of each model.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -53,9 +54,9 @@ class Request:
     max_output_tokens: int | None = 512
     temperature: float | None = None
     top_p: float | None = None
-    reasoning_effort: str | None = None     # None: the profile's default (low)
-    reasoning_budget: int | None = None     # tokens added for reasoning; None: the profile's
-    tool_choice: str | None = None          # None: auto
+    reasoning_effort: str | None = None  # None: the profile's default (low)
+    reasoning_budget: int | None = None  # tokens added for reasoning; None: the profile's
+    tool_choice: str | None = None  # None: auto
     parallel_tool_calls: bool | None = None  # None: not sent
 
 
@@ -88,7 +89,8 @@ class Gate:
     @property
     def empty(self) -> bool:
         return not self.success_rate and all(
-            getattr(self, name) is None for name in GATE_THRESHOLDS)
+            getattr(self, name) is None for name in GATE_THRESHOLDS
+        )
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ class Run:
     expect: Expect
     xfail: str | None = None
     line: int | None = None
-    profiles: tuple = ()   # user profile entries (profiles.Entries): the file's, then --profiles
+    profiles: tuple = ()  # user profile entries (profiles.Entries): the file's, then --profiles
     gate: Gate = Gate()
 
 
@@ -115,8 +117,13 @@ class EvalSpec:
     defaults: Run  # the file-level settings, for models named only on the command line
     instructions: str | None = None
 
-    def with_overrides(self, models: list[str] | None = None, seeds: tuple[int, ...] | None = None,
-                       steps: int | None = None, profiles: tuple = ()) -> "EvalSpec":
+    def with_overrides(
+        self,
+        models: list[str] | None = None,
+        seeds: tuple[int, ...] | None = None,
+        steps: int | None = None,
+        profiles: tuple = (),
+    ) -> EvalSpec:
         """Apply command-line overrides: `models` replaces the model list, keeping the
         file's settings for a model it already names; `profiles` (the entries of a
         --profiles file) override the file's."""
@@ -129,24 +136,47 @@ class EvalSpec:
             runs = tuple(known.get(m) or replace(defaults, model=m) for m in models)
         if steps is not None:
             runs = tuple(replace(run, steps=steps) for run in runs)
-        return replace(self, runs=runs, defaults=defaults,
-                       seeds=seeds if seeds is not None else self.seeds)
+        return replace(
+            self, runs=runs, defaults=defaults, seeds=seeds if seeds is not None else self.seeds
+        )
 
 
 # -- parsing -------------------------------------------------------------------------
 
-TOP_KEYS = {"name", "description", "instructions", "models", "seeds", "steps",
-            "observation", "request", "expect", "profiles", "gate"}
+TOP_KEYS = {
+    "name",
+    "description",
+    "instructions",
+    "models",
+    "seeds",
+    "steps",
+    "observation",
+    "request",
+    "expect",
+    "profiles",
+    "gate",
+}
 MODEL_KEYS = {"steps", "observation", "request", "expect", "xfail", "gate"}
 OBSERVATION_KEYS = {"image", "text"}
 IMAGE_KEYS = {"size", "detail"}
-REQUEST_KEYS = {"max_output_tokens", "temperature", "top_p", "reasoning_effort", "reasoning_budget",
-                "tool_choice", "parallel_tool_calls"}
+REQUEST_KEYS = {
+    "max_output_tokens",
+    "temperature",
+    "top_p",
+    "reasoning_effort",
+    "reasoning_budget",
+    "tool_choice",
+    "parallel_tool_calls",
+}
 EXPECT_KEYS = {"tool_call_at_first_step", "min_tool_call_rate", "min_achievements"}
 # gate key -> (lowest, highest) accepted threshold
-GATE_THRESHOLDS = {"mean_achievements": (0, 22), "mean_reward": (-1e9, 1e9),
-                   "crafter_score": (0, 100), "min_tool_call_rate": (0, 1),
-                   "max_error_rate": (0, 1)}
+GATE_THRESHOLDS = {
+    "mean_achievements": (0, 22),
+    "mean_reward": (-1e9, 1e9),
+    "crafter_score": (0, 100),
+    "min_tool_call_rate": (0, 1),
+    "max_error_rate": (0, 1),
+}
 GATE_KEYS = set(GATE_THRESHOLDS) | {"success_rate", "on"}
 
 
@@ -188,15 +218,23 @@ class _Doc:
     def _convert(self, node: yaml.Node, key: str) -> Any:
         self._values += 1
         if self._values > MAX_VALUES:
-            raise SpecError(self.path, node.start_mark.line + 1, key,
-                            f"more than {MAX_VALUES} values (do YAML aliases expand too far?)")
+            raise SpecError(
+                self.path,
+                node.start_mark.line + 1,
+                key,
+                f"more than {MAX_VALUES} values (do YAML aliases expand too far?)",
+            )
         self.lines.setdefault(key, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for knode, vnode in node.value:
                 if not isinstance(knode, yaml.ScalarNode):
-                    raise SpecError(self.path, knode.start_mark.line + 1, key,
-                                    "a key must be a plain name, not a list or mapping")
+                    raise SpecError(
+                        self.path,
+                        knode.start_mark.line + 1,
+                        key,
+                        "a key must be a plain name, not a list or mapping",
+                    )
                 name = self._convert(knode, key)
                 child = f"{key}.{name}" if key else str(name)
                 if name in out:
@@ -210,7 +248,9 @@ class _Doc:
             return self._scalars.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
-            raise SpecError(self.path, node.start_mark.line + 1, key, f"invalid value: {problem}") from None
+            raise SpecError(
+                self.path, node.start_mark.line + 1, key, f"invalid value: {problem}"
+            ) from None
 
     def error(self, key: str, message: str) -> SpecError:
         line = self.lines.get(key)
@@ -239,7 +279,9 @@ def load(path: str | Path, text: str | None = None) -> EvalSpec:
 
     name = data.get("name", path.stem)
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise doc.error("name", f"must be a short name of letters, digits, '.', '_' or '-', got {name!r}")
+        raise doc.error(
+            "name", f"must be a short name of letters, digits, '.', '_' or '-', got {name!r}"
+        )
     instructions = data.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
         raise doc.error("instructions", f"must be a string, got {_type(instructions)}")
@@ -257,8 +299,9 @@ def load(path: str | Path, text: str | None = None) -> EvalSpec:
     )
     seeds = _seeds(doc, data.get("seeds", 1), "seeds")
     runs = _models(doc, data["models"], base)
-    return EvalSpec(name=name, path=str(path), seeds=seeds, runs=runs, defaults=base,
-                    instructions=instructions)
+    return EvalSpec(
+        name=name, path=str(path), seeds=seeds, runs=runs, defaults=base, instructions=instructions
+    )
 
 
 def _models(doc: _Doc, value: Any, base: Run) -> tuple[Run, ...]:
@@ -274,13 +317,15 @@ def _models(doc: _Doc, value: Any, base: Run) -> tuple[Run, ...]:
         if isinstance(entry, dict):
             if len(entry) != 1:
                 raise doc.error(key, "a model given as a mapping has one key, its name")
-            (name, overrides), = entry.items()
+            ((name, overrides),) = entry.items()
             overrides = {} if overrides is None else overrides
             if not isinstance(overrides, dict):
-                raise doc.error(key, f"overrides of {name!r} must be a mapping, got {_type(overrides)}")
+                raise doc.error(
+                    key, f"overrides of {name!r} must be a mapping, got {_type(overrides)}"
+                )
         else:
             name = entry
-        check_model_name(name, lambda msg: doc.error(key, msg))
+        check_model_name(name, lambda msg, key=key: doc.error(key, msg))
         if name in seen:
             raise doc.error(key, f"duplicate model {name!r}")
         seen.add(name)
@@ -289,20 +334,27 @@ def _models(doc: _Doc, value: Any, base: Run) -> tuple[Run, ...]:
         xfail = overrides.get("xfail")
         if xfail is not None and not (isinstance(xfail, str) and xfail.strip()):
             raise doc.error(f"{sub}.xfail", "must be a reason, a non-empty string")
-        runs.append(Run(
-            model=name,
-            steps=_steps(doc, overrides["steps"], f"{sub}.steps") if "steps" in overrides else base.steps,
-            observation=_observation(doc, overrides.get("observation", {}), f"{sub}.observation",
-                                     base.observation),
-            request=_section(doc, overrides.get("request", {}), f"{sub}.request", base.request,
-                             REQUEST_KEYS),
-            expect=_section(doc, overrides.get("expect", {}), f"{sub}.expect", base.expect,
-                            EXPECT_KEYS),
-            xfail=xfail,
-            line=doc.lines.get(key),
-            profiles=base.profiles,
-            gate=_gate(doc, overrides.get("gate", {}), f"{sub}.gate", base.gate),
-        ))
+        runs.append(
+            Run(
+                model=name,
+                steps=_steps(doc, overrides["steps"], f"{sub}.steps")
+                if "steps" in overrides
+                else base.steps,
+                observation=_observation(
+                    doc, overrides.get("observation", {}), f"{sub}.observation", base.observation
+                ),
+                request=_section(
+                    doc, overrides.get("request", {}), f"{sub}.request", base.request, REQUEST_KEYS
+                ),
+                expect=_section(
+                    doc, overrides.get("expect", {}), f"{sub}.expect", base.expect, EXPECT_KEYS
+                ),
+                xfail=xfail,
+                line=doc.lines.get(key),
+                profiles=base.profiles,
+                gate=_gate(doc, overrides.get("gate", {}), f"{sub}.gate", base.gate),
+            )
+        )
     return tuple(runs)
 
 
@@ -316,6 +368,7 @@ def is_local(model: str) -> bool:
 
 def _profiles(doc: _Doc, value: Any, key: str) -> tuple:
     from .profiles import check_entries
+
     return check_entries(value, lambda sub, msg: doc.error(f"{key}.{sub}" if sub else key, msg))
 
 
@@ -329,7 +382,9 @@ def load_profiles(path: str | Path) -> tuple:
         raise SpecError(path, None, "", f"cannot read: {exc}") from None
     doc = _Doc(path, text)
     if not isinstance(doc.value, dict) or "profiles" not in doc.value:
-        raise doc.error("", "expected a mapping with a 'profiles' key (model name -> profile fields)")
+        raise doc.error(
+            "", "expected a mapping with a 'profiles' key (model name -> profile fields)"
+        )
     _check_keys(doc, doc.value, {"profiles"}, "")
     return _profiles(doc, doc.value["profiles"], "profiles")
 
@@ -339,8 +394,10 @@ def check_model_name(name: Any, error) -> str:
     if not isinstance(name, str) or not name:
         raise error(f"a model name must be a non-empty string, got {_type(name)}")
     if not _MODEL_NAME.match(name) or ".." in name.split("?")[0] or "//" in name:
-        raise error(f"invalid model name {name!r}: use letters, digits and . _ - : @ + /, "
-                    "like 'gpt-4o-mini' or 'local/random'")
+        raise error(
+            f"invalid model name {name!r}: use letters, digits and . _ - : @ + /, "
+            "like 'gpt-4o-mini' or 'local/random'"
+        )
     return name
 
 
@@ -418,11 +475,17 @@ def _observation(doc: _Doc, value: Any, key: str, base: Observation) -> Observat
             _check_keys(doc, raw, IMAGE_KEYS, f"{key}.image")
             image = _section(doc, raw, f"{key}.image", base.image or Image(), IMAGE_KEYS)
             if not 16 <= image.size <= 1024:
-                raise doc.error(f"{key}.image.size", f"must be from 16 to 1024 pixels, got {image.size}")
+                raise doc.error(
+                    f"{key}.image.size", f"must be from 16 to 1024 pixels, got {image.size}"
+                )
             if image.detail not in ("low", "high", "auto"):
-                raise doc.error(f"{key}.image.detail", f"must be low, high or auto, got {image.detail!r}")
+                raise doc.error(
+                    f"{key}.image.detail", f"must be low, high or auto, got {image.detail!r}"
+                )
         else:
-            raise doc.error(f"{key}.image", f"must be false or a mapping like {{size: 64}}, got {_type(raw)}")
+            raise doc.error(
+                f"{key}.image", f"must be false or a mapping like {{size: 64}}, got {_type(raw)}"
+            )
     text = value.get("text", base.text)
     if not isinstance(text, bool):
         raise doc.error(f"{key}.text", f"must be true or false, got {_type(text)}")
@@ -432,21 +495,40 @@ def _observation(doc: _Doc, value: Any, key: str, base: Observation) -> Observat
 
 
 _FIELD_TYPES = {
-    "size": int, "detail": str,
-    "max_output_tokens": int, "temperature": float, "top_p": float, "reasoning_effort": str,
-    "reasoning_budget": int, "tool_choice": str, "parallel_tool_calls": bool,
-    "tool_call_at_first_step": bool, "min_tool_call_rate": float, "min_achievements": int,
+    "size": int,
+    "detail": str,
+    "max_output_tokens": int,
+    "temperature": float,
+    "top_p": float,
+    "reasoning_effort": str,
+    "reasoning_budget": int,
+    "tool_choice": str,
+    "parallel_tool_calls": bool,
+    "tool_call_at_first_step": bool,
+    "min_tool_call_rate": float,
+    "min_achievements": int,
 }
 _RANGES = {
-    "max_output_tokens": (1, 1_000_000), "temperature": (0, 2), "top_p": (0, 1),
-    "min_tool_call_rate": (0, 1), "min_achievements": (0, 22), "reasoning_budget": (0, 1_000_000),
+    "max_output_tokens": (1, 1_000_000),
+    "temperature": (0, 2),
+    "top_p": (0, 1),
+    "min_tool_call_rate": (0, 1),
+    "min_achievements": (0, 22),
+    "reasoning_budget": (0, 1_000_000),
 }
 _CHOICES = {
     "reasoning_effort": ("none", "minimal", "low", "medium", "high", "xhigh", "max"),
     "tool_choice": ("auto", "required", "none"),
 }
-_NULLABLE = {"max_output_tokens", "temperature", "top_p", "reasoning_effort", "reasoning_budget",
-             "tool_choice", "parallel_tool_calls"}
+_NULLABLE = {
+    "max_output_tokens",
+    "temperature",
+    "top_p",
+    "reasoning_effort",
+    "reasoning_budget",
+    "tool_choice",
+    "parallel_tool_calls",
+}
 
 
 def _section(doc: _Doc, value: Any, key: str, base, allowed: set[str]):
@@ -498,16 +580,23 @@ def _gate(doc: _Doc, value: Any, key: str, base: Gate) -> Gate:
                 changes[name] = ()
                 continue
             if not isinstance(raw, dict) or not raw:
-                raise doc.error(sub, "must be a mapping of achievement -> percent, "
-                                     "like {collect_wood: 50}")
+                raise doc.error(
+                    sub, "must be a mapping of achievement -> percent, like {collect_wood: 50}"
+                )
             rates = []
             for achievement, percent in raw.items():
                 where = f"{sub}.{achievement}"
                 if achievement not in ACHIEVEMENTS:
                     hint = difflib.get_close_matches(str(achievement), ACHIEVEMENTS, n=1)
-                    raise doc.error(where, "unknown achievement" + (
-                        f" (did you mean '{hint[0]}'?)" if hint else
-                        "; Crafter's 22 are collect_*, defeat_*, eat_*, make_*, place_*, wake_up"))
+                    raise doc.error(
+                        where,
+                        "unknown achievement"
+                        + (
+                            f" (did you mean '{hint[0]}'?)"
+                            if hint
+                            else "; Crafter's 22 are collect_*, defeat_*, eat_*, make_*, place_*, wake_up"
+                        ),
+                    )
                 rates.append((achievement, _number(doc, percent, where, 0, 100)))
             changes[name] = tuple(sorted(rates))
         else:
@@ -532,12 +621,22 @@ def _check_keys(doc: _Doc, value: dict, allowed: set[str], key: str) -> None:
         if name not in allowed:
             sub = f"{key}.{name}" if key else str(name)
             hint = difflib.get_close_matches(str(name), sorted(allowed), n=1)
-            extra = f" (did you mean '{hint[0]}'?)" if hint else f"; known keys: {', '.join(sorted(allowed))}"
+            extra = (
+                f" (did you mean '{hint[0]}'?)"
+                if hint
+                else f"; known keys: {', '.join(sorted(allowed))}"
+            )
             raise doc.error(sub, f"unknown key{extra}")
 
 
 def _type(value: Any) -> str:
     if value is None:
         return "nothing (null)"
-    return {bool: "a boolean", int: "a number", float: "a number", str: f"the string {value!r}",
-            list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: f"the string {value!r}",
+        list: "a list",
+        dict: "a mapping",
+    }.get(type(value), type(value).__name__)

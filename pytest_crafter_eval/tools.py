@@ -3,11 +3,13 @@
 Pure: no I/O. `TOOL` is what goes into the request; `parse_tool_calls` turns the
 assistant message of a response into actions plus counts of everything that was wrong.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .env import ACTIONS
 
@@ -44,12 +46,12 @@ class ParsedCalls:
     """What one assistant message asked for, and what was wrong with it."""
 
     actions: list[str] = field(default_factory=list)
-    tool_calls: int = 0          # tool calls in the message, valid or not
-    valid_calls: int = 0         # calls that yielded at least one valid action
-    invalid_actions: int = 0     # unknown names, non-strings, or beyond MAX_ACTIONS
-    malformed_json: int = 0      # arguments that are not a JSON object
-    unknown_tools: int = 0       # calls to a function other than TOOL_NAME
-    too_many_actions: int = 0    # calls with more than MAX_ACTIONS actions
+    tool_calls: int = 0  # tool calls in the message, valid or not
+    valid_calls: int = 0  # calls that yielded at least one valid action
+    invalid_actions: int = 0  # unknown names, non-strings, or beyond MAX_ACTIONS
+    malformed_json: int = 0  # arguments that are not a JSON object
+    unknown_tools: int = 0  # calls to a function other than TOOL_NAME
+    too_many_actions: int = 0  # calls with more than MAX_ACTIONS actions
 
     @property
     def ok(self) -> bool:
@@ -114,8 +116,9 @@ def first_choice(response: Mapping[str, Any]) -> Mapping[str, Any]:
     return {}
 
 
-def diagnose_no_tool_call(response: Mapping[str, Any], request: Mapping[str, Any],
-                          parsed: ParsedCalls | None = None) -> tuple[str, str]:
+def diagnose_no_tool_call(
+    response: Mapping[str, Any], request: Mapping[str, Any], parsed: ParsedCalls | None = None
+) -> tuple[str, str]:
     """Classify a response without a valid tool call; return (class, one-line reason
     with the fix). `request` is the body that was sent, for the token budget."""
     choices = response.get("choices") or []
@@ -129,35 +132,50 @@ def diagnose_no_tool_call(response: Mapping[str, Any], request: Mapping[str, Any
     reasoning = details.get("reasoning_tokens") if isinstance(details, Mapping) else None
 
     if refusal:
-        return REFUSAL, (f"refusal: {_clip(refusal)}; the model declined: reword the eval's "
-                         "instructions")
+        return REFUSAL, (
+            f"refusal: {_clip(refusal)}; the model declined: reword the eval's instructions"
+        )
     if finish == "content_filter":
-        return CONTENT_FILTER, ("finish_reason=content_filter: the provider filtered the answer; "
-                                "check the prompt and image")
+        return CONTENT_FILTER, (
+            "finish_reason=content_filter: the provider filtered the answer; "
+            "check the prompt and image"
+        )
     if finish == "length":
         param = next((p for p in ("max_completion_tokens", "max_tokens") if p in request), None)
         budget = request.get(param) if param else None
         if reasoning:
             return BUDGET_EXHAUSTED, (
                 f"reasoning used {reasoning} of {param}={budget}; raise request.max_output_tokens "
-                "or lower reasoning_effort")
+                "or lower reasoning_effort"
+            )
         return BUDGET_EXHAUSTED, (
             f"finish_reason=length: the answer was cut at {param}={budget} before a tool call; "
-            "raise request.max_output_tokens")
+            "raise request.max_output_tokens"
+        )
     if parsed is not None and parsed.tool_calls:
-        problems = [f"{n} {what}" for n, what in (
-            (parsed.malformed_json, "with malformed JSON arguments"),
-            (parsed.unknown_tools, "to an unknown tool"),
-            (parsed.invalid_actions, "invalid action name(s)")) if n]
-        return INVALID_CALL, (f"{parsed.tool_calls} tool call(s) but no valid action: "
-                              + ", ".join(problems))
+        problems = [
+            f"{n} {what}"
+            for n, what in (
+                (parsed.malformed_json, "with malformed JSON arguments"),
+                (parsed.unknown_tools, "to an unknown tool"),
+                (parsed.invalid_actions, "invalid action name(s)"),
+            )
+            if n
+        ]
+        return INVALID_CALL, (
+            f"{parsed.tool_calls} tool call(s) but no valid action: " + ", ".join(problems)
+        )
     if text.strip():
-        return TEXT_ANSWER, (f"finish_reason={finish}, text answer: {_clip(text)}; the model "
-                             "answered in text: set request.tool_choice: required, or check the instructions")
+        return TEXT_ANSWER, (
+            f"finish_reason={finish}, text answer: {_clip(text)}; the model "
+            "answered in text: set request.tool_choice: required, or check the instructions"
+        )
     if not choices:
         return EMPTY_RESPONSE, "empty response: no choices; check the server"
-    return EMPTY_RESPONSE, (f"finish_reason={finish}, empty response: no text and no tool call; "
-                            "set request.tool_choice: required, or check the server")
+    return EMPTY_RESPONSE, (
+        f"finish_reason={finish}, empty response: no text and no tool call; "
+        "set request.tool_choice: required, or check the server"
+    )
 
 
 def _clip(text: str, limit: int = 60) -> str:

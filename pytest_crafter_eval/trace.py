@@ -22,13 +22,15 @@ Touches only the files under the directories it is given. The per-step cost is o
 base64 decode, one small file write and one JSON line: frames are never re-rendered
 and, for image observations, never re-encoded (the request's PNG is written as is).
 """
+
 from __future__ import annotations
 
 import base64
 import json
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -58,6 +60,7 @@ def chain(*callbacks: Callable[[Event], None] | None) -> Callable[[Event], None]
     def on_step(event: Event) -> None:
         for callback in live:
             callback(event)
+
     return on_step
 
 
@@ -74,7 +77,7 @@ class Filmstrip:
         self.max_frames = max_frames
         self.size = size
         self.frames: list[np.ndarray] = []
-        self.stride = 1          # keep every stride-th frame seen
+        self.stride = 1  # keep every stride-th frame seen
         self._seen = 0
 
     def __call__(self, event: Event) -> None:
@@ -102,12 +105,22 @@ class Filmstrip:
         # One palette for all frames (from all of them stacked) keeps colours steady and
         # the file about 40% smaller than a palette per frame.
         palette = Image.fromarray(np.concatenate(self.frames, axis=0)).quantize(
-            colors=255, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-        images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE)
-                  for f in self.frames]
+            colors=255, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
+        )
+        images = [
+            Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE)
+            for f in self.frames
+        ]
         durations = [frame_ms] * (len(images) - 1) + [last_ms]
-        images[0].save(path, format="GIF", save_all=True, append_images=images[1:],
-                       duration=durations, loop=0, disposal=1)
+        images[0].save(
+            path,
+            format="GIF",
+            save_all=True,
+            append_images=images[1:],
+            duration=durations,
+            loop=0,
+            disposal=1,
+        )
         return path
 
 
@@ -121,11 +134,11 @@ class TraceWriter:
         frames.mkdir(parents=True, exist_ok=True)
         for old in frames.glob("*.png"):
             old.unlink()
-        self._file = open(self.directory / "steps.jsonl", "w", encoding="utf-8")
+        self._file = open(self.directory / "steps.jsonl", "w", encoding="utf-8")  # noqa: SIM115 (closed by close())
         self._reward_total = 0.0
         self._unlocked: list[str] = []
 
-    def __enter__(self) -> "TraceWriter":
+    def __enter__(self) -> TraceWriter:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -146,7 +159,7 @@ class TraceWriter:
                 return part
             name = f"frames/{step:04d}.png" if images == 0 else f"frames/{step:04d}-{images}.png"
             images += 1
-            (self.directory / name).write_bytes(base64.b64decode(url[len(_DATA_PNG):]))
+            (self.directory / name).write_bytes(base64.b64decode(url[len(_DATA_PNG) :]))
             return {**part, "image_url": {**part["image_url"], "url": name}}
 
         messages = []
@@ -156,7 +169,7 @@ class TraceWriter:
                 message = {**message, "content": [by_file(p) for p in content]}
             messages.append(message)
         frame_file = f"frames/{step:04d}.png"
-        if images == 0 and event.get("frame") is not None:   # text-only observation
+        if images == 0 and event.get("frame") is not None:  # text-only observation
             (self.directory / frame_file).write_bytes(png_bytes(event["frame"]))
         elif images == 0:
             frame_file = None
@@ -180,19 +193,25 @@ class TraceWriter:
         }
         self._reward_total, self._unlocked = total, unlocked
         self._file.write(json.dumps(line, ensure_ascii=False) + "\n")
-        self._file.flush()   # a crash loses at most the step being written
+        self._file.flush()  # a crash loses at most the step being written
 
 
 def _is_image(part: Any) -> bool:
-    return isinstance(part, dict) and part.get("type") == "image_url" \
+    return (
+        isinstance(part, dict)
+        and part.get("type") == "image_url"
         and isinstance(part.get("image_url"), dict)
+    )
 
 
 def _assistant(response: dict[str, Any]) -> dict[str, Any]:
     """The response's first message as a chat message: role, content and tool calls."""
     choices = response.get("choices")
-    message = choices[0].get("message") if isinstance(choices, list) and choices \
-        and isinstance(choices[0], dict) else None
+    message = (
+        choices[0].get("message")
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict)
+        else None
+    )
     message = message if isinstance(message, dict) else {}
     out: dict[str, Any] = {"role": "assistant", "content": message.get("content")}
     if message.get("tool_calls"):
@@ -216,8 +235,10 @@ def sft_examples(steps_jsonl: Path, *, include_failed: bool = False) -> Iterator
             for message in line["messages"]:
                 content = message.get("content")
                 if isinstance(content, list):
-                    message = {**message, "content": [
-                        _inline(p, steps_jsonl.parent) for p in content]}
+                    message = {
+                        **message,
+                        "content": [_inline(p, steps_jsonl.parent) for p in content],
+                    }
                 messages.append(message)
             yield {"messages": messages, "tools": line["tools"]}
 

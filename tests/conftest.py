@@ -1,4 +1,5 @@
 """Fixtures for every test of the suite."""
+
 import openai
 import pytest
 

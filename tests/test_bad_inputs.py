@@ -2,14 +2,19 @@
 line and key; each bad command-line value is exit code 4 with a one-line message.
 Never a traceback, never a hang. (test_spec.py and test_plugin.py hold the first cases;
 these are the rest.)"""
+
 from __future__ import annotations
 
 import re
 
 import pytest
 
-LAUGHS = "a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
-    f"{b}: &{b} [{', '.join(['*' + a] * 9)}]\n" for a, b in zip("abcdef", "bcdefg")) + "models: [m]\n"
+LAUGHS = (
+    "a: &a [x,x,x,x,x,x,x,x,x]\n"
+    + "".join(f"{b}: &{b} [{', '.join(['*' + a] * 9)}]\n" for a, b in zip("abcdef", "bcdefg"))
+    + "models: [m]\n"
+)
+
 
 def pattern(text: str) -> str:
     """An fnmatch pattern for `text` in which only `*` is a wildcard."""
@@ -19,49 +24,107 @@ def pattern(text: str) -> str:
 # file stem -> (content, expected message after "evals/<stem>.yaml"; only * is a wildcard)
 CORPUS: dict[str, tuple[str | bytes, str]] = {
     # syntax
-    "tab_indent": ("models:\n\t- a\n", ":2: invalid YAML: found character '\\t' that cannot start any token"),
+    "tab_indent": (
+        "models:\n\t- a\n",
+        ":2: invalid YAML: found character '\\t' that cannot start any token",
+    ),
     "unclosed_quote": ("models: ['a\n", ":2: invalid YAML: found unexpected end of stream"),
     "bad_indent": ("models:\n  - a\n - b\n", ":3: invalid YAML: expected <block end>, but found*"),
     "undefined_alias": ("models: [*nope]\n", ":1: invalid YAML: found undefined alias 'nope'"),
-    "two_documents": ("models: [a]\n---\nmodels: [b]\n", ":2: invalid YAML: but found another document"),
+    "two_documents": (
+        "models: [a]\n---\nmodels: [b]\n",
+        ":2: invalid YAML: but found another document",
+    ),
     "not_utf8": (b"models: [\xff\xfe]\n", ": cannot read: 'utf-8' codec can't decode byte 0xff*"),
     "deep_nesting": ("models: " + "[" * 3000 + "]" * 3000 + "\n", ":1: invalid YAML: *nesting*"),
     "alias_bomb": (LAUGHS, ":1: *: more than 110000 values (do YAML aliases expand too far?)"),
-    "list_as_key": ("? [a]\n: 1\nmodels: [a]\n", ":1: a key must be a plain name, not a list or mapping"),
+    "list_as_key": (
+        "? [a]\n: 1\nmodels: [a]\n",
+        ":1: a key must be a plain name, not a list or mapping",
+    ),
     # wrong types
     "models_number": ("models: 5\n", ":1: models: must be a list of model names, got a number"),
-    "seeds_boolean": ("models: [a]\nseeds: true\n", ":2: seeds: expected a count, a range 'a-b' or a list, got True"),
-    "seeds_date": ("models: [a]\nseeds: 2024-01-01\n", ":2: seeds: expected a count, a range 'a-b' or a list, got date"),
-    "steps_fraction": ("models: [a]\nsteps: 2.5\n", ":2: steps: must be a whole number of model calls, got a number"),
-    "observation_yes": ("models: [a]\nobservation: yes\n", ":2: observation: must be a mapping, got a boolean"),
-    "size_word": ("models: [a]\nobservation: {image: {size: big}}\n",
-                  ":2: observation.image.size: must be a whole number, got the string 'big'"),
-    "negative_goal": ("models: [a]\nexpect: {min_achievements: -1}\n",
-                      ":2: expect.min_achievements: must be from 0 to 22, got -1"),
-    "instructions_list": ("instructions: [1]\nmodels: [a]\n", ":1: instructions: must be a string, got a list"),
-    "two_names_one_model": ("models: [{a: {}, b: {}}]\n", ":1: models[0]: a model given as a mapping has one key, its name"),
-    "empty_xfail": ("models: [{a: {xfail: ''}}]\n", ":1: models[0].a.xfail: must be a reason, a non-empty string"),
+    "seeds_boolean": (
+        "models: [a]\nseeds: true\n",
+        ":2: seeds: expected a count, a range 'a-b' or a list, got True",
+    ),
+    "seeds_date": (
+        "models: [a]\nseeds: 2024-01-01\n",
+        ":2: seeds: expected a count, a range 'a-b' or a list, got date",
+    ),
+    "steps_fraction": (
+        "models: [a]\nsteps: 2.5\n",
+        ":2: steps: must be a whole number of model calls, got a number",
+    ),
+    "observation_yes": (
+        "models: [a]\nobservation: yes\n",
+        ":2: observation: must be a mapping, got a boolean",
+    ),
+    "size_word": (
+        "models: [a]\nobservation: {image: {size: big}}\n",
+        ":2: observation.image.size: must be a whole number, got the string 'big'",
+    ),
+    "negative_goal": (
+        "models: [a]\nexpect: {min_achievements: -1}\n",
+        ":2: expect.min_achievements: must be from 0 to 22, got -1",
+    ),
+    "instructions_list": (
+        "instructions: [1]\nmodels: [a]\n",
+        ":1: instructions: must be a string, got a list",
+    ),
+    "two_names_one_model": (
+        "models: [{a: {}, b: {}}]\n",
+        ":1: models[0]: a model given as a mapping has one key, its name",
+    ),
+    "empty_xfail": (
+        "models: [{a: {xfail: ''}}]\n",
+        ":1: models[0].a.xfail: must be a reason, a non-empty string",
+    ),
     # unknown keys
     "unknown_top_key": ("seed: 3\nmodels: [a]\n", ":1: seed: unknown key (did you mean 'seeds'?)"),
-    "unknown_nested_key": ("models: [a]\nobservation: {image: {colour: red}}\n",
-                           ":2: observation.image.colour: unknown key; known keys: detail, size"),
+    "unknown_nested_key": (
+        "models: [a]\nobservation: {image: {colour: red}}\n",
+        ":2: observation.image.colour: unknown key; known keys: detail, size",
+    ),
     # empty files
-    "only_comments": ("# nothing yet\n", ": empty eval file: expected a mapping with a 'models' key"),
+    "only_comments": (
+        "# nothing yet\n",
+        ": empty eval file: expected a mapping with a 'models' key",
+    ),
     "only_separator": ("---\n", ": empty eval file: expected a mapping with a 'models' key"),
     "only_null": ("~\n", ": empty eval file: expected a mapping with a 'models' key"),
     "only_blank": ("  \n\n", ": empty eval file: expected a mapping with a 'models' key"),
     # huge seed lists
-    "seed_range_huge": ("models: [a]\nseeds: 0-1000000\n", ":2: seeds: at most 100000 seeds, got 1000001"),
-    "seed_list_huge": ("models: [a]\nseeds: [" + ",".join(map(str, range(100_001))) + "]\n",
-                       ":2: seeds: at most 100000 seeds, got 100001"),
-    "seed_too_big": ("models: [a]\nseeds: [1099511627776]\n",
-                     ":2: seeds: a seed must be a whole number from 0 to 2**31-1, got 1099511627776"),
+    "seed_range_huge": (
+        "models: [a]\nseeds: 0-1000000\n",
+        ":2: seeds: at most 100000 seeds, got 1000001",
+    ),
+    "seed_list_huge": (
+        "models: [a]\nseeds: [" + ",".join(map(str, range(100_001))) + "]\n",
+        ":2: seeds: at most 100000 seeds, got 100001",
+    ),
+    "seed_too_big": (
+        "models: [a]\nseeds: [1099511627776]\n",
+        ":2: seeds: a seed must be a whole number from 0 to 2**31-1, got 1099511627776",
+    ),
     # path-like names
-    "model_abs_path": ("models: ['/etc/passwd']\n", ":1: models[0]: invalid model name '/etc/passwd'*"),
+    "model_abs_path": (
+        "models: ['/etc/passwd']\n",
+        ":1: models[0]: invalid model name '/etc/passwd'*",
+    ),
     "model_windows_path": ("models: ['C:\\x\\y']\n", ":1: models[0]: invalid model name*"),
-    "model_double_slash": ("models: ['local//random']\n", ":1: models[0]: invalid model name 'local//random'*"),
-    "name_parent_dir": ("name: ../x\nmodels: [a]\n", ":1: name: must be a short name of letters, digits*, got '../x'"),
-    "name_with_slash": ("name: a/b\nmodels: [a]\n", ":1: name: must be a short name of letters, digits*, got 'a/b'"),
+    "model_double_slash": (
+        "models: ['local//random']\n",
+        ":1: models[0]: invalid model name 'local//random'*",
+    ),
+    "name_parent_dir": (
+        "name: ../x\nmodels: [a]\n",
+        ":1: name: must be a short name of letters, digits*, got '../x'",
+    ),
+    "name_with_slash": (
+        "name: a/b\nmodels: [a]\n",
+        ":1: name: must be a short name of letters, digits*, got 'a/b'",
+    ),
     "model_with_space": ("models: ['gpt 4o']\n", ":1: models[0]: invalid model name 'gpt 4o'*"),
 }
 
@@ -83,7 +146,7 @@ def test_every_bad_eval_file_is_one_line_naming_file_line_and_key(pytester):
             seen.add(stem)
             message, after = lines[i + 1], lines[i + 2]
             expected = f"evals/{stem}.yaml" + CORPUS[stem][1]
-            assert re.match(r"[_=]", after), f"{stem}: more than one line: {lines[i + 1:i + 4]}"
+            assert re.match(r"[_=]", after), f"{stem}: more than one line: {lines[i + 1 : i + 4]}"
             pytest.LineMatcher([message]).fnmatch_lines([pattern(expected)])
     assert seen == set(CORPUS)
     result.stdout.fnmatch_lines([f"*Interrupted: {len(CORPUS)} errors during collection*"])
@@ -91,25 +154,49 @@ def test_every_bad_eval_file_is_one_line_naming_file_line_and_key(pytester):
 
 BAD_OPTIONS = [
     (["--max-retries", "-1"], "--max-retries: expected a whole number from 0 to 100, got '-1'"),
-    (["--max-retries", "three"], "--max-retries: expected a whole number from 0 to 100, got 'three'"),
+    (
+        ["--max-retries", "three"],
+        "--max-retries: expected a whole number from 0 to 100, got 'three'",
+    ),
     (["--max-retries", "1000"], "--max-retries: expected a whole number from 0 to 100, got '1000'"),
-    (["--max-concurrency", "0"], "--max-concurrency: expected a whole number from 1 to 1000, got '0'"),
-    (["--fail-on-error", "1.5"], "--fail-on-error: expected a share from 0 to 1, like 0.05, got '1.5'"),
-    (["--fail-on-error", "nan"], "--fail-on-error: expected a share from 0 to 1, like 0.05, got 'nan'"),
-    (["--fail-on-error", "5%"], "--fail-on-error: expected a share from 0 to 1, like 0.05, got '5%'"),
+    (
+        ["--max-concurrency", "0"],
+        "--max-concurrency: expected a whole number from 1 to 1000, got '0'",
+    ),
+    (
+        ["--fail-on-error", "1.5"],
+        "--fail-on-error: expected a share from 0 to 1, like 0.05, got '1.5'",
+    ),
+    (
+        ["--fail-on-error", "nan"],
+        "--fail-on-error: expected a share from 0 to 1, like 0.05, got 'nan'",
+    ),
+    (
+        ["--fail-on-error", "5%"],
+        "--fail-on-error: expected a share from 0 to 1, like 0.05, got '5%'",
+    ),
     (["--max-cost", "-2"], "--max-cost: expected a number of USD, like 2.50, got '-2'"),
     (["--max-cost", "inf"], "--max-cost: expected a number of USD, like 2.50, got 'inf'"),
     (["--max-tokens", "1e6"], "--max-tokens: expected a whole number of tokens, got '1e6'"),
     (["--max-tokens", "0"], "--max-tokens: expected a whole number of tokens, got '0'"),
     (["--step-deadline", "0"], "--step-deadline: expected a positive number of seconds, got '0'"),
-    (["--request-timeout", "inf"], "--request-timeout: expected a positive number of seconds, got 'inf'"),
-    (["--request-timeout", "soon"], "--request-timeout: expected a positive number of seconds, got 'soon'"),
+    (
+        ["--request-timeout", "inf"],
+        "--request-timeout: expected a positive number of seconds, got 'inf'",
+    ),
+    (
+        ["--request-timeout", "soon"],
+        "--request-timeout: expected a positive number of seconds, got 'soon'",
+    ),
     (["--seeds", "0-1000000"], "--seeds: at most 100000 seeds, got 1000001"),
     (["--seeds", "a,b"], "--seeds: expected a count, a range 'a-b' or a list 'a,b,c', got 'a,b'"),
     (["--steps", "0"], "--steps: expected a whole number from 1 to 10000, got '0'"),
     (["--model", "a,a"], "--model: a model is named twice: a, a"),
     (["--model", "/etc/passwd"], "--model: invalid model name '/etc/passwd'*"),
-    (["-o", "crafter_max_retries=lots"], "--max-retries: expected a whole number from 0 to 100, got 'lots'"),
+    (
+        ["-o", "crafter_max_retries=lots"],
+        "--max-retries: expected a whole number from 0 to 100, got 'lots'",
+    ),
 ]
 
 

@@ -4,19 +4,31 @@ No timed assertions here: the speed and memory goals are checked by `make bench`
 figures are ratios against floors measured in the same run. This only checks that the
 benchmarks work, so that `make bench` cannot rot unnoticed.
 """
+
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-KEYS = ["overhead_ratio", "parallel_wall_over_ideal", "reset_median_s", "collect_20k_s",
-        "snapshot_50_s", "worker_peak_rss_mb"]
+KEYS = [
+    "overhead_ratio",
+    "parallel_wall_over_ideal",
+    "reset_median_s",
+    "collect_20k_s",
+    "snapshot_50_s",
+    "worker_peak_rss_mb",
+]
 
 
 def bench(tmp_path, *args):
-    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), *args],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_tiny_run_writes_every_key_with_its_goal(tmp_path):
@@ -50,6 +62,7 @@ def test_unknown_key_is_a_usage_error(tmp_path):
 
 # -- causes of slowness found by the benchmarks, checked without timing them ---------
 
+
 def test_collection_and_payload_items_do_not_import_the_openai_sdk(pytester):
     """Importing openai costs about 0.5 s; neither collection (collect_20k_s) nor the
     offline payload snapshot items (snapshot_50_s) need a client."""
@@ -61,9 +74,12 @@ def test_collection_and_payload_items_do_not_import_the_openai_sdk(pytester):
         def pytest_sessionfinish(session):
             print("openai imported at the end:", "openai" in sys.modules)
     """)
-    result = pytester.runpytest_subprocess("evals", "--collect-only", "-q", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(
+        "evals", "--collect-only", "-q", "-p", "no:cacheprovider"
+    )
     result.stdout.fnmatch_lines(["openai imported at collection: False", "6 tests collected*"])
-    result = pytester.runpytest_subprocess("evals", "-m", "crafter_payload", "--snapshot-update",
-                                           "-s", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(
+        "evals", "-m", "crafter_payload", "--snapshot-update", "-s", "-p", "no:cacheprovider"
+    )
     result.stdout.fnmatch_lines(["*openai imported at the end: False"])
     result.assert_outcomes(passed=2)

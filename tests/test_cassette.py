@@ -1,5 +1,6 @@
 """cassette and redact: keys, normalising, miss diffs and redaction, as pure functions; the
 recorder and the replaying server through real SDK calls over loopback HTTP."""
+
 import base64
 import json
 
@@ -15,11 +16,24 @@ def png(payload: bytes) -> str:
 
 
 def body(**changes):
-    b = {"model": "gpt-4o-mini", "temperature": 0.6, "tool_choice": "auto",
-         "messages": [{"role": "system", "content": "play"},
-                      {"role": "user", "content": [
-                          {"type": "text", "text": "step: 1\ninventory: wood 1\nfacing: tree (up)\nnearby: water"},
-                          {"type": "image_url", "image_url": {"url": png(b"frame-1"), "detail": "low"}}]}]}
+    b = {
+        "model": "gpt-4o-mini",
+        "temperature": 0.6,
+        "tool_choice": "auto",
+        "messages": [
+            {"role": "system", "content": "play"},
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "text",
+                        "text": "step: 1\ninventory: wood 1\nfacing: tree (up)\nnearby: water",
+                    },
+                    {"type": "image_url", "image_url": {"url": png(b"frame-1"), "detail": "low"}},
+                ],
+            },
+        ],
+    }
     b.update(changes)
     return b
 
@@ -30,10 +44,13 @@ def test_key_ignores_key_order_nulls_and_tracking_fields():
     assert cassette.key(cassette.normalise(a)) == cassette.key(cassette.normalise(b))
 
 
-@pytest.mark.parametrize("change", [
-    {"temperature": 0.7}, {"model": "gpt-4o"}, {"seed": 1}, {"tool_choice": "required"}])
+@pytest.mark.parametrize(
+    "change", [{"temperature": 0.7}, {"model": "gpt-4o"}, {"seed": 1}, {"tool_choice": "required"}]
+)
 def test_key_changes_with_any_parameter(change):
-    assert cassette.key(cassette.normalise(body(**change))) != cassette.key(cassette.normalise(body()))
+    assert cassette.key(cassette.normalise(body(**change))) != cassette.key(
+        cassette.normalise(body())
+    )
 
 
 def test_key_covers_the_image_bytes_but_the_entry_keeps_only_their_digest():
@@ -44,24 +61,35 @@ def test_key_covers_the_image_bytes_but_the_entry_keeps_only_their_digest():
     text = json.dumps(entry)
     assert "base64" not in text and cassette.image_digest(png(b"frame-1")) in text
     assert entry["response"] == {"status": 200, "body": {"choices": []}}
-    assert cassette.make_entry(body(), 200, "not json")["response"] == {"status": 200, "text": "not json"}
+    assert cassette.make_entry(body(), 200, "not json")["response"] == {
+        "status": 200,
+        "text": "not json",
+    }
 
 
 def test_miss_names_the_closest_request_and_each_difference():
-    recorded = {"a.json": cassette.normalise(body()),
-                "b.json": cassette.normalise(body(model="other", temperature=1.0))}
+    recorded = {
+        "a.json": cassette.normalise(body()),
+        "b.json": cassette.normalise(body(model="other", temperature=1.0)),
+    }
     flat = {name: cassette.flatten(req) for name, req in recorded.items()}
     now = body(temperature=0.7)
     now["messages"][1]["content"][1]["image_url"]["url"] = png(b"frame-two")
-    now["messages"][1]["content"][0]["text"] = "step: 1\ninventory: wood 2\nfacing: tree (up)\nnearby: water"
+    now["messages"][1]["content"][0]["text"] = (
+        "step: 1\ninventory: wood 2\nfacing: tree (up)\nnearby: water"
+    )
     message = cassette.miss_message("cas", cassette.normalise(now), recorded, flat)
     assert "\n" not in message and cassette.is_miss(message)
     assert "closest recorded request a.json differs at " in message
     assert "temperature: 0.6 recorded, 0.7 now" in message
-    assert ("messages[1].content[0].text: text differs at char 24: ...'ntory: wood 1\\nfacing: "
-            "tree (up)\\n' recorded, ...'ntory: wood 2\\nfacing: tree (up)\\n' now") in message
-    assert (f"{cassette.image_digest(png(b'frame-1'))} recorded, "
-            f"{cassette.image_digest(png(b'frame-two'))} now") in message
+    assert (
+        "messages[1].content[0].text: text differs at char 24: ...'ntory: wood 1\\nfacing: "
+        "tree (up)\\n' recorded, ...'ntory: wood 2\\nfacing: tree (up)\\n' now"
+    ) in message
+    assert (
+        f"{cassette.image_digest(png(b'frame-1'))} recorded, "
+        f"{cassette.image_digest(png(b'frame-two'))} now"
+    ) in message
     assert "base64" not in message
 
 
@@ -76,8 +104,12 @@ def test_miss_reports_added_and_removed_parameters():
 
 
 def test_recorded_exchange_replays_through_the_sdk(tmp_path):
-    request = {"model": "local/random", "messages": [{"role": "user", "content": "hi"}],
-               "tools": [], "temperature": 0.5}
+    request = {
+        "model": "local/random",
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [],
+        "temperature": 0.5,
+    }
     recorder = cassette.Recorder(tmp_path)
     with LocalServer() as server:
         http = openai.DefaultHttpxClient(event_hooks={"response": [recorder.hook]})
@@ -104,14 +136,25 @@ def test_a_broken_cassette_file_is_named(tmp_path):
         cassette.Cassette(tmp_path)
 
 
-@pytest.mark.parametrize("raw, clean", [
-    ("HTTP 401: Incorrect API key provided: sk-proj-abc********************wxyz.",
-     "HTTP 401: Incorrect API key provided: sk-***."),
-    ("POST https://alice:s3cret@proxy.example:8443/v1/chat", "POST https://***@proxy.example:8443/v1/chat"),
-    ("Authorization: Bearer abc.def-ghi", "Authorization: Bearer ***"),
-    ("headers {'authorization': 'Basic dXNlcjpwYXNz'}", "headers {'authorization': 'Basic ***'}"),
-    ("task-force and skill-sets stay", "task-force and skill-sets stay"),
-])
+@pytest.mark.parametrize(
+    "raw, clean",
+    [
+        (
+            "HTTP 401: Incorrect API key provided: sk-proj-abc********************wxyz.",
+            "HTTP 401: Incorrect API key provided: sk-***.",
+        ),
+        (
+            "POST https://alice:s3cret@proxy.example:8443/v1/chat",
+            "POST https://***@proxy.example:8443/v1/chat",
+        ),
+        ("Authorization: Bearer abc.def-ghi", "Authorization: Bearer ***"),
+        (
+            "headers {'authorization': 'Basic dXNlcjpwYXNz'}",
+            "headers {'authorization': 'Basic ***'}",
+        ),
+        ("task-force and skill-sets stay", "task-force and skill-sets stay"),
+    ],
+)
 def test_redact_text(raw, clean):
     assert redact.text(raw) == clean
 

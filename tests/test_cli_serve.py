@@ -1,4 +1,5 @@
 """cli: `crafter-eval serve` serves a built-in model to other tools over loopback HTTP."""
+
 import socket
 import subprocess
 import sys
@@ -21,8 +22,19 @@ def _free_port() -> int:
 def served():
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest_crafter_eval.cli", "serve", "--model", "local/heuristic",
-         "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "pytest_crafter_eval.cli",
+            "serve",
+            "--model",
+            "local/heuristic",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -41,25 +53,43 @@ def test_serve_answers_any_model_name_with_the_served_model(served):
     env.reset()
     client = openai.OpenAI(base_url=served, api_key="unused", max_retries=0)
     response = client.chat.completions.create(
-        model="my-teacher", tools=[TOOL],
-        messages=[{"role": "user", "content": [{"type": "text", "text": env.text()}]}])
+        model="my-teacher",
+        tools=[TOOL],
+        messages=[{"role": "user", "content": [{"type": "text", "text": env.text()}]}],
+    )
     assert response.model == "my-teacher"
     parsed = parse_tool_calls(response.choices[0].message.model_dump())
     assert parsed.ok and 1 <= len(parsed.actions) <= 8
 
 
 def test_serve_rejects_an_unknown_model_with_usage_exit_code():
-    proc = subprocess.run([sys.executable, "-m", "pytest_crafter_eval.cli", "serve", "--model",
-                           "local/nope", "--port", str(_free_port())],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest_crafter_eval.cli",
+            "serve",
+            "--model",
+            "local/nope",
+            "--port",
+            str(_free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 4
     assert "local/nope" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_bad_arguments_exit_4_in_one_line():
-    proc = subprocess.run([sys.executable, "-m", "pytest_crafter_eval.cli", "serve", "--port", "x"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest_crafter_eval.cli", "serve", "--port", "x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 4
     assert proc.stderr.strip().startswith("crafter-eval: error:")
     assert len(proc.stderr.strip().splitlines()) == 1

@@ -3,6 +3,7 @@
 `python tests/test_env.py` prints the world digests stored in
 tests/data/worlds_opensimplex04.json, made with stock `crafter.Env`.
 """
+
 from __future__ import annotations
 
 import base64
@@ -27,7 +28,7 @@ WORLDS = Path(__file__).parent / "data" / "worlds_opensimplex04.json"
 # One run, printed as JSON: a digest of the frame after every step, and the
 # achievements. argv: "ours" or "stock", then "1" to render 2 extra frames every 3rd step.
 # Seed 23 with these actions survives past step 400, so the run covers a whole night.
-RUN = r'''
+RUN = r"""
 import hashlib, json, random, sys
 kind, extra_renders = sys.argv[1], sys.argv[2] == "1"
 rng = random.Random(3)
@@ -59,15 +60,20 @@ for i, action in enumerate(actions):
     if done:
         break
 print(json.dumps({"frames": frames, "achievements": achievements, "night_steps": night}))
-'''
+"""
 
 
 def play_in_two_processes(kind: str) -> tuple[dict, dict]:
     """Run RUN in two fresh processes: different hash seeds, one with extra renders."""
     procs = [
-        subprocess.Popen([sys.executable, "-c", RUN, kind, extra], stdout=subprocess.PIPE,
-                         text=True, env={**os.environ, "PYTHONHASHSEED": hash_seed})
-        for hash_seed, extra in [("1", "0"), ("2", "1")]]
+        subprocess.Popen(
+            [sys.executable, "-c", RUN, kind, extra],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+        )
+        for hash_seed, extra in [("1", "0"), ("2", "1")]
+    ]
     outputs = [proc.communicate(timeout=120)[0] for proc in procs]
     assert all(proc.returncode == 0 for proc in procs)
     first, second = (json.loads(out) for out in outputs)
@@ -101,8 +107,10 @@ def test_the_check_above_catches_stock_crafter():
 
 def world_digest(world) -> dict[str, str]:
     objects = ";".join(f"{type(obj).__name__} {obj.pos[0]} {obj.pos[1]}" for obj in world.objects)
-    return {"materials": hashlib.sha256(world._mat_map.tobytes()).hexdigest(),
-            "objects": hashlib.sha256(objects.encode()).hexdigest()}
+    return {
+        "materials": hashlib.sha256(world._mat_map.tobytes()).hexdigest(),
+        "objects": hashlib.sha256(objects.encode()).hexdigest(),
+    }
 
 
 def test_worlds_match_stock_crafter_with_opensimplex_04():
@@ -115,7 +123,8 @@ def test_worlds_match_stock_crafter_with_opensimplex_04():
         env = CrafterEnv(int(seed))
         env.reset()
         assert world_digest(env._env._world) == stored[seed], (
-            f"seed {seed}, opensimplex {importlib.metadata.version('opensimplex')}")
+            f"seed {seed}, opensimplex {importlib.metadata.version('opensimplex')}"
+        )
 
 
 def test_reset_always_builds_the_same_world():
@@ -152,7 +161,9 @@ def things_in_view(env: CrafterEnv) -> dict[tuple[int, int], list[str]]:
                 continue
             names = [material]
             if obj is not None:
-                names.append("ripe_plant" if getattr(obj, "ripe", False) else type(obj).__name__.lower())
+                names.append(
+                    "ripe_plant" if getattr(obj, "ripe", False) else type(obj).__name__.lower()
+                )
             view[dx, dy] = names
     return view
 
@@ -186,7 +197,11 @@ def test_text_tracks_inventory_achievements_and_what_is_around():
         for name, (dx, dy, count) in nearby.items():
             assert name in view[dx, dy]
             assert count == sum(name in names for names in view.values())
-            closer = [o for o, names in view.items() if name in names and abs(o[0]) + abs(o[1]) < abs(dx) + abs(dy)]
+            closer = [
+                o
+                for o, names in view.items()
+                if name in names and abs(o[0]) + abs(o[1]) < abs(dx) + abs(dy)
+            ]
             assert not closer
         assert set(nearby) == {name for names in view.values() for name in names}
         inventory = ", ".join(f"{k} {v}" for k, v in env.inventory.items() if v and k not in VITALS)
@@ -263,19 +278,27 @@ if __name__ == "__main__":
         env.reset()
         digests[str(seed)] = world_digest(env._world)
     versions = {name: importlib.metadata.version(name) for name in ["crafter", "opensimplex"]}
-    print(json.dumps({"_provenance": (
-        f"stock crafter.Env(seed).reset() with crafter {versions['crafter']} and opensimplex "
-        f"{versions['opensimplex']} (a venv with `pip install crafter==1.8.3 opensimplex==0.4.5.1 "
-        "pytest` and this project --no-deps): `python tests/test_env.py > "
-        "tests/data/worlds_opensimplex04.json`; "
-        "sha256 of world._mat_map bytes and of the objects as 'Type x y' joined by ';'"),
-        **digests}, indent=2))
+    print(
+        json.dumps(
+            {
+                "_provenance": (
+                    f"stock crafter.Env(seed).reset() with crafter {versions['crafter']} and opensimplex "
+                    f"{versions['opensimplex']} (a venv with `pip install crafter==1.8.3 opensimplex==0.4.5.1 "
+                    "pytest` and this project --no-deps): `python tests/test_env.py > "
+                    "tests/data/worlds_opensimplex04.json`; "
+                    "sha256 of world._mat_map bytes and of the objects as 'Type x y' joined by ';'"
+                ),
+                **digests,
+            },
+            indent=2,
+        )
+    )
 
 
 def test_envs_made_after_the_first_share_its_textures_and_play_the_same():
     """Later envs reuse the first env's textures (crafter reads them from disk per env);
     the first env of a process and a later one must give the same frames and text."""
-    code = r'''
+    code = r"""
 import hashlib, json
 from pytest_crafter_eval.env import CrafterEnv
 first = CrafterEnv(7)           # builds the template
@@ -295,7 +318,7 @@ for i, action in enumerate(["move_left", "do", "move_up", "noop", "do", "move_ri
         out["step"] = i
         break
 print(json.dumps(out))
-'''
+"""
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"shared": True, "same": True}

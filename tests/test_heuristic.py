@@ -2,6 +2,7 @@
 
 The main test plays seeds 0-9 for 100 calls each, in about 3 s.
 """
+
 from __future__ import annotations
 
 import random

@@ -1,6 +1,7 @@
 """HTML report: a real `pytest evals -n 2` run (loopback local models, xdist) writes
 index.html with its GIFs (and traces); the page is then checked as text and opened in
 headless Chromium (Debian's chromium + chromium-driver, driven by selenium)."""
+
 import fcntl
 import json
 import os
@@ -55,13 +56,35 @@ def _run(tmp):
     (tmp / "evals").mkdir(parents=True, exist_ok=True)
     (tmp / "evals" / "smoke.yaml").write_text(SMOKE)
     (tmp / "evals" / "night.yaml").write_text(NIGHT)
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("OPENAI_API_KEY", "PYTEST_ADDOPTS", "GITHUB_STEP_SUMMARY")
-           and not k.startswith("PYTEST_XDIST")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OPENAI_API_KEY", "PYTEST_ADDOPTS", "GITHUB_STEP_SUMMARY")
+        and not k.startswith("PYTEST_XDIST")
+    }
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-m", "not crafter_payload",
-         "evals", "-n", "2", "--report-dir", "out", "--trace-dir", "traces"],
-        cwd=tmp, env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-m",
+            "not crafter_payload",
+            "evals",
+            "-n",
+            "2",
+            "--report-dir",
+            "out",
+            "--trace-dir",
+            "traces",
+        ],
+        cwd=tmp,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]  # random's gate fails
 
 
@@ -71,29 +94,38 @@ def test_the_run_writes_a_page_with_every_episode_model_and_gate(report):
     assert page == render_html(records, summary)
     assert len(records) == 12 and len(re.findall(r"<tr class='ep ", page)) == 12
     assert {r["outcome"] for r in records} == {"passed", "xfailed", "error", "skipped"}
-    for model in ("local/heuristic", "local/random", "local/silent", "gpt-4o-mini-2024-07-18",
-                  "local/nonexistent"):
+    for model in (
+        "local/heuristic",
+        "local/random",
+        "local/silent",
+        "gpt-4o-mini-2024-07-18",
+        "local/nonexistent",
+    ):
         assert f"<td class=model>{model}</td>" in page
     assert "local/random?seed=7&amp;latency_ms=0" in page and "seed=7&latency" not in page
-    assert "no API key for gpt-4o-mini-2024-07-18" in page          # the skip reason
+    assert "no API key for gpt-4o-mini-2024-07-18" in page  # the skip reason
     assert page.count("gate passed") == 1 and page.count("gate failed") == 1
     assert "✗ crafter_score" in page and "95% [" in page
     gifs = [r["gif"] for r in records if r.get("gif")]
-    assert len(gifs) == 8                                            # played episodes only
+    assert len(gifs) == 8  # played episodes only
     for gif in gifs:
         assert f"src='{gif}'" in page and (report_dir / gif).is_file()
-    assert not re.search(r"(?:src|href)=['\"]?(?:https?:)?//", page), "the page must load nothing remote"
+    assert not re.search(r"(?:src|href)=['\"]?(?:https?:)?//", page), (
+        "the page must load nothing remote"
+    )
 
 
 def test_xdist_workers_write_the_gifs_and_traces_of_every_played_episode(report):
     report_dir, records, _ = report
     for r in records:
-        directory = report_dir.parent / "traces" / trace.episode_path(r["eval"], r["model"], r["seed"])
+        directory = (
+            report_dir.parent / "traces" / trace.episode_path(r["eval"], r["model"], r["seed"])
+        )
         if r["outcome"] == "skipped":
             assert r.get("gif") is None and not directory.exists()
             continue
         steps = (directory / "steps.jsonl").read_text().splitlines()
-        answered = r["steps"] - (r["outcome"] == "error")   # a failed request has no step line
+        answered = r["steps"] - (r["outcome"] == "error")  # a failed request has no step line
         assert len(steps) == answered == len(list((directory / "frames").glob("*.png")))
         if not answered:
             assert r["gif"] is None
@@ -108,7 +140,9 @@ def test_heatmap_cells_are_the_success_rates(report):
     page = render_html(records, summary)
     smoke = re.search(r"<section id='eval-smoke'>.*?</section>", page).group(0)
     rates = summary["evals"]["smoke"]["models"]["local/heuristic"]["metrics"]["success_rates"]
-    row = re.search(r"<th class=model>local/heuristic<small>2 ep.</small></th>(.*?)</tr>", smoke).group(1)
+    row = re.search(
+        r"<th class=model>local/heuristic<small>2 ep.</small></th>(.*?)</tr>", smoke
+    ).group(1)
     cells = re.findall(r">(\d+)</td>", row)
     assert len(cells) == len(ACHIEVEMENTS) == 22
     played = [r for r in records if r["eval"] == "smoke" and r["model"] == "local/heuristic"]
@@ -134,17 +168,28 @@ def _browser(tmp_path):
     except ImportError:
         driver = None
     if not (chromium and driver):
-        why = ("headless Chromium is needed: apt-get install chromium chromium-driver "
-               "(.ci/run does) and pip install -e '.[test]'")
+        why = (
+            "headless Chromium is needed: apt-get install chromium chromium-driver "
+            "(.ci/run does) and pip install -e '.[test]'"
+        )
         if os.environ.get("CI") == "true":
             pytest.fail(why)
         pytest.skip(f"NOT TESTED: {why}")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1280,900",
-                 f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(executable_path=driver), options=options)
 
@@ -157,21 +202,25 @@ def test_the_report_renders_in_headless_chromium(report, tmp_path):
         browser.get(index.as_uri())
         browser.execute_async_script(  # wait until every image has loaded or failed
             "const done = arguments[arguments.length - 1];"
-            "Promise.all([...document.images].map(i => i.decode().catch(() => null))).then(done);")
+            "Promise.all([...document.images].map(i => i.decode().catch(() => null))).then(done);"
+        )
         rows = browser.execute_script("return document.querySelectorAll('tr.ep').length")
         assert rows == len(records)
         images = browser.execute_script(
-            "return [...document.images].map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])")
+            "return [...document.images].map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])"
+        )
         gifs = [r["gif"] for r in records if r.get("gif")]
         assert sorted(src for src, _, _ in images) == sorted(gifs)
         broken = [src for src, complete, width in images if not (complete and width > 0)]
         assert not broken, f"broken images: {broken}"
         assert {width for _, _, width in images} == {64}
         icons = browser.execute_script(
-            "return [...document.querySelectorAll('.ic')].map(e => getComputedStyle(e).backgroundImage)")
+            "return [...document.querySelectorAll('.ic')].map(e => getComputedStyle(e).backgroundImage)"
+        )
         assert icons and all(i.startswith('url("data:image/png;base64,') for i in icons)
         fetched = browser.execute_script(
-            "return performance.getEntriesByType('resource').map(e => e.name)")
+            "return performance.getEntriesByType('resource').map(e => e.name)"
+        )
         remote = [url for url in fetched if not url.startswith(("file:", "data:"))]
         assert not remote, f"the page fetched {remote}"
         height = browser.execute_script("return document.documentElement.scrollHeight")

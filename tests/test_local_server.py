@@ -1,4 +1,5 @@
 """Local models: the real openai SDK against the loopback server over 127.0.0.1."""
+
 from __future__ import annotations
 
 import json
@@ -16,11 +17,24 @@ from pytest_crafter_eval.env import ACTIONS
 from pytest_crafter_eval.local import LocalServer, ModelError
 from pytest_crafter_eval.tools import MAX_ACTIONS, TOOL, parse_tool_calls
 
-SCHEMA = json.loads((Path(__file__).parent / "data" / "openai-CreateChatCompletionResponse.schema.json").read_text())
-TEXT = [{"role": "system", "content": "You play Crafter."},
-        {"role": "user", "content": "You see grass and a tree to your left. Inventory: empty."}]
-IMAGE = [{"role": "user", "content": [
-    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}}]}]
+SCHEMA = json.loads(
+    (Path(__file__).parent / "data" / "openai-CreateChatCompletionResponse.schema.json").read_text()
+)
+TEXT = [
+    {"role": "system", "content": "You play Crafter."},
+    {"role": "user", "content": "You see grass and a tree to your left. Inventory: empty."},
+]
+IMAGE = [
+    {
+        "role": "user",
+        "content": [
+            {
+                "type": "image_url",
+                "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"},
+            }
+        ],
+    }
+]
 
 
 def create(sdk, model, messages=TEXT, **kwargs):
@@ -29,14 +43,18 @@ def create(sdk, model, messages=TEXT, **kwargs):
 
 def raw_body(sdk, model, messages=TEXT, **kwargs):
     response = sdk.chat.completions.with_raw_response.create(
-        model=model, messages=messages, tools=[TOOL], **kwargs)
+        model=model, messages=messages, tools=[TOOL], **kwargs
+    )
     assert response.status_code == 200
     return json.loads(response.text)
 
 
 def post(server, data: bytes, path="/v1/chat/completions"):
-    request = urllib.request.Request(f"http://127.0.0.1:{server.port}{path}", data=data,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.port}{path}",
+        data=data,
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, json.loads(response.read())
@@ -57,13 +75,18 @@ def test_random_calls_the_tool_with_valid_actions(sdk):
 
 def test_random_is_deterministic_per_request(sdk):
     def actions(model, messages=TEXT):
-        return parse_tool_calls(create(sdk, model, messages).choices[0].message.model_dump()).actions
+        return parse_tool_calls(
+            create(sdk, model, messages).choices[0].message.model_dump()
+        ).actions
 
     assert actions("local/random") == actions("local/random")
     assert actions("local/random?seed=3") == actions("local/random?seed=3")
     others = [actions(f"local/random?seed={seed}") for seed in range(1, 6)]
     assert any(a != actions("local/random") for a in others)
-    steps = [actions("local/random", TEXT[:1] + [{"role": "user", "content": f"step {i}"}]) for i in range(5)]
+    steps = [
+        actions("local/random", TEXT[:1] + [{"role": "user", "content": f"step {i}"}])
+        for i in range(5)
+    ]
     assert len({tuple(a) for a in steps}) > 1
 
 
@@ -77,12 +100,15 @@ def test_heuristic_answers_text_observations(sdk):
     assert parse_tool_calls(message).tool_calls == 1
 
 
-@pytest.mark.parametrize("mode, content, refusal, finish", [
-    ("text", "I will move left", None, "stop"),
-    ("refusal", None, "I'm sorry", "stop"),
-    ("content_filter", None, None, "content_filter"),
-    ("empty", "", None, "stop"),
-])
+@pytest.mark.parametrize(
+    "mode, content, refusal, finish",
+    [
+        ("text", "I will move left", None, "stop"),
+        ("refusal", None, "I'm sorry", "stop"),
+        ("content_filter", None, None, "content_filter"),
+        ("empty", "", None, "stop"),
+    ],
+)
 def test_silent_never_calls_the_tool(sdk, mode, content, refusal, finish):
     choice = create(sdk, f"local/silent?mode={mode}").choices[0]
     assert choice.finish_reason == finish and not choice.message.tool_calls
@@ -91,12 +117,17 @@ def test_silent_never_calls_the_tool(sdk, mode, content, refusal, finish):
         assert got == want if not want else got.startswith(want)
 
 
-@pytest.mark.parametrize("kwargs, budget", [
-    ({"max_completion_tokens": 300}, 300), ({"max_tokens": 40}, 40), ({}, 512)])
+@pytest.mark.parametrize(
+    "kwargs, budget", [({"max_completion_tokens": 300}, 300), ({"max_tokens": 40}, 40), ({}, 512)]
+)
 def test_exhaust_spends_the_whole_budget(sdk, kwargs, budget):
     response = create(sdk, "local/exhaust", **kwargs)
     choice = response.choices[0]
-    assert choice.finish_reason == "length" and not choice.message.content and not choice.message.tool_calls
+    assert (
+        choice.finish_reason == "length"
+        and not choice.message.content
+        and not choice.message.tool_calls
+    )
     assert response.usage.completion_tokens == budget
     assert response.usage.completion_tokens_details.reasoning_tokens == budget
     assert response.usage.total_tokens == response.usage.prompt_tokens + budget
@@ -107,9 +138,19 @@ def test_usage_counts_images_at_a_fixed_price(sdk):
     assert usage.prompt_tokens >= 3 * 85 and usage.prompt_tokens_details.cached_tokens == 0
 
 
-@pytest.mark.parametrize("model", [
-    "local/random", "local/random?seed=2&latency_ms=1", "local/heuristic", "local/exhaust",
-    "local/silent", "local/silent?mode=refusal", "local/silent?mode=content_filter", "local/silent?mode=empty"])
+@pytest.mark.parametrize(
+    "model",
+    [
+        "local/random",
+        "local/random?seed=2&latency_ms=1",
+        "local/heuristic",
+        "local/exhaust",
+        "local/silent",
+        "local/silent?mode=refusal",
+        "local/silent?mode=content_filter",
+        "local/silent?mode=empty",
+    ],
+)
 def test_raw_bodies_match_the_official_schema(sdk, model):
     body = raw_body(sdk, model, TEXT)
     errors = [e.message for e in jsonschema.Draft202012Validator(SCHEMA).iter_errors(body)]
@@ -117,12 +158,29 @@ def test_raw_bodies_match_the_official_schema(sdk, model):
 
 
 def test_max_actions_bounds_the_actions_per_call(sdk):
-    counts = {len(parse_tool_calls(create(sdk, "local/random?max_actions=1",
-                                          TEXT + [{"role": "user", "content": str(i)}])
-                                   .choices[0].message.model_dump()).actions) for i in range(20)}
+    counts = {
+        len(
+            parse_tool_calls(
+                create(
+                    sdk, "local/random?max_actions=1", TEXT + [{"role": "user", "content": str(i)}]
+                )
+                .choices[0]
+                .message.model_dump()
+            ).actions
+        )
+        for i in range(20)
+    }
     assert counts == {1}
-    counts = {len(parse_tool_calls(create(sdk, "local/random", TEXT + [{"role": "user", "content": str(i)}])
-                                   .choices[0].message.model_dump()).actions) for i in range(20)}
+    counts = {
+        len(
+            parse_tool_calls(
+                create(sdk, "local/random", TEXT + [{"role": "user", "content": str(i)}])
+                .choices[0]
+                .message.model_dump()
+            ).actions
+        )
+        for i in range(20)
+    }
     assert len(counts) > 1 and max(counts) <= MAX_ACTIONS
 
 
@@ -133,26 +191,35 @@ def test_unknown_model_is_not_found_and_lists_known_models(sdk):
     assert info.value.body["code"] == "model_not_found"
 
 
-@pytest.mark.parametrize("model, words", [
-    ("local/random?colour=red", ["colour", "latency_ms", "seed"]),
-    ("local/random?seed=one", ["seed", "int", "one"]),
-    ("local/random?latency_ms=-5", ["latency_ms"]),
-    ("local/silent?mode=shout", ["mode", "refusal", "shout"]),
-    ("local/random?seed", ["key=value"]),
-    ("local/random?max_actions=9", ["max_actions", "1 to 8", "9"]),
-])
+@pytest.mark.parametrize(
+    "model, words",
+    [
+        ("local/random?colour=red", ["colour", "latency_ms", "seed"]),
+        ("local/random?seed=one", ["seed", "int", "one"]),
+        ("local/random?latency_ms=-5", ["latency_ms"]),
+        ("local/silent?mode=shout", ["mode", "refusal", "shout"]),
+        ("local/random?seed", ["key=value"]),
+        ("local/random?max_actions=9", ["max_actions", "1 to 8", "9"]),
+    ],
+)
 def test_bad_options_are_clear_bad_requests(sdk, model, words):
     with pytest.raises(openai.BadRequestError) as info:
         create(sdk, model)
     assert all(word in str(info.value) for word in words)
 
 
-@pytest.mark.parametrize("data, param", [
-    (b"{not json", None),
-    (b"[1, 2]", None),
-    (json.dumps({"model": "local/random"}).encode(), "messages"),
-    (json.dumps({"model": "local/random", "messages": TEXT, "stream": True}).encode(), "stream"),
-])
+@pytest.mark.parametrize(
+    "data, param",
+    [
+        (b"{not json", None),
+        (b"[1, 2]", None),
+        (json.dumps({"model": "local/random"}).encode(), "messages"),
+        (
+            json.dumps({"model": "local/random", "messages": TEXT, "stream": True}).encode(),
+            "stream",
+        ),
+    ],
+)
 def test_bad_bodies_are_400_with_openai_errors(server, data, param):
     status, body = post(server, data)
     assert status == 400
@@ -161,9 +228,17 @@ def test_bad_bodies_are_400_with_openai_errors(server, data, param):
 
 
 def test_paths_with_and_without_v1(server, sdk):
-    assert {m.id for m in sdk.models.list()} >= {"local/random", "local/heuristic", "local/silent", "local/exhaust"}
-    status, body = post(server, json.dumps({"model": "local/random", "messages": TEXT}).encode(),
-                        "/chat/completions")
+    assert {m.id for m in sdk.models.list()} >= {
+        "local/random",
+        "local/heuristic",
+        "local/silent",
+        "local/exhaust",
+    }
+    status, body = post(
+        server,
+        json.dumps({"model": "local/random", "messages": TEXT}).encode(),
+        "/chat/completions",
+    )
     assert status == 200 and body["object"] == "chat.completion"
     assert post(server, b"{}", "/v1/completions")[0] == 404
 
@@ -172,7 +247,9 @@ def test_latency_option_is_honoured_and_runs_in_parallel(sdk):
     start = time.perf_counter()
     create(sdk, "local/silent?latency_ms=150")
     assert time.perf_counter() - start >= 0.15
-    threads = [threading.Thread(target=create, args=(sdk, "local/random?latency_ms=400")) for _ in range(6)]
+    threads = [
+        threading.Thread(target=create, args=(sdk, "local/random?latency_ms=400")) for _ in range(6)
+    ]
     start = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -195,15 +272,20 @@ def test_request_log_records_model_and_status(server, sdk):
     create(sdk, "local/random?seed=9")
     with pytest.raises(openai.NotFoundError):
         create(sdk, "local/missing")
-    assert [(m, s) for _, m, s in server.requests[before:]] == [("local/random?seed=9", 200), ("local/missing", 404)]
+    assert [(m, s) for _, m, s in server.requests[before:]] == [
+        ("local/random?seed=9", 200),
+        ("local/missing", 404),
+    ]
     assert server.requests[-2][0] <= server.requests[-1][0]
 
 
 def test_default_model_answers_foreign_model_names():
     with pytest.raises(ModelError):
         LocalServer(model="local/nope")
-    with LocalServer(model="local/silent") as server, \
-            openai.OpenAI(base_url=server.base_url, api_key="local", max_retries=0) as sdk:
+    with (
+        LocalServer(model="local/silent") as server,
+        openai.OpenAI(base_url=server.base_url, api_key="local", max_retries=0) as sdk,
+    ):
         response = create(sdk, "gpt-4o")
         assert response.model == "gpt-4o" and response.choices[0].finish_reason == "stop"
         assert create(sdk, "local/random").choices[0].finish_reason == "tool_calls"
@@ -224,6 +306,9 @@ def test_heuristic_reads_the_text_parts_of_the_last_user_message():
     from pytest_crafter_eval.local.models import last_user_text
 
     parts = [{"type": "text", "text": "a"}, IMAGE[0]["content"][0], {"type": "text", "text": "b"}]
-    assert last_user_text({"messages": TEXT + [{"role": "assistant", "content": "x"}]}) == TEXT[1]["content"]
+    assert (
+        last_user_text({"messages": TEXT + [{"role": "assistant", "content": "x"}]})
+        == TEXT[1]["content"]
+    )
     assert last_user_text({"messages": TEXT + [{"role": "user", "content": parts}]}) == "a\nb"
     assert last_user_text({"messages": TEXT + IMAGE}) == ""

@@ -1,4 +1,5 @@
 """metrics: the Crafter score on the Crafter paper's own data, and the intervals."""
+
 import gzip
 import json
 import math
@@ -18,7 +19,7 @@ def episodes_per_seed(runs):
     for run in runs:
         names = [k for k in run if k.startswith("achievement_")]
         count = len(run[names[0]])
-        yield [{name[len("achievement_"):]: run[name][i] for name in names} for i in range(count)]
+        yield [{name[len("achievement_") :]: run[name][i] for name in names} for i in range(count)]
 
 
 def paper_score(runs):
@@ -27,7 +28,7 @@ def paper_score(runs):
 
 
 def test_achievements_are_crafters_22():
-    assert metrics.ACHIEVEMENTS == tuple(crafter.constants.achievements)
+    assert tuple(crafter.constants.achievements) == metrics.ACHIEVEMENTS
     assert len(metrics.ACHIEVEMENTS) == 22
 
 
@@ -46,8 +47,9 @@ def test_random_agent_scores_1_6_pm_0_0():
 
 
 def test_success_rates_cover_all_22_and_count_episodes_not_unlocks():
-    rates = metrics.success_rates([{"collect_wood": 5}, {"collect_wood": 0, "place_table": 1},
-                                   {}, {"collect_wood": 1}])
+    rates = metrics.success_rates(
+        [{"collect_wood": 5}, {"collect_wood": 0, "place_table": 1}, {}, {"collect_wood": 1}]
+    )
     assert set(rates) == set(metrics.ACHIEVEMENTS)
     assert rates["collect_wood"] == 50.0 and rates["place_table"] == 25.0
     assert rates["collect_diamond"] == 0.0
@@ -71,8 +73,18 @@ def test_crafter_score_rejects_percent_out_of_range():
         metrics.crafter_score({"collect_wood": 1.5e2})
 
 
-@pytest.mark.parametrize("df, expected", [(1, 12.7062), (2, 4.3027), (4, 2.7764), (9, 2.2622),
-                                          (29, 2.0452), (200, 1.9719), (1000, 1.9623)])
+@pytest.mark.parametrize(
+    "df, expected",
+    [
+        (1, 12.7062),
+        (2, 4.3027),
+        (4, 2.7764),
+        (9, 2.2622),
+        (29, 2.0452),
+        (200, 1.9719),
+        (1000, 1.9623),
+    ],
+)
 def test_t_quantiles_match_tables(df, expected):
     assert metrics.t_quantile(0.975, df) == pytest.approx(expected, abs=1e-4)
 
@@ -82,8 +94,8 @@ def test_mean_interval():
     half = 3.1824 * statistics.stdev([1, 2, 3, 4]) / 2
     assert est.value == 2.5 and est.low == pytest.approx(2.5 - half, abs=1e-3)
     assert est.high == pytest.approx(2.5 + half, abs=1e-3)
-    assert metrics.mean([3.0]).low is None          # one episode cannot bound a mean
-    assert metrics.mean([2, 2, 2]).low == 2          # no spread
+    assert metrics.mean([3.0]).low is None  # one episode cannot bound a mean
+    assert metrics.mean([2, 2, 2]).low == 2  # no spread
 
 
 def test_wilson_interval():

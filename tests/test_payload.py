@@ -1,5 +1,6 @@
 """Payload snapshots (real syrupy, real pytest subprocesses, real xdist), the no-tool-call
 diagnosis end to end through the plugin, and `crafter-eval payload`."""
+
 import json
 
 import pytest
@@ -22,8 +23,12 @@ expect: {min_achievements: 0}
 def clean_env(monkeypatch):
     """No key; and not an xdist worker: syrupy reads PYTEST_XDIST_WORKER, which a
     subprocess started by one of this suite's workers would inherit."""
-    for name in ("OPENAI_API_KEY", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT",
-                 "PYTEST_XDIST_TESTRUNUID"):
+    for name in (
+        "OPENAI_API_KEY",
+        "PYTEST_XDIST_WORKER",
+        "PYTEST_XDIST_WORKER_COUNT",
+        "PYTEST_XDIST_TESTRUNUID",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -48,8 +53,12 @@ def test_snapshots_update_pass_offline_under_xdist_diff_readably_and_report_unus
     # offline under xdist: payload items run without a key while the keyless episodes skip
     result = run(evals, "evals", "-n", "2")
     result.assert_outcomes(passed=4, skipped=2)
-    result.stdout.fnmatch_lines(["*gpt-5-nano: request.temperature=0.6 dropped*profile rule 'temperature'*",
-                                 "*3 snapshots passed.*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*gpt-5-nano: request.temperature=0.6 dropped*profile rule 'temperature'*",
+            "*3 snapshots passed.*",
+        ]
+    )
 
     # --model narrows the run: the other models' payload items are deselected, so their
     # snapshots are not "unused" (which would fail the run, or be deleted on update)
@@ -59,19 +68,25 @@ def test_snapshots_update_pass_offline_under_xdist_diff_readably_and_report_unus
     result.assert_outcomes(passed=2, deselected=2)
 
     # a changed profile rule: a readable diff naming the model
-    evals.makefile(".yaml", profiles="profiles:\n  gpt-5-nano: {reasoning_budget: 1000, "
-                                     "reasoning_effort: minimal}\n")
+    evals.makefile(
+        ".yaml",
+        profiles="profiles:\n  gpt-5-nano: {reasoning_budget: 1000, reasoning_effort: minimal}\n",
+    )
     result = run(evals, "evals", "-m", "crafter_payload", "--profiles", "profiles.yaml")
     result.assert_outcomes(passed=2, failed=1)
-    result.stdout.fnmatch_lines([
-        "*the first request of gpt-5-nano (eval smoke, seed 0) does not match its snapshot in "
-        "__snapshots__/smoke.ambr; if the change is intended, run pytest --snapshot-update",
-        "*- *'max_completion_tokens': 4396,",
-        "*+ *'max_completion_tokens': 1300,",
-        "*- *'reasoning_effort': 'low',",
-        "*+ *'reasoning_effort': 'minimal',",
-        "FAILED evals/smoke.yaml::payload[[]gpt-5-nano[]]*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            (
+                "*the first request of gpt-5-nano (eval smoke, seed 0) does not match its snapshot in "
+                "__snapshots__/smoke.ambr; if the change is intended, run pytest --snapshot-update"
+            ),
+            "*- *'max_completion_tokens': 4396,",
+            "*+ *'max_completion_tokens': 1300,",
+            "*- *'reasoning_effort': 'low',",
+            "*+ *'reasoning_effort': 'minimal',",
+            "FAILED evals/smoke.yaml::payload[[]gpt-5-nano[]]*",
+        ]
+    )
     assert "Traceback" not in result.stdout.str() and "\x1b[" not in result.stdout.str()
 
     # a model gone from the file: its snapshot is unused (with -m or -k syrupy cannot tell
@@ -86,47 +101,88 @@ def test_snapshots_update_pass_offline_under_xdist_diff_readably_and_report_unus
 
 def test_models_named_only_on_the_command_line_get_no_payload_item(evals):
     result = run(evals, "evals", "--model", "local/random,local/heuristic", "--collect-only", "-q")
-    result.stdout.fnmatch_lines(["evals/smoke.yaml::payload[[]local/random[]]",
-                                 "evals/smoke.yaml::local/random[[]seed=0[]]",
-                                 "evals/smoke.yaml::local/heuristic[[]seed=0[]]",
-                                 "3/5 tests collected (2 deselected)*"])
+    result.stdout.fnmatch_lines(
+        [
+            "evals/smoke.yaml::payload[[]local/random[]]",
+            "evals/smoke.yaml::local/random[[]seed=0[]]",
+            "evals/smoke.yaml::local/heuristic[[]seed=0[]]",
+            "3/5 tests collected (2 deselected)*",
+        ]
+    )
 
 
 def test_a_model_without_image_input_fails_its_items_with_the_reason(pytester, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")   # never reached
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # never reached
     pytester.makefile(".yaml", **{"evals/e": "models: [o3-mini]\nseeds: 1\nsteps: 1\n"})
     result = run(pytester, "evals")
     result.assert_outcomes(failed=1, errors=1)
-    reason = ("o3-mini does not take image input (profile 'o3-mini', exact): use a text-only eval "
-              "(observation: {image: false})")
-    result.stdout.fnmatch_lines(["*ERROR at setup of o3-mini[[]seed=0[]]*", f"o3-mini seed 0: {reason}",
-                                 "*payload[[]o3-mini[]]*", reason])
+    reason = (
+        "o3-mini does not take image input (profile 'o3-mini', exact): use a text-only eval "
+        "(observation: {image: false})"
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at setup of o3-mini[[]seed=0[]]*",
+            f"o3-mini seed 0: {reason}",
+            "*payload[[]o3-mini[]]*",
+            reason,
+        ]
+    )
     assert "Traceback" not in result.stdout.str() and "During handling" not in result.stdout.str()
 
 
 CLASSES = {  # model -> (class, the failure message with its fix)
-    "local/exhaust": ("budget_exhausted", "no tool call at step 0: reasoning used 512 of "
-                      "max_completion_tokens=512; raise request.max_output_tokens or lower reasoning_effort"),
-    "local/silent": ("text_answer", "no tool call at step 0: finish_reason=stop, text answer: 'I will "
-                     "move left*'; the model answered in text: set request.tool_choice: required, or check "
-                     "the instructions"),
-    "local/silent?mode=refusal": ("refusal", "no tool call at step 0: refusal: *I'm sorry, but I can't "
-                                             "help with that request.*; the model declined: reword the "
-                                             "eval's instructions"),
+    "local/exhaust": (
+        "budget_exhausted",
+        (
+            "no tool call at step 0: reasoning used 512 of "
+            "max_completion_tokens=512; raise request.max_output_tokens or lower reasoning_effort"
+        ),
+    ),
+    "local/silent": (
+        "text_answer",
+        (
+            "no tool call at step 0: finish_reason=stop, text answer: 'I will "
+            "move left*'; the model answered in text: set request.tool_choice: required, or check "
+            "the instructions"
+        ),
+    ),
+    "local/silent?mode=refusal": (
+        "refusal",
+        (
+            "no tool call at step 0: refusal: *I'm sorry, but I can't "
+            "help with that request.*; the model declined: reword the "
+            "eval's instructions"
+        ),
+    ),
     "local/silent?mode=content_filter": (
-        "content_filter", "no tool call at step 0: finish_reason=content_filter: the provider "
-                          "filtered the answer; check the prompt and image"),
-    "local/silent?mode=empty": ("empty_response", "no tool call at step 0: finish_reason=stop, empty "
-                                                  "response: no text and no tool call; set "
-                                                  "request.tool_choice: required, or check the server"),
+        "content_filter",
+        (
+            "no tool call at step 0: finish_reason=content_filter: the provider "
+            "filtered the answer; check the prompt and image"
+        ),
+    ),
+    "local/silent?mode=empty": (
+        "empty_response",
+        (
+            "no tool call at step 0: finish_reason=stop, empty "
+            "response: no text and no tool call; set "
+            "request.tool_choice: required, or check the server"
+        ),
+    ),
 }
 
 
 def test_each_no_tool_call_class_is_reported_with_its_fix(pytester):
     models = "\n".join(f"  - '{m}'" for m in CLASSES)
-    pytester.makefile(".yaml", **{"evals/d": f"models:\n{models}\nseeds: 1\nsteps: 3\n"
-                                             "request: {max_output_tokens: 512, reasoning_budget: 0}\n"})
+    pytester.makefile(
+        ".yaml",
+        **{
+            "evals/d": f"models:\n{models}\nseeds: 1\nsteps: 3\n"
+            "request: {max_output_tokens: 512, reasoning_budget: 0}\n"
+        },
+    )
     pytester.makeconftest("""
 import json
 def pytest_runtest_logreport(report):
@@ -136,13 +192,18 @@ def pytest_runtest_logreport(report):
 """)
     result = run(pytester, "evals", "-m", "crafter", "-s")
     result.assert_outcomes(failed=len(CLASSES))
-    for model, (kind, message) in CLASSES.items():
+    for model, (_kind, message) in CLASSES.items():
         result.stdout.fnmatch_lines([f"*_ {model.replace('[', '[[]')}[[]seed=0[]] _*", message])
-    found = [line.split("RESULT ", 1)[1].split(" ", 1) for line in result.stdout.lines if "RESULT " in line]
+    found = [
+        line.split("RESULT ", 1)[1].split(" ", 1)
+        for line in result.stdout.lines
+        if "RESULT " in line
+    ]
     recorded = {model: json.loads(data) for model, data in found}
     # the episode results carry the class
     assert {m: (r["step"], r["class"]) for m, r in recorded.items()} == {
-        m: (0, kind) for m, (kind, _) in CLASSES.items()}
+        m: (0, kind) for m, (kind, _) in CLASSES.items()
+    }
 
 
 def test_payload_command_prints_the_exact_body(capsys, tmp_path):
@@ -150,31 +211,61 @@ def test_payload_command_prints_the_exact_body(capsys, tmp_path):
     out, err = capsys.readouterr()
     body = json.loads(out)
     assert body["max_completion_tokens"] == 512 + 4096 and body["reasoning_effort"] == "low"
-    assert body["messages"][1]["content"][1]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert body["messages"][1]["content"][1]["image_url"]["url"].startswith(
+        "data:image/png;base64,"
+    )
     assert err == ""
 
-    (tmp_path / "e.yaml").write_text("models: [gpt-4o-mini]\nseeds: 7-9\nrequest: {temperature: 0.6}\n")
-    assert cli.main(["payload", "--model", "gpt-5-nano", "--eval", str(tmp_path / "e.yaml"),
-                     "--redact"]) == 0
+    (tmp_path / "e.yaml").write_text(
+        "models: [gpt-4o-mini]\nseeds: 7-9\nrequest: {temperature: 0.6}\n"
+    )
+    assert (
+        cli.main(
+            ["payload", "--model", "gpt-5-nano", "--eval", str(tmp_path / "e.yaml"), "--redact"]
+        )
+        == 0
+    )
     out, err = capsys.readouterr()
     image = json.loads(out)["messages"][1]["content"][1]["image_url"]["url"]
     assert image.startswith("<image/png 64x64, ") and " bytes, pixels sha256:" in image
     assert "warning: gpt-5-nano: request.temperature=0.6 dropped" in err
     # the eval's first seed, 7, unless --seed says otherwise
-    assert cli.main(["payload", "--model", "gpt-5-nano", "--eval", str(tmp_path / "e.yaml"),
-                     "--redact", "--seed", "7"]) == 0
+    assert (
+        cli.main(
+            [
+                "payload",
+                "--model",
+                "gpt-5-nano",
+                "--eval",
+                str(tmp_path / "e.yaml"),
+                "--redact",
+                "--seed",
+                "7",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out == out
 
 
-@pytest.mark.parametrize("args, code, message", [
-    (["--model", "gpt-3.5-turbo"], 2, "gpt-3.5-turbo does not take tool calls"),
-    (["--model", "o3-mini"], 2, "o3-mini does not take image input (profile 'o3-mini', exact): use a "
-                                "text-only eval (observation: {image: false})"),
-    (["--model", "../x"], 4, "--model: invalid model name '../x'"),
-    (["--model", "x", "--eval", "missing.yaml"], 4, "missing.yaml: cannot read"),
-    (["--model", "x", "--seed", "minus"], 4, "argument --seed: expected a whole number"),
-    (["--seed", "1"], 4, "the following arguments are required: --model"),
-])
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["--model", "gpt-3.5-turbo"], 2, "gpt-3.5-turbo does not take tool calls"),
+        (
+            ["--model", "o3-mini"],
+            2,
+            (
+                "o3-mini does not take image input (profile 'o3-mini', exact): use a "
+                "text-only eval (observation: {image: false})"
+            ),
+        ),
+        (["--model", "../x"], 4, "--model: invalid model name '../x'"),
+        (["--model", "x", "--eval", "missing.yaml"], 4, "missing.yaml: cannot read"),
+        (["--model", "x", "--seed", "minus"], 4, "argument --seed: expected a whole number"),
+        (["--seed", "1"], 4, "the following arguments are required: --model"),
+    ],
+)
 def test_payload_command_errors(capsys, args, code, message):
     try:
         rc = cli.main(["payload", *args])
@@ -189,20 +280,33 @@ def test_payload_command_for_a_text_only_eval_needs_only_tools(capsys, tmp_path)
     (tmp_path / "t.yaml").write_text("models: [o3-mini]\nobservation: {image: false}\n")
     assert cli.main(["payload", "--model", "o3-mini", "--eval", str(tmp_path / "t.yaml")]) == 0
     body = json.loads(capsys.readouterr().out)
-    assert body["messages"][1]["content"] == [body["messages"][1]["content"][0]]   # no image part
-    assert cli.main(["payload", "--model", "gpt-3.5-turbo", "--eval", str(tmp_path / "t.yaml")]) == 2
+    assert body["messages"][1]["content"] == [body["messages"][1]["content"][0]]  # no image part
+    assert (
+        cli.main(["payload", "--model", "gpt-3.5-turbo", "--eval", str(tmp_path / "t.yaml")]) == 2
+    )
 
 
 @pytest.mark.parametrize("where", ["option", "ini"])
 def test_a_bad_profiles_file_is_a_one_line_usage_error(pytester, where):
-    pytester.makefile(".yaml", **{"evals/e": "models: [local/random]\n",
-                                  "conf/profiles": "profiles:\n  gpt-5-nano:\n    temprature: 1\n"})
+    pytester.makefile(
+        ".yaml",
+        **{
+            "evals/e": "models: [local/random]\n",
+            "conf/profiles": "profiles:\n  gpt-5-nano:\n    temprature: 1\n",
+        },
+    )
     if where == "ini":
         pytester.makeini("[pytest]\ncrafter_profiles = conf/profiles.yaml\n")
         result = run(pytester, "evals")
     else:
         result = run(pytester, "evals", "--profiles", "conf/profiles.yaml")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: --profiles: *conf/profiles.yaml:3: profiles.gpt-5-nano.temprature: "
-                                 "unknown key (did you mean 'temperature'?)"])
+    result.stderr.fnmatch_lines(
+        [
+            (
+                "ERROR: --profiles: *conf/profiles.yaml:3: profiles.gpt-5-nano.temprature: "
+                "unknown key (did you mean 'temperature'?)"
+            )
+        ]
+    )
     assert "Traceback" not in result.stderr.str()

@@ -1,8 +1,10 @@
 """Resilience through real pytest runs (pytester subprocesses, real xdist): API faults
 from local/chaos never crash or hang a run nor lose a result; errors are infrastructure,
 failures are capability; budgets, concurrency caps and crashed workers."""
+
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections import defaultdict
@@ -16,7 +18,9 @@ CHAOS = "local/chaos?rate_429=0.2&rate_500=0.05&rate_malformed=0.05&retry_after=
 
 def run(pytester, *args):
     # payload snapshot items are tested in test_payload.py; these files have no snapshots
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-m", "not crafter_payload", *args)
+    return pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-m", "not crafter_payload", *args
+    )
 
 
 def outcome_lines(result) -> dict[str, str]:
@@ -29,28 +33,42 @@ def outcome_lines(result) -> dict[str, str]:
     return lines
 
 
-def test_chaos_run_completes_with_every_episode_judged_and_retry_after_honoured(pytester, monkeypatch):
+def test_chaos_run_completes_with_every_episode_judged_and_retry_after_honoured(
+    pytester, monkeypatch
+):
     """The done-when run: 20 episodes, 20% 429s with Retry-After 0.2 s, 5% 500s, 5%
     malformed tool calls, two xdist workers against one logged server."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-chaos-test")
-    pytester.makefile(".yaml", **{"evals/chaos": "models: [chaos]\nseeds: 20\nsteps: 3\n"
-                                                 "expect: {min_tool_call_rate: 1.0}\n"})
+    pytester.makefile(
+        ".yaml",
+        **{
+            "evals/chaos": "models: [chaos]\nseeds: 20\nsteps: 3\n"
+            "expect: {min_tool_call_rate: 1.0}\n"
+        },
+    )
     with LocalServer(model=CHAOS, log=True) as server:
         result = run(pytester, "evals", "-n", "2", "-rA", "--base-url", server.base_url)
         log = list(server.log)
     outcomes = result.parseoutcomes()
     lines = outcome_lines(result)
-    assert len(lines) == 20 and sum(outcomes.get(k, 0) for k in ("passed", "failed", "errors")) == 20
-    for node, line in lines.items():  # every verdict other than a pass says why
+    assert (
+        len(lines) == 20 and sum(outcomes.get(k, 0) for k in ("passed", "failed", "errors")) == 20
+    )
+    for _node, line in lines.items():  # every verdict other than a pass says why
         assert line.startswith("PASSED") or " - " in line, line
     assert outcomes.get("failed", 0) >= 1  # malformed calls end episodes as failures
     assert "Traceback" not in result.stdout.str()
     records = [json.loads(line) for line in results_lines(pytester)]  # none lost: one per episode
     assert sorted(r["seed"] for r in records) == list(range(20))
     assert all(r["outcome"] == "passed" or r["message"] for r in records)
-    bad_calls = sum(r["malformed_calls"] + r["unknown_tools"] + r["invalid_actions"]
-                    + r["too_many_actions"] + (r["no_tool_call_class"] == "empty_response")
-                    for r in records)
+    bad_calls = sum(
+        r["malformed_calls"]
+        + r["unknown_tools"]
+        + r["invalid_actions"]
+        + r["too_many_actions"]
+        + (r["no_tool_call_class"] == "empty_response")
+        for r in records
+    )
     assert bad_calls >= 1  # malformed tool calls are counted in the records
     retried = sum(sum(r["retries"].values()) for r in records)
     assert retried >= 5 and sum(r["retry_wait_s"] for r in records) >= 5 * 0.2
@@ -62,13 +80,19 @@ def test_chaos_run_completes_with_every_episode_judged_and_retry_after_honoured(
     by_request = defaultdict(list)
     for entry in log:
         by_request[entry.client, entry.key].append(entry)
-    waits = [b.time - a.time for attempts in by_request.values()
-             for a, b in zip(attempts, attempts[1:]) if a.status == 429]
+    waits = [
+        b.time - a.time
+        for attempts in by_request.values()
+        for a, b in itertools.pairwise(attempts)
+        if a.status == 429
+    ]
     assert len(waits) >= 5 and min(waits) >= 0.2, waits
 
 
-EVAL = "models:\n  - local/random: {expect: {min_achievements: 0}}\n  - local/chaos?error=401\n" \
-       "seeds: 0-1\nsteps: 2\n"
+EVAL = (
+    "models:\n  - local/random: {expect: {min_achievements: 0}}\n  - local/chaos?error=401\n"
+    "seeds: 0-1\nsteps: 2\n"
+)
 
 
 def test_api_refusals_are_errors_and_fail_on_error_sets_the_bar(pytester):
@@ -76,66 +100,133 @@ def test_api_refusals_are_errors_and_fail_on_error_sets_the_bar(pytester):
     above = run(pytester, "evals", "-rA", "--fail-on-error", "0.25")
     above.assert_outcomes(passed=2, errors=2)
     assert above.ret == pytest.ExitCode.TESTS_FAILED
-    above.stdout.fnmatch_lines([  # the API's own message, at once: no retries
-        "*ERROR at setup of local/chaos?error=401[[]seed=0[]]*",
-        "local/chaos?error=401 seed 0: step 0: HTTP 401: Incorrect API key provided. "
-        "(code invalid_api_key)"])
-    above.stdout.fnmatch_lines(["*2 of 4 episodes errored (50%), above --fail-on-error 0.25: "
-                                "the run fails*"])
+    above.stdout.fnmatch_lines(
+        [  # the API's own message, at once: no retries
+            "*ERROR at setup of local/chaos?error=401[[]seed=0[]]*",
+            (
+                "local/chaos?error=401 seed 0: step 0: HTTP 401: Incorrect API key provided. "
+                "(code invalid_api_key)"
+            ),
+        ]
+    )
+    above.stdout.fnmatch_lines(
+        ["*2 of 4 episodes errored (50%), above --fail-on-error 0.25: the run fails*"]
+    )
 
     within = run(pytester, "evals", "-n", "2", "--fail-on-error", "0.5")
     within.assert_outcomes(passed=2, errors=2)
     assert within.ret == pytest.ExitCode.OK
-    within.stdout.fnmatch_lines(["*crafter-eval: 2 of 4 episodes errored (50%), within "
-                                 "--fail-on-error 0.5: errors alone do not fail the run*"])
+    within.stdout.fnmatch_lines(
+        [
+            (
+                "*crafter-eval: 2 of 4 episodes errored (50%), within "
+                "--fail-on-error 0.5: errors alone do not fail the run*"
+            )
+        ]
+    )
 
 
 def test_token_budget_skips_the_remaining_episodes_across_workers(pytester):
-    pytester.makefile(".yaml", **{"evals/budget": "models: [local/random]\nseeds: 8\nsteps: 2\n"
-                                                  "expect: {min_achievements: 0}\n"})
+    pytester.makefile(
+        ".yaml",
+        **{
+            "evals/budget": "models: [local/random]\nseeds: 8\nsteps: 2\n"
+            "expect: {min_achievements: 0}\n"
+        },
+    )
     result = run(pytester, "evals", "-n", "2", "--max-tokens", "50", "-rs")
     outcomes = result.parseoutcomes()
     # one response is over 50 tokens: each worker starts at most one episode
     assert outcomes.get("passed", 0) <= 2 and outcomes["skipped"] >= 6
     assert outcomes.get("passed", 0) + outcomes["skipped"] == 8
-    result.stdout.fnmatch_lines(["SKIPPED *evals/budget.yaml:1: token budget reached: * tokens used, --max-tokens 50: "
-                                 "episode not started"])
+    result.stdout.fnmatch_lines(
+        [
+            (
+                "SKIPPED *evals/budget.yaml:1: token budget reached: * tokens used, --max-tokens 50: "
+                "episode not started"
+            )
+        ]
+    )
 
 
 def test_cost_budget_uses_profile_prices(pytester, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    pytester.makefile(".yaml", **{"evals/priced": "models: [gpt-4o-mini-2024-07-18]\nseeds: 3\n"
-                                                  "steps: 2\nexpect: {min_achievements: 0}\n"})
+    pytester.makefile(
+        ".yaml",
+        **{
+            "evals/priced": "models: [gpt-4o-mini-2024-07-18]\nseeds: 3\n"
+            "steps: 2\nexpect: {min_achievements: 0}\n"
+        },
+    )
     with LocalServer(model="local/random", log=True) as server:
-        result = run(pytester, "evals", "-p", "no:xdist", "-rs", "--base-url", server.base_url,
-                     "--max-cost", "0.00001")
+        result = run(
+            pytester,
+            "evals",
+            "-p",
+            "no:xdist",
+            "-rs",
+            "--base-url",
+            server.base_url,
+            "--max-cost",
+            "0.00001",
+        )
         requests = len(server.log)
     result.assert_outcomes(passed=1, skipped=2)
     assert requests == 2  # the first episode ran to its end; the others never started
     # gpt-4o-mini: $0.15 / $0.60 per million tokens in and out; ~700 tokens a step
-    result.stdout.fnmatch_lines(["SKIPPED [[]2[]] evals/priced.yaml:1: cost budget reached: $0.000[0-9]* spent, "
-                                 "--max-cost 1e-05: episode not started"])
+    result.stdout.fnmatch_lines(
+        [
+            (
+                "SKIPPED [[]2[]] evals/priced.yaml:1: cost budget reached: $0.000[0-9]* spent, "
+                "--max-cost 1e-05: episode not started"
+            )
+        ]
+    )
 
-    pytester.makefile(".yaml", **{"evals/priced": "models: [mystery-model]\nseeds: 2\nsteps: 1\n"
-                                                  "expect: {min_achievements: 0}\n"})
+    pytester.makefile(
+        ".yaml",
+        **{
+            "evals/priced": "models: [mystery-model]\nseeds: 2\nsteps: 1\n"
+            "expect: {min_achievements: 0}\n"
+        },
+    )
     with LocalServer(model="local/random") as server:
-        unpriced = run(pytester, "evals", "-p", "no:xdist", "--base-url", server.base_url,
-                       "--max-cost", "0.00001", "-W", "ignore::UserWarning")
+        unpriced = run(
+            pytester,
+            "evals",
+            "-p",
+            "no:xdist",
+            "--base-url",
+            server.base_url,
+            "--max-cost",
+            "0.00001",
+            "-W",
+            "ignore::UserWarning",
+        )
     unpriced.assert_outcomes(passed=2)  # no price, no cost: said, not guessed
-    unpriced.stdout.fnmatch_lines(["*crafter-eval: * tokens of models without prices are not in "
-                                   "--max-cost (add price: to their profiles)*"])
+    unpriced.stdout.fnmatch_lines(
+        [
+            (
+                "*crafter-eval: * tokens of models without prices are not in "
+                "--max-cost (add price: to their profiles)*"
+            )
+        ]
+    )
 
 
 def test_max_concurrency_caps_requests_across_workers(pytester, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    pytester.makefile(".yaml", **{"evals/slow": "models: [slow]\nseeds: 4\nsteps: 2\n"
-                                                "expect: {min_achievements: 0}\n"})
+    pytester.makefile(
+        ".yaml",
+        **{"evals/slow": "models: [slow]\nseeds: 4\nsteps: 2\nexpect: {min_achievements: 0}\n"},
+    )
     with LocalServer(model="local/random?latency_ms=150", log=True) as server:
-        result = run(pytester, "evals", "-n", "2", "--max-concurrency", "1",
-                     "--base-url", server.base_url)
+        result = run(
+            pytester, "evals", "-n", "2", "--max-concurrency", "1", "--base-url", server.base_url
+        )
         times = sorted(entry.time for entry in server.log)
     result.assert_outcomes(passed=4)
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(times) == 8 and min(gaps) >= 0.14, gaps  # one at a time: 150 ms apart at least
 
 
@@ -154,18 +245,34 @@ def pytest_runtest_setup(item):
 def test_a_worker_killed_mid_episode_is_one_error_and_resume_reruns_only_it(pytester, monkeypatch):
     monkeypatch.setenv("KILL_SEED_1", "1")
     pytester.makeconftest(KILLER)
-    pytester.makefile(".yaml", **{"evals/crash": "models: ['local/random?latency_ms=100']\n"
-                                                 "seeds: 4\nsteps: 8\nexpect: {min_achievements: 0}\n"})
+    pytester.makefile(
+        ".yaml",
+        **{
+            "evals/crash": "models: ['local/random?latency_ms=100']\n"
+            "seeds: 4\nsteps: 8\nexpect: {min_achievements: 0}\n"
+        },
+    )
     result = run(pytester, "evals", "-n", "2", "-rA")
     result.assert_outcomes(passed=3, errors=1)
-    result.stdout.fnmatch_lines([
-        "*ERROR at setup of local/random?latency_ms=100[[]seed=1[]]*",
-        "local/random?latency_ms=100 seed 1: the xdist worker gw* running this episode died "
-        "(killed or crashed)*"])
-    result.stdout.fnmatch_lines(["ERROR evals/crash.yaml::local/random?latency_ms=100[[]seed=1[]]*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at setup of local/random?latency_ms=100[[]seed=1[]]*",
+            (
+                "local/random?latency_ms=100 seed 1: the xdist worker gw* running this episode died "
+                "(killed or crashed)*"
+            ),
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        ["ERROR evals/crash.yaml::local/random?latency_ms=100[[]seed=1[]]*"]
+    )
     records = {r["seed"]: r for r in map(json.loads, results_lines(pytester))}
-    assert {s: r["outcome"] for s, r in records.items()} == {0: "passed", 1: "error", 2: "passed",
-                                                               3: "passed"}
+    assert {s: r["outcome"] for s, r in records.items()} == {
+        0: "passed",
+        1: "error",
+        2: "passed",
+        3: "passed",
+    }
     assert records[1]["crashed"] and "died" in records[1]["message"]
 
     monkeypatch.delenv("KILL_SEED_1")

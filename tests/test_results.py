@@ -1,5 +1,6 @@
 """results and reports: records from every xdist worker, results.jsonl, summary files,
 gates and --resume, through real pytest subprocesses and the loopback local models."""
+
 import json
 import multiprocessing
 
@@ -34,7 +35,9 @@ def evals(pytester, monkeypatch):
 
 def run(pytester, *args):
     # Payload snapshot items are left out: these files have no snapshots.
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-m", "not crafter_payload", *args)
+    return pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-m", "not crafter_payload", *args
+    )
 
 
 def lines(path):
@@ -50,27 +53,40 @@ def test_every_episode_is_recorded_reported_and_gated_under_xdist(evals, monkeyp
     assert result.ret == 1
     out = result.stdout.str()
     assert "Traceback" not in out
-    result.stdout.fnmatch_lines([
-        "*crafter-eval summary*",
-        "gates (evals/gates.yaml)",
-        "*model*episodes*achievements (95% CI)*score*tool-call rate*cost*",
-        "*skipped gates: gpt-4o-mini-2024-07-18 (2 episodes): no API key*",
-        "*crafter-eval gates failed for 2 model(s)*",
-        "*eval*model*metric*value (95% CI)*threshold*result*",
-        "gates*local/random *mean_achievements*[[]*,*[]]*>= 5*FAILED*",
-        "gates*local/random *success_rate.collect_wood*>= 100*FAILED*",
-        "gates*local/random?nosuch=1*error_rate*1.00 [[]0.34, 1.00[]]*<= 0*FAILED*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*crafter-eval summary*",
+            "gates (evals/gates.yaml)",
+            "*model*episodes*achievements (95% CI)*score*tool-call rate*cost*",
+            "*skipped gates: gpt-4o-mini-2024-07-18 (2 episodes): no API key*",
+            "*crafter-eval gates failed for 2 model(s)*",
+            "*eval*model*metric*value (95% CI)*threshold*result*",
+            "gates*local/random *mean_achievements*[[]*,*[]]*>= 5*FAILED*",
+            "gates*local/random *success_rate.collect_wood*>= 100*FAILED*",
+            "gates*local/random?nosuch=1*error_rate*1.00 [[]0.34, 1.00[]]*<= 0*FAILED*",
+        ]
+    )
     assert "local/heuristic  mean_achievements" not in out  # passing gates stay quiet
 
     records = lines(evals.path / "out" / "results.jsonl")
     assert sorted((r["model"], r["seed"]) for r in records) == sorted(
-        (m, s) for m in ["local/heuristic", "local/random", "local/silent", "local/random?nosuch=1",
-                         "gpt-4o-mini-2024-07-18"] for s in (0, 1))
+        (m, s)
+        for m in [
+            "local/heuristic",
+            "local/random",
+            "local/silent",
+            "local/random?nosuch=1",
+            "gpt-4o-mini-2024-07-18",
+        ]
+        for s in (0, 1)
+    )
     by_model = {r["model"]: r for r in records}
     assert by_model["local/heuristic"]["outcome"] == "passed"
     assert by_model["local/silent"]["outcome"] == "xfailed"
-    assert by_model["local/silent"]["no_tool_call_class"] and "answers in text" in by_model["local/silent"]["message"]
+    assert (
+        by_model["local/silent"]["no_tool_call_class"]
+        and "answers in text" in by_model["local/silent"]["message"]
+    )
     assert by_model["local/random?nosuch=1"]["outcome"] == "error"
     assert "nosuch" in by_model["local/random?nosuch=1"]["message"]
     assert by_model["gpt-4o-mini-2024-07-18"]["outcome"] == "skipped"
@@ -88,28 +104,48 @@ def test_every_episode_is_recorded_reported_and_gated_under_xdist(evals, monkeyp
     assert models["local/random"]["gate"]["status"] == "failed"
     assert models["local/silent"]["gate"]["status"] == "xpassed"  # 0 achievements >= 0
     rates = models["local/heuristic"]["metrics"]["success_rates"]
-    assert set(rates) == set(spec.ACHIEVEMENTS) and all(0 <= r["value"] <= 100 for r in rates.values())
-    assert summary["skipped"] == [{"eval": "gates", "model": "gpt-4o-mini-2024-07-18", "episodes": 2,
-                                   "reasons": ["no API key for gpt-4o-mini-2024-07-18: set OPENAI_API_KEY to run it"]}]
+    assert set(rates) == set(spec.ACHIEVEMENTS) and all(
+        0 <= r["value"] <= 100 for r in rates.values()
+    )
+    assert summary["skipped"] == [
+        {
+            "eval": "gates",
+            "model": "gpt-4o-mini-2024-07-18",
+            "episodes": 2,
+            "reasons": ["no API key for gpt-4o-mini-2024-07-18: set OPENAI_API_KEY to run it"],
+        }
+    ]
     md = (evals.path / "out" / "summary.md").read_text()
     assert "| local/heuristic | 2 |" in md and "**Skipped models**" in md
     assert step_summary.read_text() == md + "\n"
 
 
 def test_passing_gates_exit_zero_and_failed_xfail_gates_do_not_fail(evals):
-    evals.makefile(".yaml", **{"evals/gates": "models:\n  - local/heuristic\n"
-                               "  - local/silent: {xfail: 'no tools', gate: {min_tool_call_rate: 0.5}}\n"
-                               "seeds: 2\nsteps: 2\ngate: {min_tool_call_rate: 0.3, on: lower_bound}\n"})
+    evals.makefile(
+        ".yaml",
+        **{
+            "evals/gates": "models:\n  - local/heuristic\n"
+            "  - local/silent: {xfail: 'no tools', gate: {min_tool_call_rate: 0.5}}\n"
+            "seeds: 2\nsteps: 2\ngate: {min_tool_call_rate: 0.3, on: lower_bound}\n"
+        },
+    )
     result = run(evals, "evals")
     assert result.ret == 0
     result.assert_outcomes(passed=2, xfailed=2)
-    result.stdout.fnmatch_lines(["*crafter-eval gates*", "*local/silent (xfail)*tool_call_rate*failed (xfail: expected)*"])
+    result.stdout.fnmatch_lines(
+        ["*crafter-eval gates*", "*local/silent (xfail)*tool_call_rate*failed (xfail: expected)*"]
+    )
     assert (evals.path / "reports" / "summary.json").exists()
 
 
 def test_resume_reuses_final_records_and_reruns_the_rest(evals):
-    evals.makefile(".yaml", **{"evals/gates": "models:\n  - local/random:\n      expect: {min_achievements: 0}\n"
-                               "seeds: 0-3\nsteps: 2\n"})
+    evals.makefile(
+        ".yaml",
+        **{
+            "evals/gates": "models:\n  - local/random:\n      expect: {min_achievements: 0}\n"
+            "seeds: 0-3\nsteps: 2\n"
+        },
+    )
     assert run(evals, "evals").ret == 0
     path = evals.path / "reports" / "results.jsonl"
     first = lines(path)
@@ -177,14 +213,30 @@ def test_read_passes_over_partial_lines(tmp_path):
 
 
 def _records(model, achievements_per_episode, outcome="passed"):
-    return [{"eval": "e", "model": model, "seed": i, "outcome": outcome, "achievements": a,
-             "reward": float(len(a)), "steps": 10, "tool_calls": 10}
-            for i, a in enumerate(achievements_per_episode)]
+    return [
+        {
+            "eval": "e",
+            "model": model,
+            "seed": i,
+            "outcome": outcome,
+            "achievements": a,
+            "reward": float(len(a)),
+            "steps": 10,
+            "tool_calls": 10,
+        }
+        for i, a in enumerate(achievements_per_episode)
+    ]
 
 
 def _run(**gate):
-    return spec.Run(model="m", steps=1, observation=spec.Observation(), request=spec.Request(),
-                    expect=spec.Expect(), gate=spec.Gate(**gate))
+    return spec.Run(
+        model="m",
+        steps=1,
+        observation=spec.Observation(),
+        request=spec.Request(),
+        expect=spec.Expect(),
+        gate=spec.Gate(**gate),
+    )
 
 
 def test_gate_on_lower_bound_is_stricter_than_on_mean():
@@ -202,28 +254,50 @@ def test_gate_without_completed_episodes_fails_with_a_note():
     summary = report.summarize(recs, {("e", "m"): _run(crafter_score=1.0, max_error_rate=0.5)})
     checks = summary["evals"]["e"]["models"]["m"]["gate"]["checks"]
     assert [(c["metric"], c["passed"], c["note"]) for c in checks] == [
-        ("crafter_score", False, "no completed episodes"), ("error_rate", False, None)]
+        ("crafter_score", False, "no completed episodes"),
+        ("error_rate", False, None),
+    ]
 
 
-@pytest.mark.parametrize("text, message", [
-    ("gate: {mean_achievments: 1}", "gate.mean_achievments: unknown key (did you mean 'mean_achievements'?)"),
-    ("gate: {success_rate: {collect_wod: 50}}", "gate.success_rate.collect_wod: unknown achievement (did you mean 'collect_wood'?)"),
-    ("gate: {success_rate: {collect_wood: 150}}", "gate.success_rate.collect_wood: must be from 0 to 100"),
-    ("gate:\n  on: median", "gate.on: must be mean or lower_bound"),
-    ("gate: {max_error_rate: 2}", "gate.max_error_rate: must be from 0 to 1"),
-    ("gate: {crafter_score: high}", "gate.crafter_score: must be a number"),
-    ("gate: 3", "gate: must be a mapping of thresholds"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "gate: {mean_achievments: 1}",
+            "gate.mean_achievments: unknown key (did you mean 'mean_achievements'?)",
+        ),
+        (
+            "gate: {success_rate: {collect_wod: 50}}",
+            "gate.success_rate.collect_wod: unknown achievement (did you mean 'collect_wood'?)",
+        ),
+        (
+            "gate: {success_rate: {collect_wood: 150}}",
+            "gate.success_rate.collect_wood: must be from 0 to 100",
+        ),
+        ("gate:\n  on: median", "gate.on: must be mean or lower_bound"),
+        ("gate: {max_error_rate: 2}", "gate.max_error_rate: must be from 0 to 1"),
+        ("gate: {crafter_score: high}", "gate.crafter_score: must be a number"),
+        ("gate: 3", "gate: must be a mapping of thresholds"),
+    ],
+)
 def test_bad_gates_are_one_line_errors(tmp_path, text, message):
     with pytest.raises(spec.SpecError) as info:
         spec.load(tmp_path / "g.yaml", f"models: [a]\n{text}\n")
     line = 3 if "\n" in text else 2
-    assert str(info.value).startswith(f"{tmp_path / 'g.yaml'}:{line}: ") and message in str(info.value)
+    assert str(info.value).startswith(f"{tmp_path / 'g.yaml'}:{line}: ") and message in str(
+        info.value
+    )
 
 
 def test_model_gates_override_file_gates_key_by_key(tmp_path):
-    text = ("models:\n  - a: {gate: {mean_reward: 2, crafter_score: null}}\n  - b: {gate: null}\n  - c\n"
-            "gate: {crafter_score: 1, mean_reward: 1, success_rate: {collect_wood: 50}}\n")
+    text = (
+        "models:\n  - a: {gate: {mean_reward: 2, crafter_score: null}}\n  - b: {gate: null}\n  - c\n"
+        "gate: {crafter_score: 1, mean_reward: 1, success_rate: {collect_wood: 50}}\n"
+    )
     a, b, c = spec.load(tmp_path / "g.yaml", text).runs
-    assert (a.gate.mean_reward, a.gate.crafter_score, a.gate.success_rate) == (2.0, None, (("collect_wood", 50.0),))
+    assert (a.gate.mean_reward, a.gate.crafter_score, a.gate.success_rate) == (
+        2.0,
+        None,
+        (("collect_wood", 50.0),),
+    )
     assert b.gate.empty and not c.gate.empty and c.gate.on == "mean"

@@ -2,6 +2,7 @@
 anywhere: cassettes, payload snapshots, reports, traces, junitxml, log files, output. The API on
 loopback answers one model and, like the real API, echoes the credentials it got in a 401
 for another; the run goes through real pytest, xdist, the SDK and HTTP."""
+
 import base64
 import json
 import threading
@@ -40,10 +41,18 @@ class _API(BaseHTTPRequestHandler):
             scheme, _, token = auth.partition(" ")
             if scheme == "Basic":
                 token = base64.b64decode(token).decode()
-            status, answer = 401, {"error": {
-                "message": f"Incorrect API key provided: {token}. You can find your API key at "
-                           "https://platform.openai.com/account/api-keys.",
-                "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}}
+            status, answer = (
+                401,
+                {
+                    "error": {
+                        "message": f"Incorrect API key provided: {token}. You can find your API key at "
+                        "https://platform.openai.com/account/api-keys.",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": "invalid_api_key",
+                    }
+                },
+            )
         data = json.dumps(answer).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -68,10 +77,16 @@ def api():
 
 def scan(root, *texts) -> list[str]:
     """Every file under `root` (and each text) that holds a piece of a secret."""
-    found = [f"{path.relative_to(root)}: {leak!r}"
-             for path in sorted(root.rglob("*")) if path.is_file()
-             for leak in LEAKS if leak in path.read_bytes()]
-    return found + [f"output: {leak!r}" for text in texts for leak in LEAKS if leak in text.encode()]
+    found = [
+        f"{path.relative_to(root)}: {leak!r}"
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+        for leak in LEAKS
+        if leak in path.read_bytes()
+    ]
+    return found + [
+        f"output: {leak!r}" for text in texts for leak in LEAKS if leak in text.encode()
+    ]
 
 
 @pytest.mark.parametrize("credentials", ["key", "key and url"])
@@ -83,17 +98,43 @@ def test_sentinel_secrets_are_written_nowhere(pytester, monkeypatch, api, creden
     host = f"127.0.0.1:{api.server_address[1]}"
     url = f"http://user:{PASSWORD}@{host}/v1" if "url" in credentials else f"http://{host}/v1"
     result = pytester.runpytest_subprocess(
-        "evals", "-n", "2", "-rA", "-v", "--base-url", url, "--record", "cassette",
-        "--snapshot-update", "--junitxml", "junit.xml", "-o", "junit_logging=all",
-        "--log-level", "DEBUG", "--log-file", "run.log", "--log-file-level", "DEBUG",
-        "--report-dir", "reports", "--trace-dir", "traces")
+        "evals",
+        "-n",
+        "2",
+        "-rA",
+        "-v",
+        "--base-url",
+        url,
+        "--record",
+        "cassette",
+        "--snapshot-update",
+        "--junitxml",
+        "junit.xml",
+        "-o",
+        "junit_logging=all",
+        "--log-level",
+        "DEBUG",
+        "--log-file",
+        "run.log",
+        "--log-file-level",
+        "DEBUG",
+        "--report-dir",
+        "reports",
+        "--trace-dir",
+        "traces",
+    )
     # 3 payload snapshots written; 2 episodes pass; gpt-4.1-nano errors with HTTP 401
     result.assert_outcomes(passed=5, errors=1)
     assert len(list((pytester.path / "evals" / "__snapshots__").rglob("*.ambr"))) == 1
     # The secrets were really used, and the 401 message (which echoed them) was reported.
-    assert any(KEY in seen or PASSWORD in base64.b64decode(seen[6:] or b"").decode(errors="replace")
-               for seen in api.seen if seen)
-    result.stdout.fnmatch_lines(["*gpt-4.1-nano seed 0: step 0: HTTP 401: Incorrect API key provided: *"])
+    assert any(
+        KEY in seen or PASSWORD in base64.b64decode(seen[6:] or b"").decode(errors="replace")
+        for seen in api.seen
+        if seen
+    )
+    result.stdout.fnmatch_lines(
+        ["*gpt-4.1-nano seed 0: step 0: HTTP 401: Incorrect API key provided: *"]
+    )
     assert len(list((pytester.path / "cassette").glob("gpt-4.1-nano-*.json"))) == 1
     assert len(list((pytester.path / "traces").rglob("steps.jsonl"))) >= 2
     reports = {p.name for p in (pytester.path / "reports").iterdir()}

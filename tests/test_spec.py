@@ -1,4 +1,5 @@
 """spec: YAML eval files -> frozen dataclasses, and one-line errors naming file:line: key."""
+
 import pytest
 
 from pytest_crafter_eval import spec
@@ -28,7 +29,11 @@ def test_reference_file_parses_into_resolved_runs(tmp_path):
     loaded = spec.load(tmp_path / "smoke.yaml", GOOD)
     assert loaded.name == "smoke"
     assert loaded.seeds == tuple(range(10))
-    assert [r.model for r in loaded.runs] == ["local/heuristic", "gpt-4o-mini-2024-07-18", "local/silent"]
+    assert [r.model for r in loaded.runs] == [
+        "local/heuristic",
+        "gpt-4o-mini-2024-07-18",
+        "local/silent",
+    ]
     silent = loaded.runs[2]
     assert silent.xfail == "answers in text, never calls the tool"
     assert silent.steps == 50 and silent.request.temperature == 0.6
@@ -38,8 +43,10 @@ def test_reference_file_parses_into_resolved_runs(tmp_path):
 
 
 def test_model_overrides_merge_key_by_key(tmp_path):
-    text = "models:\n  - a: {steps: 3, request: {temperature: 0}, observation: {image: false}}\n  - b\n" \
-           "request: {max_output_tokens: 100, temperature: 1}\n"
+    text = (
+        "models:\n  - a: {steps: 3, request: {temperature: 0}, observation: {image: false}}\n  - b\n"
+        "request: {max_output_tokens: 100, temperature: 1}\n"
+    )
     a, b = spec.load(tmp_path / "x.yaml", text).runs
     assert (a.steps, a.request.temperature, a.request.max_output_tokens) == (3, 0.0, 100)
     assert a.observation.image is None and a.observation.text
@@ -50,9 +57,16 @@ def test_name_defaults_to_the_file_stem(tmp_path):
     assert spec.load(tmp_path / "nightly.yaml", "models: [m]").name == "nightly"
 
 
-@pytest.mark.parametrize("value, seeds", [
-    (3, (0, 1, 2)), ("0-2", (0, 1, 2)), ("3,5,8", (3, 5, 8)), ([7, 1], (7, 1)), ("4", (0, 1, 2, 3)),
-])
+@pytest.mark.parametrize(
+    "value, seeds",
+    [
+        (3, (0, 1, 2)),
+        ("0-2", (0, 1, 2)),
+        ("3,5,8", (3, 5, 8)),
+        ([7, 1], (7, 1)),
+        ("4", (0, 1, 2, 3)),
+    ],
+)
 def test_seed_forms(value, seeds):
     assert spec.parse_seeds(value) == seeds
 
@@ -66,12 +80,28 @@ BAD = [
     ("models: [a]\nseeds: [1, 1]", 2, "seeds: seed 1 is listed twice"),
     ("models: [a]\nsteps: 0", 2, "steps: must be at least 1, got 0"),
     ("models: [a]\nsteps: '5'", 2, "steps: must be a whole number of model calls"),
-    ("models: [a]\nrequest: {temprature: 1}", 2, "request.temprature: unknown key (did you mean 'temperature'?)"),
-    ("models: [a]\nexpect:\n  min_tool_call_rate: high", 3, "expect.min_tool_call_rate: must be a number"),
-    ("models: [a]\nexpect: {min_tool_call_rate: 2}", 2, "expect.min_tool_call_rate: must be from 0 to 1"),
+    (
+        "models: [a]\nrequest: {temprature: 1}",
+        2,
+        "request.temprature: unknown key (did you mean 'temperature'?)",
+    ),
+    (
+        "models: [a]\nexpect:\n  min_tool_call_rate: high",
+        3,
+        "expect.min_tool_call_rate: must be a number",
+    ),
+    (
+        "models: [a]\nexpect: {min_tool_call_rate: 2}",
+        2,
+        "expect.min_tool_call_rate: must be from 0 to 1",
+    ),
     ("models:\n  - a: {stepz: 3}", 2, "models[0].a.stepz: unknown key (did you mean 'steps'?)"),
     ("models: [../../etc/passwd]", 1, "models[0]: invalid model name '../../etc/passwd'"),
-    ("models: [a]\nobservation: {image: false, text: false}", 2, "observation: image and text are both off"),
+    (
+        "models: [a]\nobservation: {image: false, text: false}",
+        2,
+        "observation: image and text are both off",
+    ),
     ("models: [a]\nmodels: [b]", 2, "models: key given twice"),
     ("name: smoke\n", 1, "missing key 'models'"),
     ("- a\n- b\n", 1, "expected a mapping at the top"),

@@ -1,4 +1,5 @@
 """tools: parsing an assistant message into actions, counting what was wrong (pure)."""
+
 import json
 
 import pytest
@@ -11,16 +12,30 @@ def call(arguments, name="interact_many"):
 
 
 def test_several_calls_run_in_order_with_string_or_mapping_arguments():
-    parsed = parse_tool_calls({"tool_calls": [call(json.dumps({"actions": ["do", "noop"]})),
-                                              call({"actions": ["move_left"]})]})
+    parsed = parse_tool_calls(
+        {
+            "tool_calls": [
+                call(json.dumps({"actions": ["do", "noop"]})),
+                call({"actions": ["move_left"]}),
+            ]
+        }
+    )
     assert parsed.actions == ["do", "noop", "move_left"]
     assert (parsed.tool_calls, parsed.valid_calls, parsed.invalid_actions) == (2, 2, 0)
 
 
 def test_each_kind_of_bad_call_is_counted_and_nothing_raises():
-    parsed = parse_tool_calls({"tool_calls": [
-        call("{not json"), call({"actions": ["fly", "do"]}), call({"actions": ["do"]}, name="other"),
-        call({"actions": ["noop"] * (MAX_ACTIONS + 2)}), "junk"]})
+    parsed = parse_tool_calls(
+        {
+            "tool_calls": [
+                call("{not json"),
+                call({"actions": ["fly", "do"]}),
+                call({"actions": ["do"]}, name="other"),
+                call({"actions": ["noop"] * (MAX_ACTIONS + 2)}),
+                "junk",
+            ]
+        }
+    )
     assert parsed.malformed_json == 1 and parsed.unknown_tools == 2
     assert parsed.too_many_actions == 1 and parsed.invalid_actions == 1 + 2
     assert parsed.actions == ["do"] + ["noop"] * MAX_ACTIONS
@@ -32,9 +47,14 @@ def test_messages_without_calls_give_no_actions(message):
     assert not parsed.ok and parsed.tool_calls == 0
 
 
-@pytest.mark.parametrize("response, choice", [
-    ({"choices": [{"finish_reason": "stop"}]}, {"finish_reason": "stop"}),
-    ({"choices": []}, {}), ({"choices": ["x"]}, {}), ({}, {}),
-])
+@pytest.mark.parametrize(
+    "response, choice",
+    [
+        ({"choices": [{"finish_reason": "stop"}]}, {"finish_reason": "stop"}),
+        ({"choices": []}, {}),
+        ({"choices": ["x"]}, {}),
+        ({}, {}),
+    ],
+)
 def test_first_choice(response, choice):
     assert first_choice(response) == choice

@@ -1,6 +1,7 @@
 """trace: per-step traces (--trace-dir) and the episode GIFs, from real episodes against
 the loopback local models, and through real pytest runs (the xdist run that writes them
 for every episode is in test_html_report.py)."""
+
 import base64
 import copy
 import json
@@ -30,8 +31,13 @@ def play(connections, tmp_path, text, seed=0):
     events = []
     directory = tmp_path / "trace" / trace.episode_path("e", run.model, seed)
     with trace.TraceWriter(directory) as writer:
-        result = run_episode(run, seed, connections.for_model(run.model), eval_name="e",
-                             on_step=trace.chain(lambda e: events.append(copy.deepcopy(e)), writer))
+        result = run_episode(
+            run,
+            seed,
+            connections.for_model(run.model),
+            eval_name="e",
+            on_step=trace.chain(lambda e: events.append(copy.deepcopy(e)), writer),
+        )
     return result, events, directory
 
 
@@ -52,8 +58,14 @@ def test_steps_reference_frames_by_file_and_read_back_as_the_requests(connection
         assert (directory / image["url"]).read_bytes() == base64.b64decode(sent.split(",", 1)[1])
         assert np.array_equal(np.asarray(Image.open(directory / line["frame"])), event["frame"])
         assert line["messages"][-1]["role"] == "assistant"
-        assert line["messages"][-1]["tool_calls"] == event["response"]["choices"][0]["message"]["tool_calls"]
-        assert line["tools"] == event["request"]["tools"] and line["params"]["model"] == "local/heuristic"
+        assert (
+            line["messages"][-1]["tool_calls"]
+            == event["response"]["choices"][0]["message"]["tool_calls"]
+        )
+        assert (
+            line["tools"] == event["request"]["tools"]
+            and line["params"]["model"] == "local/heuristic"
+        )
         assert line["actions"] == event["actions"] and line["no_tool_call"] is None
     assert sum(s["reward"] for s in steps) == pytest.approx(result.reward)
     assert steps[-1]["reward_total"] == pytest.approx(result.reward)
@@ -63,18 +75,21 @@ def test_steps_reference_frames_by_file_and_read_back_as_the_requests(connection
     examples = list(trace.sft_examples(directory / "steps.jsonl"))
     assert len(examples) == 6
     for example, event in zip(examples, events):
-        assert example["messages"][:-1] == event["request"]["messages"]   # the images inlined again
+        assert example["messages"][:-1] == event["request"]["messages"]  # the images inlined again
         assert example["messages"][-1]["tool_calls"]
         assert example["tools"] == event["request"]["tools"]
         assert set(example) == {"messages", "tools"}
 
 
 def test_text_only_episodes_still_save_their_frames(connections, tmp_path):
-    _, events, directory = play(connections, tmp_path,
-                                "models: [local/random]\nsteps: 3\nobservation: {image: false}\n")
+    _, events, directory = play(
+        connections, tmp_path, "models: [local/random]\nsteps: 3\nobservation: {image: false}\n"
+    )
     for line, event in zip(lines(directory), events):
-        assert all(isinstance(m["content"], str) or all(p["type"] == "text" for p in m["content"])
-                   for m in line["messages"][:-1]), "the model saw no image"
+        assert all(
+            isinstance(m["content"], str) or all(p["type"] == "text" for p in m["content"])
+            for m in line["messages"][:-1]
+        ), "the model saw no image"
         assert np.array_equal(np.asarray(Image.open(directory / line["frame"])), event["frame"])
 
 
@@ -82,8 +97,10 @@ def test_an_answer_without_tool_call_is_traced_but_no_sft_example(connections, t
     result, _, directory = play(connections, tmp_path, "models: [local/silent]\nsteps: 5\n")
     (step,) = lines(directory)
     assert step["no_tool_call"] == result.no_tool_call and step["actions"] == []
-    assert step["messages"][-1] == {"role": "assistant",
-                                    "content": step["response"]["choices"][0]["message"]["content"]}
+    assert step["messages"][-1] == {
+        "role": "assistant",
+        "content": step["response"]["choices"][0]["message"]["content"],
+    }
     assert list(trace.sft_examples(directory / "steps.jsonl")) == []
     assert len(list(trace.sft_examples(directory / "steps.jsonl", include_failed=True))) == 1
 
@@ -114,8 +131,9 @@ def test_filmstrip_keeps_an_evenly_spaced_bounded_sample_and_saves_a_gif(tmp_pat
 
 
 def test_episode_paths_are_safe_directory_names():
-    assert trace.episode_path("smoke", "local/random?seed=1&x=2", 3) == \
-        Path("smoke", "local_random_seed_1_x_2", "seed-3")
+    assert trace.episode_path("smoke", "local/random?seed=1&x=2", 3) == Path(
+        "smoke", "local_random_seed_1_x_2", "seed-3"
+    )
     assert trace.episode_path("e", "../..", 0) == Path("e", "_", "seed-0")
 
 
@@ -126,11 +144,14 @@ def test_trace_dir_from_the_ini_file_is_relative_to_it(pytester, monkeypatch):
     pytester.makefile(".yaml", **{"evals/smoke": EVAL})
     pytester.makeini("[pytest]\ncrafter_trace_dir = out/traces\ncrafter_model = local/random\n")
     monkeypatch.chdir(pytester.mkdir("sub"))
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-m", "not crafter_payload",
-                                           "../evals")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-m", "not crafter_payload", "../evals"
+    )
     result.assert_outcomes(passed=2)
     assert not (pytester.path / "sub" / "out").exists()
-    assert (pytester.path / "out" / "traces" / "smoke" / "local_random" / "seed-1" / "steps.jsonl").is_file()
+    assert (
+        pytester.path / "out" / "traces" / "smoke" / "local_random" / "seed-1" / "steps.jsonl"
+    ).is_file()
 
 
 def test_trace_dir_that_is_a_file_is_a_usage_error(pytester):

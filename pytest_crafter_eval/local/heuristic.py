@@ -14,6 +14,7 @@ documented in `CrafterEnv.text`) and returns 1-8 actions for the most urgent goa
 
 Text it cannot parse gets random moves, so it never fails.
 """
+
 from __future__ import annotations
 
 import random
@@ -86,7 +87,7 @@ def _parse(text: str) -> Observation:
             obs.facing, _, direction = value.partition(" (")
             obs.facing_dir = direction.rstrip(")")
         elif key == "adjacent":
-            obs.adjacent = dict((d, thing) for d, thing in _pairs(value))
+            obs.adjacent = dict(_pairs(value))
         elif match := _NEARBY.match(line):
             obs.nearby[match[1]] = _offset(match[2])
     return obs
@@ -108,8 +109,10 @@ def choose_actions(text: str, rng: random.Random) -> list[str]:
     """Return 1-8 action names for the state described by `text`."""
     obs = parse(text)
     if obs is None:
-        return [rng.choice(["move_left", "move_right", "move_up", "move_down"])
-                for _ in range(rng.randint(1, 4))]
+        return [
+            rng.choice(["move_left", "move_right", "move_up", "move_down"])
+            for _ in range(rng.randint(1, 4))
+        ]
     actions = _plan(obs, rng)
     return actions[:MAX_ACTIONS] or ["noop"]
 
@@ -126,7 +129,8 @@ def _plan(obs: Observation, rng: random.Random) -> list[str]:
     if vitals.get("food", 9) <= 4 and "cow" in near:
         return _go_do(obs, near["cow"], 5)
     tired = vitals.get("energy", 9) <= 2 or (
-        vitals.get("energy", 9) < 9 and "wake_up" not in done and not obs.night)
+        vitals.get("energy", 9) < 9 and "wake_up" not in done and not obs.night
+    )
     if tired and "zombie" not in near:
         return ["sleep"] * MAX_ACTIONS
     if "collect_drink" not in done and "water" in near:
@@ -144,8 +148,7 @@ def _craft(obs: Observation, rng: random.Random) -> list[str]:
     """The next step up the crafting ladder, or [] if nothing is in reach."""
     done, near = obs.achievements, obs.nearby
     todo = [(name, uses) for name, uses in RECIPES if name not in done]
-    makeable = [name for name, uses in todo
-                if all(obs.has(item, n) for item, n in uses.items())]
+    makeable = [name for name, uses in todo if all(obs.has(item, n) for item, n in uses.items())]
     table = near.get("table")
     if table and makeable:
         if max(abs(table[0]), abs(table[1])) <= 1:  # crafting reaches the 8 tiles around

@@ -19,14 +19,16 @@ socket without answering). A model registered with `per_attempt=True` also gets 
 attempt number: how many times the server has already seen this exact request, so that
 `local/chaos` can fail a request and let its retry through, reproducibly.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qsl
 
 from ..env import ACTIONS
@@ -39,16 +41,34 @@ DEFAULT_MAX_TOKENS = 512
 class ModelError(Exception):
     """A request the server answers with an OpenAI-style error body and `status`."""
 
-    def __init__(self, status: int, message: str, type: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+        self.status, self.message, self.type, self.param, self.code = (
+            status,
+            message,
+            type,
+            param,
+            code,
+        )
         self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type,
-                          "param": self.param, "code": self.code}}
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
 
 
 class RawBody(Exception):
@@ -65,7 +85,7 @@ class DropConnection(Exception):
 
 @dataclass(frozen=True)
 class Option:
-    kind: type                       # int, float or str
+    kind: type  # int, float or str
     default: Any
     choices: tuple[str, ...] = ()
     help: str = ""
@@ -79,9 +99,9 @@ class Answer:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     finish_reason: str = "stop"
     refusal: str | None = None
-    completion_tokens: int | None = None   # estimated from the answer if None
+    completion_tokens: int | None = None  # estimated from the answer if None
     reasoning_tokens: int = 0
-    no_choices: bool = False               # answer with `choices: []`
+    no_choices: bool = False  # answer with `choices: []`
 
 
 @dataclass(frozen=True)
@@ -90,7 +110,7 @@ class Model:
     help: str
     answer: Callable[..., Answer]
     options: dict[str, Option]
-    per_attempt: bool = False    # answer(body, rng, options, attempt)
+    per_attempt: bool = False  # answer(body, rng, options, attempt)
 
 
 COMMON_OPTIONS = {
@@ -105,6 +125,7 @@ def register(name: str, help: str, per_attempt: bool = False, **options: Option)
     def decorator(function):
         MODELS[name] = Model(name, help, function, {**COMMON_OPTIONS, **options}, per_attempt)
         return function
+
     return decorator
 
 
@@ -115,7 +136,9 @@ def list_models() -> list[str]:
 def describe_models() -> str:
     lines = []
     for model in MODELS.values():
-        opts = ", ".join(f"{k}={'|'.join(o.choices) or o.kind.__name__}" for k, o in model.options.items())
+        opts = ", ".join(
+            f"{k}={'|'.join(o.choices) or o.kind.__name__}" for k, o in model.options.items()
+        )
         lines.append(f"{model.name}: {model.help} (options: {opts})")
     return "\n".join(lines)
 
@@ -128,30 +151,49 @@ def parse_model(spec: str) -> tuple[Model, dict[str, Any]]:
     model = MODELS.get(name)
     if model is None:
         raise ModelError(
-            404, f"The model `{name}` does not exist. Known local models: {', '.join(list_models())}.",
-            param="model", code="model_not_found")
+            404,
+            f"The model `{name}` does not exist. Known local models: {', '.join(list_models())}.",
+            param="model",
+            code="model_not_found",
+        )
     try:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True) if query else []
     except ValueError:
-        raise ModelError(400, f"Cannot parse options `{query}` of model `{name}`: "
-                              "expected key=value pairs joined by '&'.", param="model") from None
+        raise ModelError(
+            400,
+            f"Cannot parse options `{query}` of model `{name}`: "
+            "expected key=value pairs joined by '&'.",
+            param="model",
+        ) from None
     options = {key: option.default for key, option in model.options.items()}
     for key, raw in pairs:
         option = model.options.get(key)
         if option is None:
-            raise ModelError(400, f"Unknown option `{key}` for model `{name}`. "
-                                  f"Known options: {', '.join(model.options)}.", param="model")
+            raise ModelError(
+                400,
+                f"Unknown option `{key}` for model `{name}`. "
+                f"Known options: {', '.join(model.options)}.",
+                param="model",
+            )
         try:
             value = option.kind(raw)
         except ValueError:
-            raise ModelError(400, f"Option `{key}` of model `{name}` must be {option.kind.__name__}, "
-                                  f"got `{raw}`.", param="model") from None
+            raise ModelError(
+                400,
+                f"Option `{key}` of model `{name}` must be {option.kind.__name__}, got `{raw}`.",
+                param="model",
+            ) from None
         if option.choices and value not in option.choices:
-            raise ModelError(400, f"Option `{key}` of model `{name}` must be one of "
-                                  f"{', '.join(option.choices)}, got `{raw}`.", param="model")
+            raise ModelError(
+                400,
+                f"Option `{key}` of model `{name}` must be one of "
+                f"{', '.join(option.choices)}, got `{raw}`.",
+                param="model",
+            )
         if isinstance(value, float) and not 0 <= value < float("inf"):
-            raise ModelError(400, f"Option `{key}` of model `{name}` must be >= 0, got `{raw}`.",
-                             param="model")
+            raise ModelError(
+                400, f"Option `{key}` of model `{name}` must be >= 0, got `{raw}`.", param="model"
+            )
         options[key] = value
     return model, options
 
@@ -169,14 +211,25 @@ def complete(body: Any, attempt: int = 0) -> dict[str, Any]:
         raise ModelError(400, "Local models do not support `stream`.", param="stream")
     if options["latency_ms"]:
         time.sleep(options["latency_ms"] / 1000)
-    digest = hashlib.sha256(json.dumps(
-        [messages, options["seed"], body.get("seed")], sort_keys=True, default=str).encode()).hexdigest()
+    digest = hashlib.sha256(
+        json.dumps(
+            [messages, options["seed"], body.get("seed")], sort_keys=True, default=str
+        ).encode()
+    ).hexdigest()
     rng = random.Random(int(digest[:16], 16))
-    answer = model.answer(body, rng, options, attempt) if model.per_attempt else model.answer(body, rng, options)
+    answer = (
+        model.answer(body, rng, options, attempt)
+        if model.per_attempt
+        else model.answer(body, rng, options)
+    )
     for i, call in enumerate(answer.tool_calls):
         call.setdefault("id", f"call_{digest[:20]}{i}")
-    message: dict[str, Any] = {"role": "assistant", "content": answer.content,
-                               "refusal": answer.refusal, "annotations": []}
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": answer.content,
+        "refusal": answer.refusal,
+        "annotations": [],
+    }
     if answer.tool_calls:
         message["tool_calls"] = answer.tool_calls
     prompt_tokens = estimate_prompt_tokens(body)
@@ -189,16 +242,27 @@ def complete(body: Any, attempt: int = 0) -> dict[str, Any]:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body["model"],
-        "choices": [] if answer.no_choices else [
-            {"index": 0, "message": message, "finish_reason": answer.finish_reason, "logprobs": None}],
+        "choices": []
+        if answer.no_choices
+        else [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": answer.finish_reason,
+                "logprobs": None,
+            }
+        ],
         "usage": {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": answer.reasoning_tokens,
-                                          "audio_tokens": 0, "accepted_prediction_tokens": 0,
-                                          "rejected_prediction_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": answer.reasoning_tokens,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
         },
         "service_tier": "default",
         "system_fingerprint": "fp_local",
@@ -237,34 +301,52 @@ def last_user_text(body: dict[str, Any]) -> str:
             if isinstance(content, str):
                 return content
             if isinstance(content, list):
-                return "\n".join(str(p.get("text", "")) for p in content
-                                 if isinstance(p, dict) and p.get("type") == "text")
+                return "\n".join(
+                    str(p.get("text", ""))
+                    for p in content
+                    if isinstance(p, dict) and p.get("type") == "text"
+                )
             return ""
     return ""
 
 
 def tool_call(actions: list[str]) -> dict[str, Any]:
-    return {"type": "function",
-            "function": {"name": TOOL_NAME, "arguments": json.dumps({"actions": actions})}}
+    return {
+        "type": "function",
+        "function": {"name": TOOL_NAME, "arguments": json.dumps({"actions": actions})},
+    }
 
 
 def random_actions(rng: random.Random, most: int = MAX_ACTIONS) -> list[str]:
     return [rng.choice(ACTIONS) for _ in range(rng.randint(1, most))]
 
 
-@register("local/random", "1-8 uniformly random actions per call via interact_many",
-          max_actions=Option(int, MAX_ACTIONS, help="at most this many actions per call, 1 to 8 "
-                                                    "(1 gives episodes of fixed length for benchmarks)"))
+@register(
+    "local/random",
+    "1-8 uniformly random actions per call via interact_many",
+    max_actions=Option(
+        int,
+        MAX_ACTIONS,
+        help="at most this many actions per call, 1 to 8 "
+        "(1 gives episodes of fixed length for benchmarks)",
+    ),
+)
 def random_model(body, rng, options):
     most = options.get("max_actions", MAX_ACTIONS)
     if not 1 <= most <= MAX_ACTIONS:
-        raise ModelError(400, f"Option `max_actions` of model `local/random` must be from 1 to "
-                              f"{MAX_ACTIONS}, got `{most}`.", param="model")
+        raise ModelError(
+            400,
+            f"Option `max_actions` of model `local/random` must be from 1 to "
+            f"{MAX_ACTIONS}, got `{most}`.",
+            param="model",
+        )
     return Answer(tool_calls=[tool_call(random_actions(rng, most))], finish_reason="tool_calls")
 
 
-@register("local/heuristic", "scripted agent reading the text observation "
-                             "(random actions for image-only requests)")
+@register(
+    "local/heuristic",
+    "scripted agent reading the text observation (random actions for image-only requests)",
+)
 def heuristic_model(body, rng, options):
     text = last_user_text(body)
     if not text.strip():
@@ -272,8 +354,12 @@ def heuristic_model(body, rng, options):
     try:
         from .heuristic import choose_actions
     except ImportError as error:
-        raise ModelError(500, f"local/heuristic is not available: {error}", type="server_error") from None
-    return Answer(tool_calls=[tool_call(list(choose_actions(text, rng)))], finish_reason="tool_calls")
+        raise ModelError(
+            500, f"local/heuristic is not available: {error}", type="server_error"
+        ) from None
+    return Answer(
+        tool_calls=[tool_call(list(choose_actions(text, rng)))], finish_reason="tool_calls"
+    )
 
 
 SILENT_ANSWERS = {
@@ -284,37 +370,59 @@ SILENT_ANSWERS = {
 }
 
 
-@register("local/silent", "never calls the tool; mode picks plain text, a refusal, "
-                          "a content filter stop or an empty message",
-          mode=Option(str, "text", tuple(SILENT_ANSWERS), "what to say instead of calling the tool"))
+@register(
+    "local/silent",
+    "never calls the tool; mode picks plain text, a refusal, "
+    "a content filter stop or an empty message",
+    mode=Option(str, "text", tuple(SILENT_ANSWERS), "what to say instead of calling the tool"),
+)
 def silent_model(body, rng, options):
     answer = SILENT_ANSWERS[options["mode"]]
-    return Answer(content=answer.content, refusal=answer.refusal, finish_reason=answer.finish_reason)
+    return Answer(
+        content=answer.content, refusal=answer.refusal, finish_reason=answer.finish_reason
+    )
 
 
 @register("local/exhaust", "a reasoning model that spends its whole token budget thinking")
 def exhaust_model(body, rng, options):
     budget = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS
     if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
-        raise ModelError(400, "`max_completion_tokens` must be a positive integer.",
-                         param="max_completion_tokens")
-    return Answer(content=None, finish_reason="length", completion_tokens=budget, reasoning_tokens=budget)
+        raise ModelError(
+            400,
+            "`max_completion_tokens` must be a positive integer.",
+            param="max_completion_tokens",
+        )
+    return Answer(
+        content=None, finish_reason="length", completion_tokens=budget, reasoning_tokens=budget
+    )
 
 
 # -- local/chaos: fault injection for the client's retries and the episode's parsing --
 
 CHAOS_ERRORS = {  # error option -> (status, type, code, message)
-    "400": (400, "invalid_request_error", "unsupported_value",
-            "Unsupported value: 'temperature' does not support this value with this model."),
+    "400": (
+        400,
+        "invalid_request_error",
+        "unsupported_value",
+        "Unsupported value: 'temperature' does not support this value with this model.",
+    ),
     "401": (401, "invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
-    "403": (403, "invalid_request_error", "unsupported_country_region_territory",
-            "Country, region, or territory not supported."),
+    "403": (
+        403,
+        "invalid_request_error",
+        "unsupported_country_region_territory",
+        "Country, region, or territory not supported.",
+    ),
     "404": (404, "invalid_request_error", "model_not_found", "The model does not exist."),
     "408": (408, "server_error", None, "Request timed out."),
     "409": (409, "server_error", None, "A conflicting request is in progress."),
     "429": (429, "requests", "rate_limit_exceeded", "Rate limit reached for requests."),
-    "quota": (429, "insufficient_quota", "insufficient_quota",
-              "You exceeded your current quota, please check your plan and billing details."),
+    "quota": (
+        429,
+        "insufficient_quota",
+        "insufficient_quota",
+        "You exceeded your current quota, please check your plan and billing details.",
+    ),
     "500": (500, "server_error", None, "The server had an error while processing your request."),
     "502": (502, "server_error", None, "Bad gateway."),
     "503": (503, "server_error", None, "The engine is currently overloaded."),
@@ -338,44 +446,68 @@ def _chaos_error(kind: str, options: dict[str, Any]) -> ModelError:
 def malformed_answer(kind: str, rng: random.Random) -> Answer:
     """An answer that is wrong in one way; `many` still carries valid actions."""
     if kind == "json":
-        return Answer(tool_calls=[{"type": "function", "function": {
-            "name": TOOL_NAME, "arguments": '{"actions": ["move_left", '}}], finish_reason="tool_calls")
+        return Answer(
+            tool_calls=[
+                {
+                    "type": "function",
+                    "function": {"name": TOOL_NAME, "arguments": '{"actions": ["move_left", '},
+                }
+            ],
+            finish_reason="tool_calls",
+        )
     if kind == "tool":
-        return Answer(tool_calls=[{"type": "function", "function": {
-            "name": "interact_once", "arguments": '{"actions": ["noop"]}'}}], finish_reason="tool_calls")
+        return Answer(
+            tool_calls=[
+                {
+                    "type": "function",
+                    "function": {"name": "interact_once", "arguments": '{"actions": ["noop"]}'},
+                }
+            ],
+            finish_reason="tool_calls",
+        )
     if kind == "action":
         return Answer(tool_calls=[tool_call(["fly", "teleport"])], finish_reason="tool_calls")
     if kind == "many":
-        return Answer(tool_calls=[tool_call([rng.choice(ACTIONS) for _ in range(MAX_ACTIONS + 4)])],
-                      finish_reason="tool_calls")
+        return Answer(
+            tool_calls=[tool_call([rng.choice(ACTIONS) for _ in range(MAX_ACTIONS + 4)])],
+            finish_reason="tool_calls",
+        )
     return Answer(no_choices=True)
 
 
-@register("local/chaos", "random actions plus injected faults: per attempt, 429s with "
-                         "Retry-After, 500s, dropped connections, non-JSON bodies and slow "
-                         "answers; per request, malformed tool calls",
-          per_attempt=True,
-          rate_429=Option(float, 0.0, help="share of attempts answered 429 with Retry-After"),
-          retry_after=Option(float, 0.2, help="Retry-After of those 429s, in seconds (0: none)"),
-          retry_after_ms=Option(float, 0.0, help="retry-after-ms of those 429s (0: none)"),
-          rate_500=Option(float, 0.0, help="share of attempts answered 500"),
-          rate_drop=Option(float, 0.0, help="share of attempts whose connection is closed unanswered"),
-          rate_notjson=Option(float, 0.0, help="share of attempts answered 200 with an HTML body"),
-          rate_slow=Option(float, 0.0, help="share of attempts answered after slow_ms"),
-          slow_ms=Option(float, 2000.0, help="delay of slow answers"),
-          rate_malformed=Option(float, 0.0, help="share of requests answered with a bad tool call"),
-          malformed=Option(str, "mixed", ("mixed",) + MALFORMED, help="which bad tool call"),
-          error=Option(str, "", ("",) + tuple(CHAOS_ERRORS), help="answer attempts with this error"),
-          error_attempts=Option(int, 0, help="only the first N attempts of each request get `error` "
-                                             "(0: all)"))
+@register(
+    "local/chaos",
+    "random actions plus injected faults: per attempt, 429s with "
+    "Retry-After, 500s, dropped connections, non-JSON bodies and slow "
+    "answers; per request, malformed tool calls",
+    per_attempt=True,
+    rate_429=Option(float, 0.0, help="share of attempts answered 429 with Retry-After"),
+    retry_after=Option(float, 0.2, help="Retry-After of those 429s, in seconds (0: none)"),
+    retry_after_ms=Option(float, 0.0, help="retry-after-ms of those 429s (0: none)"),
+    rate_500=Option(float, 0.0, help="share of attempts answered 500"),
+    rate_drop=Option(float, 0.0, help="share of attempts whose connection is closed unanswered"),
+    rate_notjson=Option(float, 0.0, help="share of attempts answered 200 with an HTML body"),
+    rate_slow=Option(float, 0.0, help="share of attempts answered after slow_ms"),
+    slow_ms=Option(float, 2000.0, help="delay of slow answers"),
+    rate_malformed=Option(float, 0.0, help="share of requests answered with a bad tool call"),
+    malformed=Option(str, "mixed", ("mixed",) + MALFORMED, help="which bad tool call"),
+    error=Option(str, "", ("",) + tuple(CHAOS_ERRORS), help="answer attempts with this error"),
+    error_attempts=Option(
+        int, 0, help="only the first N attempts of each request get `error` (0: all)"
+    ),
+)
 def chaos_model(body, rng, options, attempt):
     """Faults are drawn per attempt from the request's hash, the seed option and the
     attempt number, so a run is reproducible and a retry can succeed; the answer (and
     whether it is malformed) is drawn per request, so it is the same on every retry."""
     rates = [options[name] for name in _RATES]
     if any(not 0 <= r <= 1 for r in rates + [options["rate_malformed"]]) or sum(rates) > 1:
-        raise ModelError(400, "local/chaos rates must be from 0 to 1, and rate_429 + rate_500 + "
-                              "rate_drop + rate_notjson + rate_slow at most 1.", param="model")
+        raise ModelError(
+            400,
+            "local/chaos rates must be from 0 to 1, and rate_429 + rate_500 + "
+            "rate_drop + rate_notjson + rate_slow at most 1.",
+            param="model",
+        )
     request_draw = rng.random()
     if options["error"] and (options["error_attempts"] <= 0 or attempt < options["error_attempts"]):
         raise _chaos_error(options["error"], options)

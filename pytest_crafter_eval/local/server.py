@@ -12,8 +12,10 @@ and to `.log` as a `Logged` entry that also names the request (a hash of its bod
 its attempt (how many identical requests came before it) and the client's address. A
 dropped connection is logged with status 0.
 """
+
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import socket
@@ -21,8 +23,9 @@ import socketserver
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 from .models import DropConnection, ModelError, RawBody, complete, list_models, parse_model
 
@@ -30,12 +33,12 @@ MAX_REMEMBERED = 100_000  # distinct request bodies counted for attempts, then f
 
 
 class Logged(NamedTuple):
-    time: float        # time.monotonic() when the answer was sent
+    time: float  # time.monotonic() when the answer was sent
     model: str
-    status: int        # 0: the connection was dropped unanswered
-    key: str           # sha256 of the request body, first 16 hex digits
-    attempt: int       # identical requests seen before this one
-    client: str = ""   # the client's "host:port": one keep-alive connection per SDK client
+    status: int  # 0: the connection was dropped unanswered
+    key: str  # sha256 of the request body, first 16 hex digits
+    attempt: int  # identical requests seen before this one
+    client: str = ""  # the client's "host:port": one keep-alive connection per SDK client
 
 
 class LocalServer:
@@ -47,9 +50,16 @@ class LocalServer:
     callable `body -> (status, JSON body or raw text)`, such as `cassette.Cassette.respond`.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, model: str | None = None,
-                 responder: Callable[[Any], tuple[int, Any]] | None = None,
-                 log: bool = False, verbose: bool = False):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        model: str | None = None,
+        responder: Callable[[Any], tuple[int, Any]] | None = None,
+        log: bool = False,
+        verbose: bool = False,
+    ):
         if model is not None:
             parse_model(model)  # fail now, not on the first request
         self.host, self.model, self.verbose = host, model, verbose
@@ -58,7 +68,7 @@ class LocalServer:
         self.log: list[Logged] | None = [] if log else None
         self._seen: dict[str, int] = {}
         self._seen_lock = threading.Lock()
-        self.connections = 0          # TCP connections accepted so far
+        self.connections = 0  # TCP connections accepted so far
         self._port = port
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -73,12 +83,16 @@ class LocalServer:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
 
-    def start(self) -> "LocalServer":
+    def start(self) -> LocalServer:
         if self._httpd is None:
             self._httpd = _HTTPServer((self.host, self._port), _Handler)
             self._httpd.owner = self
-            self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
-                                            name=f"LocalServer:{self.port}", daemon=True)
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever,
+                args=(0.05,),
+                name=f"LocalServer:{self.port}",
+                daemon=True,
+            )
             self._thread.start()
         return self
 
@@ -89,10 +103,8 @@ class LocalServer:
         httpd.shutdown()
         httpd.server_close()
         for conn in list(httpd.open_sockets):  # idle keep-alive connections
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         if self._thread is not None:
             self._thread.join()
 
@@ -111,7 +123,7 @@ class LocalServer:
             self.requests.append((now, model, status))
             self.log.append(Logged(now, model, status, key, attempt, client))
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> LocalServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -166,16 +178,22 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0].rstrip("/")
         return path[3:] if path.startswith("/v1/") else path
 
-    def _send(self, status: int, body: dict[str, Any] | str,
-              headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self, status: int, body: dict[str, Any] | str, headers: dict[str, str] | None = None
+    ) -> None:
         """Send a JSON body, or a str as it is (not JSON: a broken gateway, a recorded body)."""
         if isinstance(body, str):
             data, content_type = body.encode(), "text/html; charset=utf-8"
         else:
-            data, content_type = json.dumps(body, separators=(",", ":")).encode(), "application/json"
-        head = (f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}\r\n"
-                f"Content-Type: {content_type}\r\nContent-Length: {len(data)}\r\n"
-                f"Server: {self.server_version}\r\n")
+            data, content_type = (
+                json.dumps(body, separators=(",", ":")).encode(),
+                "application/json",
+            )
+        head = (
+            f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(data)}\r\n"
+            f"Server: {self.server_version}\r\n"
+        )
         for name, value in (headers or {}).items():
             head += f"{name}: {value}\r\n"
         if self.close_connection:
@@ -195,7 +213,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/models":
             self._send(200, {"object": "list", "data": [_model_card(m) for m in list_models()]})
         elif path.startswith("/models/"):
-            name = path[len("/models/"):]
+            name = path[len("/models/") :]
             try:
                 parse_model(name)
             except ModelError as error:
@@ -216,7 +234,7 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         key = hashlib.sha256(raw).hexdigest()[:16]
         attempt = owner._attempt(key)
-        peer = "%s:%s" % self.client_address[:2]
+        peer = "{}:{}".format(*self.client_address[:2])
         model, headers = "?", None
         response: dict[str, Any] | str
         responder = owner.responder
@@ -229,7 +247,9 @@ class _Handler(BaseHTTPRequestHandler):
                 status, response = 400, ModelError(400, f"{type(error).__name__}: {error}").body()
             owner._log(model, status, key, attempt, peer)
             # A replayed answer is the same on every attempt: tell the client not to retry.
-            return self._send(status, response, {"x-should-retry": "false"} if status >= 400 else None)
+            return self._send(
+                status, response, {"x-should-retry": "false"} if status >= 400 else None
+            )
         try:
             try:
                 body = json.loads(raw)
@@ -250,7 +270,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the handler returns; the server closes the socket
             return
         except Exception as error:  # a model bug: report it to the client, keep serving
-            status, response = 500, ModelError(500, f"{type(error).__name__}: {error}", "server_error").body()
+            status, response = (
+                500,
+                ModelError(500, f"{type(error).__name__}: {error}", "server_error").body(),
+            )
         owner._log(model, status, key, attempt, peer)
         self._send(status, response, headers)
 
