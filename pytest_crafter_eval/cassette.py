@@ -144,7 +144,7 @@ def miss_message(
 
 
 def is_miss(message: str | None) -> bool:
-    return bool(message) and MISS in message
+    return message is not None and MISS in message
 
 
 # --- files (the side effects) -----------------------------------------------------------

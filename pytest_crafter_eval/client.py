@@ -31,12 +31,15 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import openai
 
 from . import redact
 from .spec import LOCAL_PREFIX, is_local  # noqa: F401  (defined with the model names)
+
+if TYPE_CHECKING:
+    from .local.server import LocalServer
 
 
 class MissingKey(Exception):
@@ -323,7 +326,7 @@ class Connections:
         self.policy = policy
         self._slots, self._on_reply = slots, on_reply
         self._sdks: dict[str, openai.OpenAI] = {}
-        self._server = None
+        self._server: LocalServer | None = None
         self._recorder = None
         self.replay = replay
         if record:
@@ -383,6 +386,12 @@ class Connections:
                 responder = Cassette(self.replay).respond
             self._server = LocalServer(responder=responder).start()
         return self._server.base_url
+
+    def __enter__(self) -> Connections:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def close(self) -> None:
         for sdk in self._sdks.values():

@@ -28,6 +28,7 @@ import base64
 import collections
 import copy
 import io
+from typing import Any
 
 import crafter
 import numpy as np
@@ -92,6 +93,11 @@ _TEMPLATES: dict[int, dict] = {}
 class _Env(crafter.Env):
     """`crafter.Env` with the fixes listed in the module docstring."""
 
+    # set by crafter.Env.__init__ (crafter has no type information)
+    _sem_view: Any
+    _world: Any
+    _local_view: Any
+
     def __init__(self, seed: int, size: int, length: int) -> None:
         # crafter.Env.__init__ reads its 56 texture PNGs from disk for every env, about
         # 70 ms (a third of a reset). They never change: later envs share the first
@@ -101,7 +107,7 @@ class _Env(crafter.Env):
             super().__init__(size=(size, size), length=length, seed=seed)
             _TEMPLATES[size] = dict(vars(self))
         else:
-            vars(self).update(template)
+            self.__dict__.update(template)
             self._seed, self._length = seed, length
             self._sem_view = copy.copy(self._sem_view)
         self._world = _World(self._area, constants.materials, self._world._chunk_size)

@@ -138,7 +138,7 @@ def _eval_section(name: str, records: list[Mapping[str, Any]], summary: Mapping[
     rows.sort(
         key=lambda s: (s["score"] is None, -(s["score"] or 0), -(s["mean_ach"] or 0), s["model"])
     )
-    seeds = sorted({r.get("seed") for r in records if isinstance(r.get("seed"), int)})
+    seeds = sorted({r["seed"] for r in records if isinstance(r.get("seed"), int)})
     out = [
         f"<section id='{_anchor(name)}'><div class=evalhead><h2>{_e(name)}</h2>",
         (
@@ -480,10 +480,10 @@ def _ranges(seeds: list[int]) -> str:
     if not seeds:
         return "—"
     spans, start = [], seeds[0]
-    for a, b in zip(seeds, seeds[1:] + [None]):
-        if b != a + 1:
+    for i, a in enumerate(seeds):
+        if i + 1 == len(seeds) or seeds[i + 1] != a + 1:
             spans.append(str(start) if start == a else f"{start}–{a}")
-            start = b
+            start = seeds[i + 1] if i + 1 < len(seeds) else a
     return ", ".join(spans)
 
 

@@ -14,9 +14,12 @@ import contextlib
 import functools
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from .episode import EpisodeResult
 
 from . import results, spec
 from .settings import (
@@ -47,7 +50,7 @@ class EvalFile(pytest.File):
         own = loaded.with_overrides(profiles=options["profiles"])
         payload_info = None
         for run in own.runs:
-            item = PayloadItem.from_parent(
+            payload = PayloadItem.from_parent(
                 self,
                 name=f"payload[{run.model}]",
                 callobj=_payload,
@@ -56,9 +59,9 @@ class EvalFile(pytest.File):
                 run=run,
                 seed=own.seeds[0],
             )
-            payload_info = item._fixtureinfo
-            item.deselect = options["models"] is not None and run.model not in options["models"]
-            yield item
+            payload_info = payload._fixtureinfo
+            payload.deselect = options["models"] is not None and run.model not in options["models"]
+            yield payload
         loaded = loaded.with_overrides(**options)
         fixtureinfo = None  # the same for every item of this file: compute it once
         for run in loaded.runs:
@@ -114,7 +117,7 @@ class EpisodeItem(pytest.Function):
     def __init__(self, *, eval_spec: spec.EvalSpec, run: spec.Run, seed: int, **kwargs):
         super().__init__(**kwargs)
         self.spec, self.run, self.seed = eval_spec, run, seed
-        self.result = None
+        self.result: EpisodeResult | None = None
         self.resumed_from: dict | None = None  # the earlier record --resume reuses
         self.add_marker(pytest.mark.crafter)
 
@@ -150,7 +153,7 @@ class EpisodeItem(pytest.Function):
         if setting(self.config, "trace_dir"):
             writer = trace.TraceWriter(path_setting(self.config, "trace_dir") / where)
         try:
-            self.result = run_episode(
+            result = self.result = run_episode(
                 self.run,
                 self.seed,
                 client,
@@ -163,25 +166,27 @@ class EpisodeItem(pytest.Function):
                 writer.close()
         gif = Path("episodes", where).with_suffix(".gif")
         if film.save(report_dir(self.config) / gif):
-            self.result.gif = gif.as_posix()
+            result.gif = gif.as_posix()
         from .cassette import is_miss
 
-        if self.result.error and not is_miss(self.result.error):  # a miss fails in runtest
+        if result.error and not is_miss(result.error):  # a miss fails in runtest
             # Failing in setup makes pytest report an error: not a verdict on the model.
-            pytest.fail(f"{self.run.model} seed {self.seed}: {self.result.error}", pytrace=False)
+            pytest.fail(f"{self.run.model} seed {self.seed}: {result.error}", pytrace=False)
 
     def runtest(self) -> None:
         from .episode import check
 
-        if self.result.error:  # only a replay miss gets here: a payload change is a failure
-            pytest.fail(f"{self.run.model} seed {self.seed}: {self.result.error}", pytrace=False)
-        problems = check(self.result, self.run.expect)
+        result = self.result
+        assert result is not None, "setup plays (or resumes) the episode"
+        if result.error:  # only a replay miss gets here: a payload change is a failure
+            pytest.fail(f"{self.run.model} seed {self.seed}: {result.error}", pytrace=False)
+        problems = check(result, self.run.expect)
         if self.run.xfail:
             if problems:
                 pytest.xfail(f"{self.run.xfail} ({problems[0]})")
             pytest.fail(
                 f"capability gained: remove the xfail of {self.run.model} "
-                f"({self.run.xfail!r}): {_summary(self.result)}",
+                f"({self.run.xfail!r}): {_summary(result)}",
                 pytrace=False,
             )
         if problems:
@@ -236,8 +241,8 @@ class PayloadItem(pytest.Function):
         try:  # built here, not at collection: it resets and renders the env
             body, unsupported = first_request(self.run, self.seed, self.spec.instructions), None
         except Unsupported as exc:
-            body, unsupported = None, str(exc)
-        if unsupported:
+            body, unsupported = {}, str(exc)
+        if unsupported:  # failed outside the except block: no chained traceback
             pytest.fail(unsupported, pytrace=False)
         if snapshot != snapshot_view(body):
             pytest.fail(

@@ -16,7 +16,7 @@ import fnmatch
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -235,7 +235,7 @@ class _Controller:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         for name, value in report.user_properties:
             if name == RESULT_KEY:
-                add_record(self.config, value)
+                add_record(self.config, cast("dict[str, Any]", value))
 
 
 def add_record(config: pytest.Config, record: dict) -> None:

@@ -434,7 +434,7 @@ def normalise(
         ]
     body: dict[str, Any] = {"model": run.model, "messages": messages, "tools": [TOOL]}
 
-    choice = req.tool_choice or "auto"
+    choice: str | None = req.tool_choice or "auto"
     if choice not in profile.tool_choice:
         fallback = "auto" if "auto" in profile.tool_choice else None
         note(
@@ -494,7 +494,7 @@ def normalise(
     if profile.reasoning_efforts:
         chosen = effort or profile.reasoning_effort
         if chosen not in profile.reasoning_efforts:
-            near = nearest_effort(chosen, profile.reasoning_efforts)
+            near = nearest_effort(chosen or "low", profile.reasoning_efforts)
             note(
                 "reasoning_efforts",
                 f"request.reasoning_effort={chosen!r} changed to {near!r}: the "

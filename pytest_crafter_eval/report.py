@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -211,7 +211,7 @@ def summarize(
 
 
 def write_reports(
-    report_dir: str | Path, records: list[Mapping[str, Any]], summary: Mapping[str, Any]
+    report_dir: str | Path, records: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]
 ) -> list[Path]:
     """Write summary.json, summary.md and index.html (`html_report`) into `report_dir`
     (results.jsonl is already there); append summary.md to $GITHUB_STEP_SUMMARY when

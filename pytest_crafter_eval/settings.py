@@ -17,7 +17,7 @@ from . import spec
 
 OVERRIDES = pytest.StashKey[dict]()
 CONNECTIONS = pytest.StashKey[Any]()
-RECORDS = pytest.StashKey[list]()
+RECORDS = pytest.StashKey[dict[str, dict[str, Any]]]()  # nodeid -> record
 RESUMABLE = pytest.StashKey[dict]()
 SUMMARY = pytest.StashKey[dict]()
 ROTATED = pytest.StashKey[bool]()
@@ -37,8 +37,8 @@ def setting(config: pytest.Config, name: str) -> Any:
     return value
 
 
-class UsageError(pytest.UsageError):
-    pass
+# pytest.UsageError is final: a bad option is reported through it directly.
+UsageError = pytest.UsageError
 
 
 def path_setting(config: pytest.Config, name: str) -> Path:
@@ -73,10 +73,10 @@ def overrides(config: pytest.Config) -> dict[str, Any]:
             raise UsageError(f"--seeds: {exc}") from None
     steps = None
     if setting(config, "steps"):
-        raw = str(setting(config, "steps"))
-        if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
-            raise UsageError(f"--steps: expected a whole number from 1 to 10000, got {raw!r}")
-        steps = int(raw)
+        raw_steps = str(setting(config, "steps"))
+        if not raw_steps.isdigit() or not 1 <= int(raw_steps) <= 10_000:
+            raise UsageError(f"--steps: expected a whole number from 1 to 10000, got {raw_steps!r}")
+        steps = int(raw_steps)
     user_profiles = ()
     profiles_file = setting(config, "profiles")
     if profiles_file:
@@ -96,11 +96,17 @@ def is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
+def workerinput(config: pytest.Config) -> dict[str, Any]:
+    """What the xdist controller sent this worker (empty on the controller)."""
+    return getattr(config, "workerinput", {})
+
+
 def report_dir(config: pytest.Config) -> Path:
     """The report directory (a `path_setting`; default reports/ next to the ini file, or
     in the rootdir). xdist workers get the controller's, as it resolved it."""
-    if is_worker(config) and "crafter_report_dir" in config.workerinput:
-        return Path(config.workerinput["crafter_report_dir"])
+    sent = workerinput(config).get("crafter_report_dir")
+    if sent is not None:
+        return Path(sent)
     return path_setting(config, "report_dir")
 
 

@@ -508,7 +508,7 @@ _FIELD_TYPES = {
     "min_tool_call_rate": float,
     "min_achievements": int,
 }
-_RANGES = {
+_RANGES: dict[str, tuple[float, float]] = {
     "max_output_tokens": (1, 1_000_000),
     "temperature": (0, 2),
     "top_p": (0, 1),
@@ -535,7 +535,7 @@ def _section(doc: _Doc, value: Any, key: str, base, allowed: set[str]):
     if not isinstance(value, dict):
         raise doc.error(key, f"must be a mapping, got {_type(value)}")
     _check_keys(doc, value, allowed, key)
-    changes = {}
+    changes: dict[str, Any] = {}
     for name, raw in value.items():
         sub = f"{key}.{name}"
         kind = _FIELD_TYPES[name]
@@ -551,7 +551,7 @@ def _section(doc: _Doc, value: Any, key: str, base, allowed: set[str]):
             raise doc.error(sub, f"must be one of {', '.join(_CHOICES[name])}, got {raw!r}")
         if name in _RANGES:
             lo, hi = _RANGES[name]
-            if not lo <= raw <= hi:
+            if not lo <= float(raw) <= hi:  # type: ignore[arg-type]  # numeric: checked above
                 raise doc.error(sub, f"must be from {lo} to {hi}, got {raw}")
         changes[name] = raw
     return replace(base, **changes)
@@ -565,7 +565,8 @@ def _gate(doc: _Doc, value: Any, key: str, base: Gate) -> Gate:
     if not isinstance(value, dict):
         raise doc.error(key, f"must be a mapping of thresholds, got {_type(value)}")
     if True in value:  # YAML 1.1 reads a bare `on:` key as true
-        doc.lines.setdefault(f"{key}.on", doc.lines.get(f"{key}.True"))
+        if f"{key}.True" in doc.lines:
+            doc.lines.setdefault(f"{key}.on", doc.lines[f"{key}.True"])
         value = {("on" if k is True else k): v for k, v in value.items()}
     _check_keys(doc, value, GATE_KEYS, key)
     changes: dict[str, Any] = {}

@@ -123,11 +123,14 @@ def diagnose_no_tool_call(
     with the fix). `request` is the body that was sent, for the token budget."""
     choices = response.get("choices") or []
     choice = first_choice(response)
-    message = choice.get("message") if isinstance(choice.get("message"), Mapping) else {}
+    message = choice.get("message")
+    message = message if isinstance(message, Mapping) else {}
     finish = choice.get("finish_reason")
-    text = message.get("content") if isinstance(message.get("content"), str) else ""
+    content = message.get("content")
+    text = content if isinstance(content, str) else ""
     refusal = message.get("refusal")
-    usage = response.get("usage") if isinstance(response.get("usage"), Mapping) else {}
+    usage = response.get("usage")
+    usage = usage if isinstance(usage, Mapping) else {}
     details = usage.get("completion_tokens_details") or {}
     reasoning = details.get("reasoning_tokens") if isinstance(details, Mapping) else None
 

@@ -168,9 +168,9 @@ class TraceWriter:
             if isinstance(content, list):
                 message = {**message, "content": [by_file(p) for p in content]}
             messages.append(message)
-        frame_file = f"frames/{step:04d}.png"
+        frame_file: str | None = f"frames/{step:04d}.png"
         if images == 0 and event.get("frame") is not None:  # text-only observation
-            (self.directory / frame_file).write_bytes(png_bytes(event["frame"]))
+            (self.directory / f"frames/{step:04d}.png").write_bytes(png_bytes(event["frame"]))
         elif images == 0:
             frame_file = None
         messages.append(_assistant(event["response"]))

@@ -94,7 +94,7 @@ def _parse(text: str) -> Observation:
 
 
 def _pairs(value: str) -> list[tuple[str, str]]:
-    return [tuple(part.split(" ", 1)) for part in value.split(", ") if " " in part]
+    return [(a, b) for a, _, b in (p.partition(" ") for p in value.split(", ") if " " in p)]
 
 
 def _offset(text: str) -> tuple[int, int]:

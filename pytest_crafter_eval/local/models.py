@@ -143,7 +143,7 @@ def describe_models() -> str:
     return "\n".join(lines)
 
 
-def parse_model(spec: str) -> tuple[Model, dict[str, Any]]:
+def parse_model(spec: Any) -> tuple[Model, dict[str, Any]]:
     """Split `local/name?key=value&...` into the registered model and its typed options."""
     if not isinstance(spec, str) or not spec:
         raise ModelError(400, "`model` must be a non-empty string.", param="model")

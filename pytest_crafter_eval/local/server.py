@@ -150,7 +150,8 @@ class _HTTPServer(ThreadingHTTPServer):
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn, a reverse DNS lookup; skip it.
         socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+        host, self.server_port = self.server_address[:2]
+        self.server_name = str(host)
         self.open_sockets: set[socket.socket] = set()
 
     def process_request(self, request, client_address) -> None:  # runs in the serving thread
