@@ -4,8 +4,12 @@
         Serve a built-in model over the OpenAI chat-completions protocol on 127.0.0.1.
     crafter-eval payload --model gpt-5-nano [--eval evals/smoke.yaml] [--seed 0] [--redact]
         Print the JSON body of an episode's first request to that model; no network.
+    crafter-eval report DIR [DIR ...] --out DIR [--rootdir DIR]
+        Merge the results.jsonl of several runs (shards) into one report; exit 1 on a
+        failed gate.
 
-Exit codes follow pytest's: 0 success, 2 a request that cannot be served, 4 usage error.
+Exit codes follow pytest's: 0 success, 1 a failed gate, 2 a request that cannot be served,
+4 usage error (bad arguments, a missing results.jsonl, an episode recorded twice).
 """
 
 from __future__ import annotations
@@ -50,6 +54,20 @@ def _parser() -> argparse.ArgumentParser:
         "--profiles",
         metavar="FILE",
         help="YAML file of model profiles overriding the built-in ones",
+    )
+    report = sub.add_parser(
+        "report", help="merge the results.jsonl of several runs (shards) into one report"
+    )
+    report.add_argument(
+        "sources", nargs="+", metavar="DIR", help="report directories (or results.jsonl files)"
+    )
+    report.add_argument("--out", required=True, metavar="DIR", help="where the reports go")
+    report.add_argument(
+        "--rootdir",
+        default=".",
+        metavar="DIR",
+        help="the runs' rootdir: eval file paths in the records are relative to it "
+        "(default: the current directory)",
     )
     return parser
 
@@ -114,6 +132,38 @@ def payload(args) -> int:
     return 0
 
 
+def report(args) -> int:
+    """`crafter-eval report`: the merged summary table; 1 on a failed gate."""
+    from . import merge
+    from . import report as reports
+
+    try:
+        records, origin = merge.load(args.sources)
+    except merge.MergeError as exc:
+        print(f"crafter-eval report: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    if not records:
+        print(
+            "crafter-eval report: error: no records in " + ", ".join(args.sources), file=sys.stderr
+        )
+        return USAGE_ERROR
+    runs, notes = merge.gate_runs(args.rootdir, records)
+    for note in notes:
+        print(f"crafter-eval report: warning: {note}", file=sys.stderr)
+    summary = reports.summarize(records, runs)
+    merge.write(args.out, records, origin)
+    reports.write_reports(args.out, records, summary)
+    for line in reports.terminal_lines(summary):
+        print(line)
+    failed = reports.gate_failure_lines(summary)
+    if failed:
+        print(f"crafter-eval gates failed for {len(summary['failed_gates'])} model(s)")
+        for line in failed:
+            print(line)
+    print(f"reports: {args.out} ({len(records)} episodes from {len(args.sources)} run(s))")
+    return 1 if summary["failed_gates"] else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
@@ -128,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             return USAGE_ERROR
     elif args.command == "payload":
         return payload(args)
+    elif args.command == "report":
+        return report(args)
     return 0
 
 

@@ -39,6 +39,7 @@ from .settings import (
     report_dir,
     run_dir,
     setting,
+    shard_setting,
 )
 
 GROUP = "crafter-eval"
@@ -95,6 +96,13 @@ _OPTIONS: dict[str, tuple[str, Any]] = {
         None,
     ),
     "max_tokens": ("stop starting episodes once the run has used this many tokens", None),
+    "shard": (
+        (
+            "run only the K-th of N disjoint parts of the episodes (1-based, like 2/4); "
+            "merge the parts' reports with `crafter-eval report`"
+        ),
+        None,
+    ),
 }
 
 
@@ -152,6 +160,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "crafter_payload: an offline snapshot of a model's first request"
     )
     limits(config)
+    shard_setting(config)
     if (
         setting(config, "trace_dir")
         and path_setting(config, "trace_dir").exists()
@@ -342,16 +351,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 def _runs(config: pytest.Config, records: list[dict]) -> dict[tuple[str, str], spec.Run]:
     """(eval, model) -> Run, from the eval files the records came from, read again: under
-    xdist the controller collects nothing itself."""
-    runs: dict[tuple[str, str], spec.Run] = {}
-    for path in sorted({r["path"] for r in records if r.get("path")}):
-        try:
-            loaded = spec.load(config.rootpath / path).with_overrides(**overrides(config))
-        except spec.SpecError:
-            continue  # collection reported it; the records still go into the reports
-        for run in loaded.runs:
-            runs[(loaded.name, run.model)] = run
-    return runs
+    xdist the controller collects nothing itself (`merge.gate_runs`, as `crafter-eval
+    report` does; a file that no longer loads had its collection error reported)."""
+    from .merge import gate_runs
+
+    return gate_runs(config.rootpath, records)[0]
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
@@ -464,8 +468,25 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector):
 
 @pytest.hookimpl(trylast=True)  # after syrupy has seen every collected item
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect the payload items of models that --model leaves out."""
+    """Deselect the payload items of models that --model leaves out, and with --shard K/N
+    the episodes of the other shards (payload items and other tests run in shard 1)."""
     dropped = [item for item in items if getattr(item, "deselect", False)]
     if dropped:
         items[:] = [item for item in items if not getattr(item, "deselect", False)]
         config.hook.pytest_deselected(items=dropped)
+    chosen = shard_setting(config)
+    if chosen is None:
+        return
+    from . import shard
+
+    episodes = [item for item in items if isinstance(item, EpisodeItem)]
+    parts = shard.assign(
+        [(item.nodeid.split("::")[0], item.run.model, item.seed) for item in episodes],
+        chosen.count,
+    )
+    others = {id(item) for item, part in zip(episodes, parts) if part != chosen.index}
+    if chosen.index != 1:
+        others |= {id(item) for item in items if not isinstance(item, EpisodeItem)}
+    if others:
+        config.hook.pytest_deselected(items=[item for item in items if id(item) in others])
+        items[:] = [item for item in items if id(item) not in others]

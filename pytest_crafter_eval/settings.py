@@ -24,6 +24,7 @@ ROTATED = pytest.StashKey[bool]()
 
 
 LIMITS = pytest.StashKey[dict]()
+SHARD = pytest.StashKey[Any]()
 RUN_DIR = pytest.StashKey[Path]()
 OWN_RUN_DIR = pytest.StashKey[bool]()
 RUN_DIR_KEY = "crafter_run_dir"  # in xdist's workerinput
@@ -178,6 +179,22 @@ def limits(config: pytest.Config) -> dict[str, Any]:
                 )
     config.stash[LIMITS] = result
     return result
+
+
+def shard_setting(config: pytest.Config):
+    """--shard K/N as a `shard.Shard`, or None when unset; checked once."""
+    if SHARD not in config.stash:
+        raw = setting(config, "shard")
+        value = None
+        if raw not in (None, ""):
+            from . import shard
+
+            try:
+                value = shard.parse(str(raw))
+            except ValueError as exc:
+                raise UsageError(f"--shard: {exc}") from None
+        config.stash[SHARD] = value
+    return config.stash[SHARD]
 
 
 def check_cassette_options(config: pytest.Config) -> None:
