@@ -34,7 +34,14 @@ DEFAULT_REASONING_BUDGET = 4096  # tokens to reason in, on top of request.max_ou
 TOKEN_PARAMS = ("max_tokens", "max_completion_tokens")
 TOOL_CHOICES = ("none", "auto", "required")
 ROLES = ("system", "developer")
-_DATED = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{4})$")  # gpt-4o-2024-08-06, gpt-4-0613
+# A dated or numbered snapshot of an entry: gpt-4o-2024-08-06, gpt-4-0613,
+# claude-sonnet-4-5-20250929, gemini-2.0-flash-001, gemini-2.5-flash-preview-05-20
+_DATED = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|\d{3,4}|(?:preview|exp)-\d{2}-\d{2,4})$")
+# How routers and servers spell the same model: OpenRouter's variant tags (:free) and
+# quantised builds served by vLLM (-FP8, -AWQ) take what the model takes
+_VARIANT = re.compile(
+    r"(:(free|beta|nitro|floor|thinking|extended|online)|-(fp8|fp8-dynamic|awq|gptq-int4|gptq-int8|int4|int8|bnb-4bit))$"
+)
 
 
 class CrafterEvalWarning(UserWarning):
@@ -316,10 +323,7 @@ class Registry:
 
     def lookup(self, model: str) -> tuple[str, str]:
         """(entry, how) for a model name: exact, snapshot, family or default."""
-        name = model.split("?", 1)[0]
-        names = [name]
-        if "/" in name and not name.startswith("local/"):
-            names.append(name.rsplit("/", 1)[1])  # openai/gpt-4o -> gpt-4o
+        names = candidates(model)
         for candidate in names:
             if candidate in self.exact:
                 return candidate, "exact"
@@ -327,9 +331,35 @@ class Registry:
             undated = _DATED.sub("", candidate)
             if undated != candidate and undated in self.exact:
                 return undated, "snapshot"
+        for candidate in names:  # an alias: claude-3-5-sonnet(-latest) -> its newest snapshot
+            base = candidate.removesuffix("-latest")
+            if base != candidate and base in self.exact:
+                return base, "snapshot"
+            dated = [e for e in self.exact if e != base and _DATED.sub("", e) == base]
+            if dated:
+                return max(dated), "snapshot"
         families = [self.family(c) for c in names]
         best = max(families, key=_specificity)
         return best, "default" if best == DEFAULT else "family"
+
+
+def candidates(model: str) -> list[str]:
+    """The spellings of `model` to look up, most literal first: the name itself; without
+    a provider prefix (anthropic/claude-sonnet-4-5, Qwen/Qwen2.5-VL-7B-Instruct); lower
+    case; without an OpenRouter variant tag or a quantisation suffix; and Claude versions
+    with dots as OpenRouter writes them (claude-sonnet-4.5 -> claude-sonnet-4-5)."""
+    name = model.split("?", 1)[0]
+    names = [name]
+    if "/" in name and not name.startswith("local/"):
+        names.append(name.rsplit("/", 1)[1])  # openai/gpt-4o -> gpt-4o
+    for n in list(names):
+        low = n.lower()
+        for variant in (low, _VARIANT.sub("", low)):
+            if variant.startswith("claude-"):
+                variant = re.sub(r"(\d)\.(\d)", r"\1-\2", variant)
+            if variant not in names:
+                names.append(variant)
+    return names
 
 
 @functools.lru_cache(maxsize=4096)
