@@ -231,20 +231,35 @@ def sft_examples(steps_jsonl: Path, *, include_failed: bool = False) -> Iterator
             line = json.loads(raw)
             if line.get("no_tool_call") and not include_failed:
                 continue
-            messages = []
-            for message in line["messages"]:
-                content = message.get("content")
-                if isinstance(content, list):
-                    message = {
-                        **message,
-                        "content": [_inline(p, steps_jsonl.parent) for p in content],
-                    }
-                messages.append(message)
-            yield {"messages": messages, "tools": line["tools"]}
+            yield sft_example(line, steps_jsonl.parent)
 
 
-def _inline(part: Any, base: Path) -> Any:
+def sft_example(
+    line: dict[str, Any], base: Path, read: Callable[[Path], bytes] = Path.read_bytes
+) -> dict[str, Any]:
+    """One trace line as `{"messages", "tools"}`, each image file (relative to `base`,
+    the directory of steps.jsonl) inlined as a PNG data URI read with `read`."""
+    messages = []
+    for message in line["messages"]:
+        content = message.get("content")
+        if isinstance(content, list):
+            message = {**message, "content": [_inline(p, base, read) for p in content]}
+        messages.append(message)
+    return {"messages": messages, "tools": line["tools"]}
+
+
+def image_files(message: dict[str, Any]) -> list[str]:
+    """The image files (paths relative to steps.jsonl) a trace message refers to, in order."""
+    content = message.get("content")
+    return [
+        p["image_url"]["url"]
+        for p in (content if isinstance(content, list) else [])
+        if _is_image(p) and not str(p["image_url"].get("url", "")).startswith("data:")
+    ]
+
+
+def _inline(part: Any, base: Path, read: Callable[[Path], bytes] = Path.read_bytes) -> Any:
     if not _is_image(part) or part["image_url"].get("url", "").startswith("data:"):
         return part
-    data = base64.b64encode((base / part["image_url"]["url"]).read_bytes()).decode("ascii")
+    data = base64.b64encode(read(base / part["image_url"]["url"])).decode("ascii")
     return {**part, "image_url": {**part["image_url"], "url": _DATA_PNG + data}}
