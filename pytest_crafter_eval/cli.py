@@ -7,9 +7,12 @@
     crafter-eval report DIR [DIR ...] --out DIR [--rootdir DIR]
         Merge the results.jsonl of several runs (shards) into one report; exit 1 on a
         failed gate.
+    crafter-eval export TRACE_DIR [TRACE_DIR ...] --out DIR [options]
+        Turn --trace-dir traces into fine-tuning files (train/val JSONL + manifest.json).
 
 Exit codes follow pytest's: 0 success, 1 a failed gate, 2 a request that cannot be served,
-4 usage error (bad arguments, a missing results.jsonl, an episode recorded twice).
+4 usage error (bad arguments, a missing results.jsonl, an episode recorded twice);
+export exits 2 on bad input traces.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the runs' rootdir: eval file paths in the records are relative to it "
         "(default: the current directory)",
     )
+    _add_export(sub)
     return parser
 
 
@@ -164,6 +168,109 @@ def report(args) -> int:
     return 1 if summary["failed_gates"] else 0
 
 
+def _add_export(sub) -> None:
+    def names(text: str) -> tuple[str, ...]:
+        return tuple(n.strip() for n in text.split(",") if n.strip())
+
+    def count(text: str) -> int:
+        if not text.isdigit():
+            raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+        return int(text)
+
+    export = sub.add_parser(
+        "export",
+        help="turn --trace-dir traces into fine-tuning files",
+        description="Turn the traces of one or more runs (pytest --trace-dir) into chat "
+        "fine-tuning files: DIR/train.jsonl, DIR/val.jsonl and DIR/manifest.json. Every "
+        "filter is off by default; steps without a valid tool call are always dropped.",
+    )
+    export.add_argument("trace_dirs", nargs="+", metavar="TRACE_DIR", help="a --trace-dir")
+    export.add_argument("--out", required=True, metavar="DIR", help="where the files go")
+    export.add_argument(
+        "--format",
+        choices=("openai", "hf"),
+        default="openai",
+        help="openai: chat fine-tuning JSONL, images inlined; hf: messages + images "
+        "(PNG files under DIR/images/) for Hugging Face datasets / TRL (default: openai)",
+    )
+    export.add_argument(
+        "--results",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="the runs' results.jsonl (repeatable): outcomes and fingerprints",
+    )
+    add = export.add_argument
+    add("--evals", type=names, default=(), help="evals to keep, comma-separated (globs)")
+    add("--models", type=names, default=(), help="models to keep, comma-separated (globs)")
+    add("--outcome", type=names, default=(), help="outcomes to keep (needs --results)")
+    add("--min-achievements", type=count, default=0, metavar="N", help="(default 0)")
+    add("--require", type=names, default=(), metavar="ACH[,ACH]", help="achievements needed")
+    add("--min-reward", type=float, metavar="R", help="sum of per-step rewards at least R")
+    add(
+        "--only-new-achievement",
+        action="store_true",
+        help="keep only steps that unlocked an achievement (and --window K before)",
+    )
+    add("--window", type=count, default=0, metavar="K", help="steps before each (default 0)")
+    add(
+        "--drop-loops",
+        type=count,
+        default=0,
+        metavar="N",
+        help="drop a step whose frame and actions repeat the N steps before it (0: off)",
+    )
+    add("--dedupe", action="store_true", help="drop repeats of an observation + actions")
+    add("--val-fraction", type=float, default=0.1, metavar="F", help="(default 0.1)")
+    add("--seed", type=_seed, default=0, help="for the split and sampling (default 0)")
+    add("--max-examples", type=int, metavar="N", help="at most N examples in all")
+    add("--shuffle", action="store_true", help="shuffle each file (default: episode order)")
+
+
+def export(args) -> int:
+    """`crafter-eval export`: writes the files, prints one summary line (and one line
+    per reward or results mismatch) on stderr."""
+    from . import export as exporting
+
+    options = exporting.Options(
+        format=args.format,
+        evals=args.evals,
+        models=args.models,
+        outcome=args.outcome,
+        min_achievements=args.min_achievements,
+        require=args.require,
+        min_reward=args.min_reward,
+        only_new_achievement=args.only_new_achievement,
+        window=args.window,
+        drop_loops=args.drop_loops,
+        dedupe=args.dedupe,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        max_examples=args.max_examples,
+        shuffle=args.shuffle,
+    )
+    problems = options.problems(bool(args.results))
+    if problems:
+        print(f"crafter-eval export: error: {problems[0]}", file=sys.stderr)
+        return USAGE_ERROR
+    try:
+        manifest = exporting.export(args.trace_dirs, args.out, options, args.results)
+    except (exporting.ExportError, OSError) as exc:
+        print(f"crafter-eval export: error: {exc}", file=sys.stderr)
+        return CANNOT_SERVE
+    for mismatch in manifest["mismatches"]:
+        for problem in mismatch["problems"]:
+            print(f"crafter-eval export: warning: {mismatch['trace']}: {problem}", file=sys.stderr)
+    counts = manifest["counts"]
+    print(
+        f"crafter-eval export: {counts['episodes']['kept']} of {counts['episodes']['found']} "
+        f"episodes, {counts['examples']['train']} train + {counts['examples']['val']} val "
+        f"examples -> {args.out}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
@@ -180,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         return payload(args)
     elif args.command == "report":
         return report(args)
+    elif args.command == "export":
+        return export(args)
     return 0
 
 
