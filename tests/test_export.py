@@ -33,8 +33,7 @@ EPISODES = [  # eval, model, seed, model calls
 @pytest.fixture(scope="module")
 def traces(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("traces")
-    connections = Connections()
-    try:
+    with Connections() as connections:
         for eval_name, model, seed, steps in EPISODES:
             path = root.parent / "e.yaml"
             path.write_text(f"models: [{json.dumps(model)}]\nsteps: {steps}\n")
@@ -44,8 +43,6 @@ def traces(tmp_path_factory) -> Path:
                 run_episode(
                     run, seed, connections.for_model(model), eval_name=eval_name, on_step=writer
                 )
-    finally:
-        connections.close()
     return root
 
 
