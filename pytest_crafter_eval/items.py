@@ -52,7 +52,7 @@ class EvalFile(pytest.File):
         for run in own.runs:
             payload = PayloadItem.from_parent(
                 self,
-                name=f"payload[{run.model}]",
+                **_parametrized("payload", run.model),
                 callobj=_payload,
                 fixtureinfo=payload_info,
                 eval_spec=own,
@@ -69,7 +69,7 @@ class EvalFile(pytest.File):
             for seed in loaded.seeds:
                 item = EpisodeItem.from_parent(
                     self,
-                    name=f"{run.model}[seed={seed}]",
+                    **_parametrized(run.model, f"seed={seed}"),
                     callobj=_episode,
                     fixtureinfo=fixtureinfo,
                     eval_spec=loaded,
@@ -80,6 +80,29 @@ class EvalFile(pytest.File):
                 if skip is not None:
                     item.add_marker(skip)
                 yield item
+
+
+def _parametrized(name: str, param: str) -> dict[str, Any]:
+    """The naming arguments of an item shown as `name[param]`, structured as pytest
+    structures a parametrized test: base name `name`, params `param`.
+
+    pytest (9.2) keeps node ids as (path, names, params) and compares the ids it caches
+    for --lf, --ff, --sw and --nf, parsed from strings (`local/heuristic` + `seed=0`),
+    with each item's; an item merely named `local/heuristic[seed=0]` has no params, so
+    it never matched and those options silently ran everything (pytest issue 15045).
+    The callspec gives the item the same structure as the parsed id; the id's text is
+    unchanged. pytest exports no constructor for it; where `CallSpec` is missing (older
+    pytest, whose ids are plain strings) the name alone is used.
+    """
+    try:
+        from _pytest.python import CallSpec
+    except ImportError:  # pragma: no cover (pytest < 9: string node ids match as they are)
+        return {"name": f"{name}[{param}]"}
+    return {
+        "name": f"{name}[{param}]",
+        "originalname": name,
+        "callspec": CallSpec(_idlist=(param,)),
+    }
 
 
 def _resumable(config: pytest.Config) -> dict[str, dict]:
