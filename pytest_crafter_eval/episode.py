@@ -59,7 +59,7 @@ class EpisodeResult:
     retries: dict[str, int] = field(default_factory=dict)  # cause ("429", "timeout", ...) -> count
     retry_wait_s: float = 0.0  # time spent waiting between attempts
     duration_s: float = 0.0
-    end: str = "steps"  # steps | done | no_tool_call | error
+    end: str = "steps"  # steps | done | no_tool_call | error | unsupported
     error: str | None = None
     infra_error: bool = False
     outcome: str | None = None  # passed | failed | error | skipped | xfailed
@@ -167,8 +167,8 @@ def run_episode(
     profile = profiles.for_run(run)
     try:
         profiles.check_capabilities(run, profile)
-    except profiles.Unsupported as exc:  # before any env work or request
-        result.end, result.error, result.infra_error = "error", str(exc), False
+    except profiles.Unsupported as exc:  # before any env work or request: a verdict
+        result.end, result.error, result.infra_error = "unsupported", str(exc), False
         result.duration_s = time.perf_counter() - started
         return result
     env = _new_env(seed, run.observation)
@@ -296,7 +296,10 @@ def _int(value: Any) -> int:
 
 
 def check(result: EpisodeResult, expect: spec.Expect) -> list[str]:
-    """The expectations `result` misses, each as a readable sentence."""
+    """The expectations `result` misses, each as a readable sentence. A model that lacks
+    a capability the eval needs (image input, tool calls) misses them all: that reason."""
+    if result.end == "unsupported":
+        return [result.error or "the model lacks a capability the eval needs"]
     if result.error:
         return []  # an error is not a verdict on the model
     problems: list[str] = []

@@ -31,8 +31,9 @@ removed or renamed while SCHEMA stays 1)::
     cost_usd        estimated cost, or None when the model's price is unknown
     latencies_s     seconds per model call; latency_p50_s, latency_p95_s
     duration_s      wall time of the episode
-    end             steps | done | no_tool_call | error | not_run (skipped, or an error
-                    before the episode started)
+    end             steps | done | no_tool_call | error | unsupported (the model lacks
+                    image input or tool calls: a failure) | not_run (skipped, or an
+                    error before the episode started)
     error           the episode's own error (request failures), if any
     infra_error     true when the error is not the model's fault
     crashed         (only on such records) true: the xdist worker running the episode

@@ -116,19 +116,17 @@ def test_a_model_without_image_input_fails_its_items_with_the_reason(pytester, m
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # never reached
     pytester.makefile(".yaml", **{"evals/e": "models: [o3-mini]\nseeds: 1\nsteps: 1\n"})
     result = run(pytester, "evals")
-    result.assert_outcomes(failed=1, errors=1)
+    # a missing capability is a verdict on the model: a failure, not an error
+    result.assert_outcomes(failed=2)
     reason = (
         "o3-mini does not take image input (profile 'o3-mini', exact): use a text-only eval "
         "(observation: {image: false})"
     )
     result.stdout.fnmatch_lines(
-        [
-            "*ERROR at setup of o3-mini[[]seed=0[]]*",
-            f"o3-mini seed 0: {reason}",
-            "*payload[[]o3-mini[]]*",
-            reason,
-        ]
+        ["*_ payload[[]o3-mini[]] _*", reason, "*_ o3-mini[[]seed=0[]] _*", reason]
     )
+    (record,) = [json.loads(x) for x in (pytester.path / "reports/results.jsonl").open()]
+    assert (record["outcome"], record["end"], record["steps"]) == ("failed", "unsupported", 0)
     assert "Traceback" not in result.stdout.str() and "During handling" not in result.stdout.str()
 
 
