@@ -1,7 +1,7 @@
 """Stage: metrics. Pure statistics over episodes: success rates, the Crafter score, intervals.
 
-Public and stable: `success_rates`, `crafter_score`, `ACHIEVEMENTS`, `Estimate`, `mean`,
-`wilson`, `score_interval`, `percentile`. No I/O, no pytest, no crafter import.
+Public and stable: `success_rates`, `crafter_score`, `progression`, `ACHIEVEMENTS`,
+`Estimate`, `mean`, `wilson`, `score_interval`, `percentile`. No I/O, no pytest, no crafter import.
 
 The Crafter score follows the Crafter paper (Hafner, 2021): the success rate s_i of an
 achievement is the percentage of episodes that unlocked it at least once, and
@@ -10,7 +10,8 @@ achievement is the percentage of episodes that unlocked it at least once, and
 
 The paper reports the mean and standard deviation of per-seed scores: its human experts
 score 50.5 +- 6.8 %, its random agent 1.6 +- 0.0 % (tests/test_metrics.py reproduces both
-from the paper's own data).
+from the paper's own data). BALROG's progression is the mean over episodes of the percent
+of the 22 achievements each unlocked.
 
 Intervals are two-sided 95% by default: a Student t interval for means, a Wilson score
 interval for rates, and a seeded percentile bootstrap over episodes for the Crafter score
@@ -92,6 +93,23 @@ def crafter_score(rates: Mapping[str, float]) -> float:
             raise ValueError(f"success rate of {name} must be from 0 to 100, got {rate}")
         total += math.log1p(rate)
     return math.expm1(total / len(ACHIEVEMENTS))
+
+
+def progression(episodes: Iterable[Mapping[str, int]], confidence: float = 0.95) -> Estimate:
+    """BALROG's Crafter progression: the percent of the 22 achievements an episode
+    unlocked (count at least 1), averaged over episodes, with the mean's interval kept
+    within [0, 100]. `episodes` as for `success_rates`. Raises ValueError for no episodes
+    or an unknown achievement name."""
+    percents = []
+    for episode in episodes:
+        unknown = set(episode) - _KNOWN
+        if unknown:
+            raise ValueError(f"unknown achievement {min(unknown)!r}")
+        unlocked = sum(1 for count in episode.values() if count and count > 0)
+        percents.append(100.0 * unlocked / len(ACHIEVEMENTS))
+    if not percents:
+        raise ValueError("the progression of no episodes is undefined")
+    return mean(percents, confidence).clipped(0.0, 100.0)
 
 
 @dataclass(frozen=True)

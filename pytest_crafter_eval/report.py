@@ -33,6 +33,7 @@ _GATE_METRICS = {
     "mean_achievements": ("mean_achievements", ">="),
     "mean_reward": ("mean_reward", ">="),
     "crafter_score": ("crafter_score", ">="),
+    "progression": ("progression", ">="),
     "min_tool_call_rate": ("tool_call_rate", ">="),
     "max_error_rate": ("error_rate", "<="),
 }
@@ -40,8 +41,8 @@ _GATE_METRICS = {
 
 def model_metrics(records: list[Mapping[str, Any]]) -> dict[str, Any]:
     """Every metric of one model's records, each estimate as a dict {value, low, high,
-    n, method}, or None when no episode it needs exists. Rates of achievements are in
-    percent; tool-call and error rates are fractions, as in the YAML thresholds."""
+    n, method}, or None when no episode it needs exists. Rates of achievements and
+    progression are in percent; tool-call and error rates are fractions, as in the YAML thresholds."""
     done = [r for r in records if r.get("outcome") in COMPLETED]
     errors = sum(1 for r in records if r.get("outcome") == "error")
     out: dict[str, Any] = {"episodes": len(done), "errors": errors}
@@ -52,6 +53,7 @@ def model_metrics(records: list[Mapping[str, Any]]) -> dict[str, Any]:
             "mean_achievements",
             "mean_reward",
             "crafter_score",
+            "progression",
             "tool_call_rate",
             "success_rates",
             "mean_steps",
@@ -64,6 +66,7 @@ def model_metrics(records: list[Mapping[str, Any]]) -> dict[str, Any]:
         ).to_dict()
         out["mean_reward"] = metrics.mean([float(r.get("reward") or 0.0) for r in done]).to_dict()
         out["crafter_score"] = metrics.score_interval(unlocked).to_dict()
+        out["progression"] = metrics.progression(unlocked).to_dict()
         out["success_rates"] = {
             name: metrics.wilson(sum(1 for a in unlocked if a.get(name)), len(done))
             .scaled(100)

@@ -81,6 +81,7 @@ class Gate:
     mean_achievements: float | None = None
     mean_reward: float | None = None
     crafter_score: float | None = None
+    progression: float | None = None  # percent of the 22 achievements per episode (BALROG)
     success_rate: tuple[tuple[str, float], ...] = ()
     min_tool_call_rate: float | None = None
     max_error_rate: float | None = None
@@ -174,6 +175,7 @@ GATE_THRESHOLDS = {
     "mean_achievements": (0, 22),
     "mean_reward": (-1e9, 1e9),
     "crafter_score": (0, 100),
+    "progression": (0, 100),
     "min_tool_call_rate": (0, 1),
     "max_error_rate": (0, 1),
 }

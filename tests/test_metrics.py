@@ -3,6 +3,7 @@
 import gzip
 import json
 import math
+import random
 import statistics
 from pathlib import Path
 
@@ -125,3 +126,35 @@ def test_clipped_keeps_an_interval_of_fractions_within_zero_and_one():
     est = metrics.mean([1.0, 0.2, 1.0]).clipped(0.0, 1.0)
     assert est.value == pytest.approx(2.2 / 3)
     assert est.low == 0.0 and est.high == 1.0
+
+
+def test_progression_is_the_mean_percent_of_the_22_achievements_per_episode():
+    episodes = [{"collect_wood": 3, "place_table": 1}, {"collect_wood": 1, "eat_cow": 0}, {}]
+    est = metrics.progression(episodes)
+    per_episode = [200 / 22, 100 / 22, 0.0]
+    assert est.value == pytest.approx(statistics.mean(per_episode))
+    assert est.low == 0.0  # clipped: the t interval reaches below 0
+    assert est.high == pytest.approx(metrics.mean(per_episode).high)
+    everything = dict.fromkeys(metrics.ACHIEVEMENTS, 1)
+    assert metrics.progression([everything, everything]).value == 100.0
+    with pytest.raises(ValueError, match="no episodes"):
+        metrics.progression([])
+    with pytest.raises(ValueError, match="collect_gold"):
+        metrics.progression([{"collect_gold": 1}])
+
+
+def test_progression_interval_covers_the_true_mean_about_95_percent_of_the_time():
+    """Episodes of 10, each achievement unlocked independently with its own chance: the
+    interval should hold the true mean progression in about 95% of 2000 runs."""
+    rng = random.Random(7)
+    chances = [0.9, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1] + [0.0] * 14
+    truth = 100 * sum(chances) / 22
+    hits, runs = 0, 2000
+    for _ in range(runs):
+        episodes = [
+            {name: int(rng.random() < p) for name, p in zip(metrics.ACHIEVEMENTS, chances)}
+            for _ in range(10)
+        ]
+        est = metrics.progression(episodes)
+        hits += est.low <= truth <= est.high
+    assert 0.92 <= hits / runs <= 0.975

@@ -249,6 +249,24 @@ def test_gate_on_lower_bound_is_stricter_than_on_mean():
     assert on_low["failed_gates"] == [{"eval": "e", "model": "m"}]
 
 
+def test_progression_is_in_the_summary_and_gated_in_percent():
+    recs = _records("m", [{"collect_wood": 1}, {"collect_wood": 1, "place_table": 1}])
+    summary = report.summarize(recs, {("e", "m"): _run(progression=5)})
+    item = summary["evals"]["e"]["models"]["m"]
+    assert item["metrics"]["progression"]["value"] == pytest.approx(100 * 1.5 / 22)
+    (check,) = item["gate"]["checks"]
+    assert (check["metric"], check["op"], check["threshold"], check["passed"]) == (
+        "progression",
+        ">=",
+        5,
+        True,
+    )
+    failed = report.summarize(recs, {("e", "m"): _run(progression=10)})
+    assert failed["failed_gates"] == [{"eval": "e", "model": "m"}]
+    none = report.summarize(_records("m", [{}], outcome="error"), {})
+    assert none["evals"]["e"]["models"]["m"]["metrics"]["progression"] is None
+
+
 def test_gate_without_completed_episodes_fails_with_a_note():
     recs = _records("m", [{}, {}], outcome="error")
     summary = report.summarize(recs, {("e", "m"): _run(crafter_score=1.0, max_error_rate=0.5)})
@@ -277,6 +295,8 @@ def test_gate_without_completed_episodes_fails_with_a_note():
         ("gate:\n  on: median", "gate.on: must be mean or lower_bound"),
         ("gate: {max_error_rate: 2}", "gate.max_error_rate: must be from 0 to 1"),
         ("gate: {crafter_score: high}", "gate.crafter_score: must be a number"),
+        ("gate: {progression: 150}", "gate.progression: must be from 0 to 100"),
+        ("gate: {progresion: 15}", "gate.progresion: unknown key (did you mean 'progression'?)"),
         ("gate: 3", "gate: must be a mapping of thresholds"),
     ],
 )
