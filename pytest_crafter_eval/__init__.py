@@ -42,6 +42,7 @@ _EXPORTS = {
     # metrics and reports
     "success_rates": "metrics",
     "crafter_score": "metrics",
+    "progression": "metrics",
     "render_html": "html_report",
     # traces
     "sft_examples": "trace",
@@ -59,6 +60,7 @@ __all__ = [
     "check",
     "crafter_score",
     "load",
+    "progression",
     "render_html",
     "run_episode",
     "sft_examples",
@@ -71,7 +73,7 @@ if TYPE_CHECKING:
     from .episode import EpisodeResult, check, run_episode
     from .html_report import render_html
     from .local.server import LocalServer
-    from .metrics import crafter_score, success_rates
+    from .metrics import crafter_score, progression, success_rates
     from .spec import EvalSpec, Run, SpecError, load
     from .trace import sft_examples
 
