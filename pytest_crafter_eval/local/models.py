@@ -343,23 +343,81 @@ def random_model(body, rng, options):
     return Answer(tool_calls=[tool_call(random_actions(rng, most))], finish_reason="tool_calls")
 
 
-@register(
-    "local/heuristic",
-    "scripted agent reading the text observation (random actions for image-only requests)",
-)
-def heuristic_model(body, rng, options):
+def heuristic_actions(body: dict[str, Any], rng: random.Random) -> list[str]:
+    """local/heuristic's actions for a request: its scripted policy on the last user
+    text, or random actions for an image-only request."""
     text = last_user_text(body)
     if not text.strip():
-        return random_model(body, rng, options)
+        return random_actions(rng)
     try:
         from .heuristic import choose_actions
     except ImportError as error:
         raise ModelError(
             500, f"local/heuristic is not available: {error}", type="server_error"
         ) from None
-    return Answer(
-        tool_calls=[tool_call(list(choose_actions(text, rng)))], finish_reason="tool_calls"
-    )
+    return list(choose_actions(text, rng))
+
+
+@register(
+    "local/heuristic",
+    "scripted agent reading the text observation (random actions for image-only requests)",
+)
+def heuristic_model(body, rng, options):
+    return Answer(tool_calls=[tool_call(heuristic_actions(body, rng))], finish_reason="tool_calls")
+
+
+@register(
+    "local/hermes",
+    "local/heuristic's play, its tool call written as Hermes text in the content "
+    "(what vLLM returns when started without a tool parser)",
+)
+def hermes_model(body, rng, options):
+    call = json.dumps({"name": TOOL_NAME, "arguments": {"actions": heuristic_actions(body, rng)}})
+    return Answer(content=f"<tool_call>\n{call}\n</tool_call>", finish_reason="stop")
+
+
+FUMBLES = ("action", "partial", "tool", "json")
+UNKNOWN_ACTIONS = ("jump", "craft_sword", "attack", "move_forward", "mine")
+UNKNOWN_TOOLS = ("craft", "move")
+
+
+@register(
+    "local/fumble",
+    "local/heuristic's play, but a share `rate` of its answers fumble the tool call: "
+    "only unknown actions (action), one unknown action among valid ones (partial), "
+    "an unknown tool (tool) or malformed JSON arguments (json)",
+    rate=Option(float, 0.2, help="share of answers that fumble, 0 to 1"),
+    fumble=Option(str, "mixed", ("mixed",) + FUMBLES, help="which fumble"),
+)
+def fumble_model(body, rng, options):
+    """Plays exactly like local/heuristic (the same draws come first); whether and how
+    an answer fumbles is drawn next from the same request-seeded RNG."""
+    if not 0 <= options["rate"] <= 1:
+        raise ModelError(
+            400,
+            f"Option `rate` of model `local/fumble` must be from 0 to 1, got `{options['rate']:g}`.",
+            param="model",
+        )
+    actions = heuristic_actions(body, rng)
+    if rng.random() >= options["rate"]:
+        return Answer(tool_calls=[tool_call(actions)], finish_reason="tool_calls")
+    kind = rng.choice(FUMBLES) if options["fumble"] == "mixed" else options["fumble"]
+    if kind == "action":
+        call = tool_call(rng.sample(UNKNOWN_ACTIONS, rng.randint(1, 2)))
+    elif kind == "partial":
+        actions[rng.randrange(len(actions))] = rng.choice(UNKNOWN_ACTIONS)
+        call = tool_call(actions)
+    else:
+        name = rng.choice(UNKNOWN_TOOLS) if kind == "tool" else TOOL_NAME
+        arguments = json.dumps({"actions": actions})
+        call = {
+            "type": "function",
+            "function": {
+                "name": name,
+                "arguments": arguments if kind == "tool" else arguments[:-2],
+            },
+        }
+    return Answer(tool_calls=[call], finish_reason="tool_calls")
 
 
 SILENT_ANSWERS = {
