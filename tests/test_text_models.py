@@ -7,7 +7,7 @@ import json
 import openai
 import pytest
 
-from pytest_crafter_eval.answers import TAG, parse_text
+from pytest_crafter_eval.answers import LINE, TAG, parse_text
 from pytest_crafter_eval.env import ACTIONS
 from pytest_crafter_eval.local.models import UNKNOWN_ACTIONS, UNKNOWN_TOOLS
 from pytest_crafter_eval.tools import TOOL, TOOL_NAME
@@ -94,3 +94,24 @@ def _valid(calls, actions):
         return name == TOOL_NAME and json.loads(arguments)["actions"] == actions
     except ValueError:
         return False
+
+
+@pytest.mark.parametrize("model", ["local/heuristic", "local/random", "local/fumble?rate=0"])
+@pytest.mark.parametrize("offer", [{}, {"tools": [TOOL], "tool_choice": "none"}])
+def test_without_tools_offered_models_answer_with_an_actions_line(sdk, model, offer):
+    with_tools = native_calls(create(sdk, model))
+    response = sdk.chat.completions.create(model=model, messages=messages(0), **offer)
+    choice = response.choices[0]
+    assert choice.message.tool_calls is None and choice.finish_reason == "stop"
+    assert choice.message.content.startswith("ACTIONS: ")
+    parsed = parse_text(choice.message.content)
+    assert parsed.form == LINE and parsed.actions == json.loads(with_tools[0][1])["actions"]
+
+
+def test_fumble_without_tools_names_unknown_actions_in_its_line(sdk):
+    response = sdk.chat.completions.create(
+        model="local/fumble?rate=1&fumble=action", messages=messages(0)
+    )
+    parsed = parse_text(response.choices[0].message.content)
+    assert parsed.form == LINE and parsed.tool_calls == 1 and not parsed.ok
+    assert parsed.invalid_actions >= 1

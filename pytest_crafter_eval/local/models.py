@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+from ..answers import actions_line
 from ..env import ACTIONS
 from ..tools import MAX_ACTIONS, TOOL_NAME
 
@@ -317,6 +318,19 @@ def tool_call(actions: list[str]) -> dict[str, Any]:
     }
 
 
+def offers_tools(body: dict[str, Any]) -> bool:
+    """Whether the request lets the model call a tool (tools sent, tool_choice not none)."""
+    return bool(body.get("tools")) and body.get("tool_choice") != "none"
+
+
+def play(body: dict[str, Any], actions: list[str]) -> Answer:
+    """Answer with `actions`: a call of interact_many when the request offers tools, else
+    the documented text format, a line `ACTIONS: move_left, do`."""
+    if offers_tools(body):
+        return Answer(tool_calls=[tool_call(actions)], finish_reason="tool_calls")
+    return Answer(content=actions_line(actions))
+
+
 def random_actions(rng: random.Random, most: int = MAX_ACTIONS) -> list[str]:
     return [rng.choice(ACTIONS) for _ in range(rng.randint(1, most))]
 
@@ -340,7 +354,7 @@ def random_model(body, rng, options):
             f"{MAX_ACTIONS}, got `{most}`.",
             param="model",
         )
-    return Answer(tool_calls=[tool_call(random_actions(rng, most))], finish_reason="tool_calls")
+    return play(body, random_actions(rng, most))
 
 
 def heuristic_actions(body: dict[str, Any], rng: random.Random) -> list[str]:
@@ -363,7 +377,7 @@ def heuristic_actions(body: dict[str, Any], rng: random.Random) -> list[str]:
     "scripted agent reading the text observation (random actions for image-only requests)",
 )
 def heuristic_model(body, rng, options):
-    return Answer(tool_calls=[tool_call(heuristic_actions(body, rng))], finish_reason="tool_calls")
+    return play(body, heuristic_actions(body, rng))
 
 
 @register(
@@ -385,7 +399,8 @@ UNKNOWN_TOOLS = ("craft", "move")
     "local/fumble",
     "local/heuristic's play, but a share `rate` of its answers fumble the tool call: "
     "only unknown actions (action), one unknown action among valid ones (partial), "
-    "an unknown tool (tool) or malformed JSON arguments (json)",
+    "an unknown tool (tool) or malformed JSON arguments (json); without tools offered, "
+    "unknown names in its ACTIONS line, or a text without one",
     rate=Option(float, 0.2, help="share of answers that fumble, 0 to 1"),
     fumble=Option(str, "mixed", ("mixed",) + FUMBLES, help="which fumble"),
 )
@@ -400,23 +415,23 @@ def fumble_model(body, rng, options):
         )
     actions = heuristic_actions(body, rng)
     if rng.random() >= options["rate"]:
-        return Answer(tool_calls=[tool_call(actions)], finish_reason="tool_calls")
+        return play(body, actions)
     kind = rng.choice(FUMBLES) if options["fumble"] == "mixed" else options["fumble"]
     if kind == "action":
-        call = tool_call(rng.sample(UNKNOWN_ACTIONS, rng.randint(1, 2)))
-    elif kind == "partial":
+        return play(body, rng.sample(UNKNOWN_ACTIONS, rng.randint(1, 2)))
+    if kind == "partial":
         actions[rng.randrange(len(actions))] = rng.choice(UNKNOWN_ACTIONS)
-        call = tool_call(actions)
-    else:
-        name = rng.choice(UNKNOWN_TOOLS) if kind == "tool" else TOOL_NAME
-        arguments = json.dumps({"actions": actions})
+        return play(body, actions)
+    if not offers_tools(body):  # no call to get wrong: a text answer without actions
+        return Answer(content="I am not sure what to do here.")
+    arguments = json.dumps({"actions": actions})
+    if kind == "tool":
         call = {
             "type": "function",
-            "function": {
-                "name": name,
-                "arguments": arguments if kind == "tool" else arguments[:-2],
-            },
+            "function": {"name": rng.choice(UNKNOWN_TOOLS), "arguments": arguments},
         }
+    else:
+        call = {"type": "function", "function": {"name": TOOL_NAME, "arguments": arguments[:-2]}}
     return Answer(tool_calls=[call], finish_reason="tool_calls")
 
 
