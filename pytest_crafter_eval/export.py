@@ -29,6 +29,7 @@ Rules kept here and nowhere else:
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import hashlib
 import io
@@ -58,8 +59,9 @@ STEP_FILTERS = (
     "dedupe",
 )
 _SEED_DIR = re.compile(r"seed-(\d+)")
-_IMAGE_NAME = re.compile(r"[0-9a-f]{16}\.png")
+_IMAGE_NAME = re.compile(r"[0-9a-f]{16}\.[a-z]+")
 _REWARD_TOLERANCE = 1e-6
+_SUFFIXES = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
 
 
 class ExportError(Exception):
@@ -617,11 +619,11 @@ def _tool_call(call: Any, step: int, i: int) -> Any:
     }
 
 
-def hf_example(episode: Episode, step: Step, image: Callable[[Path], str]) -> dict[str, Any]:
+def hf_example(episode: Episode, step: Step, image: Callable[[Path, str], str]) -> dict[str, Any]:
     """One line for Hugging Face `datasets` / TRL vision SFT: `messages` with every
     content a list of parts (`{"type": "text", "text"}`, `{"type": "image"}`), tool-call
-    arguments as objects, and `images`, the paths (relative to DIR) `image(file)` gives
-    for the image parts in order; then `tools`."""
+    arguments as objects, and `images`, the paths (relative to DIR) that
+    `image(episode directory, url)` gives for the image parts, in order; then `tools`."""
     messages, images = [], []
     for sent in step.data["messages"]:
         message = _chat_message(sent, step.index)
@@ -635,7 +637,7 @@ def hf_example(episode: Episode, step: Step, image: Callable[[Path], str]) -> di
             for part in content:
                 if isinstance(part, dict) and part.get("type") == "image_url":
                     parts.append({"type": "image"})
-                    images.append(image(episode.directory / part["image_url"]["url"]))
+                    images.append(image(episode.directory, part["image_url"]["url"]))
                 else:
                     parts.append(part)
         message["content"] = parts
@@ -809,7 +811,7 @@ def write(out: Path, the_plan: Plan, data: dict[str, Any], format: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     temporary: list[Path] = []
     renames: list[tuple[Path, Path]] = []
-    images: dict[str, Path] = {}  # name under DIR -> the trace file it copies
+    images: dict[str, Path | bytes] = {}  # name under DIR -> the trace file or the bytes
 
     def temp(name: str) -> Path:  # beside its final name, so that renaming is atomic
         path = out / Path(name).parent / f".{Path(name).name}.{os.getpid()}.tmp"
@@ -826,10 +828,17 @@ def write(out: Path, the_plan: Plan, data: dict[str, Any], format: str) -> None:
             cache[path] = path.read_bytes()
         return cache[path]
 
-    def image(path: Path) -> str:
-        raw = read(path)
-        name = f"images/{hashlib.sha256(raw).hexdigest()[:16]}.png"
-        images.setdefault(name, path)
+    def image(base: Path, url: str) -> str:  # content-addressed: each image written once
+        source: Path | bytes
+        if url.startswith("data:"):  # left inline in the trace (not a PNG)
+            head, _, data = url.partition(",")
+            source = raw = base64.b64decode(data)
+            suffix = _SUFFIXES.get(head[5:].split(";")[0], ".bin")
+        else:
+            source, suffix = base / url, Path(url).suffix or ".png"
+            raw = read(source)
+        name = f"images/{hashlib.sha256(raw).hexdigest()[:16]}{suffix}"
+        images.setdefault(name, source)
         return name
 
     try:
@@ -847,7 +856,7 @@ def write(out: Path, the_plan: Plan, data: dict[str, Any], format: str) -> None:
         for name, source in sorted(images.items()):
             if (out / name).is_file():
                 continue  # content-addressed: written by an earlier export
-            temp(name).write_bytes(read(source))
+            temp(name).write_bytes(source if isinstance(source, bytes) else read(source))
         with open(temp("manifest.json"), "w", encoding="utf-8", newline="\n") as file:
             file.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         for src, dst in renames:  # manifest.json last: it marks a whole export

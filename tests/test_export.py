@@ -4,12 +4,14 @@ written by TraceWriter, and (last test) a real `pytest --trace-dir` run of an ev
 
 import base64
 import dataclasses
+import io
 import json
 import shutil
 from pathlib import Path
 
 import jsonschema
 import pytest
+from PIL import Image
 
 from pytest_crafter_eval import cli, export, spec, trace
 from pytest_crafter_eval.client import Connections
@@ -337,6 +339,27 @@ def test_hf_format_references_each_image_once_by_a_relative_path(traces, tmp_pat
     # an openai export into the same directory removes the images it no longer uses
     export.export([traces], out, Options(val_fraction=0.3))
     assert not (out / "images").exists()
+
+
+def test_hf_format_writes_an_image_left_inline_in_the_trace_as_a_file(traces, tmp_path):
+    """TraceWriter keeps PNGs as files; an image of another type stays a data URI."""
+    copy = tmp_path / "copy"
+    shutil.copytree(traces, copy)
+    directory = copy / trace.episode_path("f", "local/heuristic", 0)
+    lines = jsonl(directory / "steps.jsonl")
+    jpeg = io.BytesIO()
+    Image.open(directory / "frames" / "0000.png").save(jpeg, "JPEG")
+    url = "data:image/jpeg;base64," + base64.b64encode(jpeg.getvalue()).decode()
+    lines[0]["messages"][1]["content"][1]["image_url"]["url"] = url
+    (directory / "steps.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    only = Options(format="hf", evals=("f",), val_fraction=0)
+    export.export([copy], tmp_path / "hf", only)
+    first, second = jsonl(tmp_path / "hf" / "train.jsonl")[:2]
+    assert first["images"][0].endswith(".jpg") and second["images"][0].endswith(".png")
+    assert (tmp_path / "hf" / first["images"][0]).read_bytes() == jpeg.getvalue()
+    export.export([copy], tmp_path / "openai", dataclasses.replace(only, format="openai"))
+    first = jsonl(tmp_path / "openai" / "train.jsonl")[0]
+    assert first["messages"][1]["content"][1]["image_url"]["url"] == url
 
 
 def test_hf_format_loads_with_datasets(traces, tmp_path, monkeypatch):
