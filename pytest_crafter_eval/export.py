@@ -60,6 +60,7 @@ STEP_FILTERS = (
 )
 _SEED_DIR = re.compile(r"seed-(\d+)")
 _IMAGE_NAME = re.compile(r"[0-9a-f]{16}\.[a-z]+")
+_TEMPORARY = re.compile(r"\.[^/]+\.\d+\.tmp")  # `temp()` in `write`
 _REWARD_TOLERANCE = 1e-6
 _SUFFIXES = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
 
@@ -803,7 +804,8 @@ def write(out: Path, the_plan: Plan, data: dict[str, Any], format: str) -> None:
     DIR must be new, empty or an earlier export (it holds manifest.json)."""
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out}: not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
+    ours = [p for p in out.iterdir() if not _TEMPORARY.fullmatch(p.name)] if out.is_dir() else []
+    if ours and not (out / "manifest.json").is_file():
         raise ExportError(
             f"{out}: not empty and not an earlier export (no manifest.json); "
             "give a new or empty directory"
@@ -865,16 +867,22 @@ def write(out: Path, the_plan: Plan, data: dict[str, Any], format: str) -> None:
         for leftover in temporary:
             leftover.unlink(missing_ok=True)
         raise
-    _remove_stale_images(out, set(images))
+    _remove_stale(out, set(images))
 
 
-def _remove_stale_images(out: Path, keep: set[str]) -> None:
-    """Images an earlier export wrote that this one does not use."""
+def _remove_stale(out: Path, keep: set[str]) -> None:
+    """Images an earlier export wrote that this one does not use, and temporary files
+    an export that was killed left behind."""
+    for path in out.iterdir():
+        if _TEMPORARY.fullmatch(path.name):
+            path.unlink()
     folder = out / "images"
     if not folder.is_dir():
         return
     for path in folder.iterdir():
-        if _IMAGE_NAME.fullmatch(path.name) and f"images/{path.name}" not in keep:
+        if _TEMPORARY.fullmatch(path.name) or (
+            _IMAGE_NAME.fullmatch(path.name) and f"images/{path.name}" not in keep
+        ):
             path.unlink()
     if not any(folder.iterdir()):
         folder.rmdir()

@@ -427,6 +427,12 @@ def test_bad_input_is_one_line_naming_file_and_line_and_nothing_is_written(trace
     with pytest.raises(ExportError, match="not empty and not an earlier export"):
         export.export([traces], not_an_export, Options())
 
+    killed = tmp_path / "killed"  # an export killed before its renames leaves temporary files
+    killed.mkdir()
+    (killed / ".train.jsonl.999.tmp").write_text("half")
+    export.export([traces], killed, Options())
+    assert sorted(files(killed)) == ["manifest.json", "train.jsonl", "val.jsonl"]
+
 
 def test_a_reward_total_that_is_not_the_sum_is_flagged_not_used(traces, tmp_path):
     bad = tmp_path / "bad"
