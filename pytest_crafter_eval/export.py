@@ -166,7 +166,7 @@ def load(sources: Iterable[Path], results: Iterable[Path] = ()) -> list[Episode]
     episodes = []
     for number, source in enumerate(sources):
         for directory in find_episodes(Path(source)):
-            episodes.append(load_episode(number, Path(source), directory, records))
+            episodes.append(load_episode(number, directory, records))
     episodes.sort(key=lambda e: (e.eval, e.model, e.seed, e.source, e.trace))
     return episodes
 
@@ -182,7 +182,7 @@ def find_episodes(source: Path) -> list[Path]:
             "under it (pytest --trace-dir writes them)"
         )
     for directory in found:
-        if not _SEED_DIR.fullmatch(directory.name) or len(directory.resolve().parts) < 4:
+        if not _SEED_DIR.fullmatch(directory.name):
             raise ExportError(
                 f"{directory / 'steps.jsonl'}: not in a <eval>/<model>/seed-<n> directory"
             )
@@ -212,9 +212,7 @@ def load_results(paths: Iterable[Path]) -> dict[str, list[dict[str, Any]]]:
     return keyed
 
 
-def load_episode(
-    source: int, root: Path, directory: Path, records: dict[str, list[dict[str, Any]]]
-) -> Episode:
+def load_episode(source: int, directory: Path, records: dict[str, list[dict[str, Any]]]) -> Episode:
     """Read and check one episode's steps.jsonl and the image files it names."""
     path = directory / "steps.jsonl"
     lines = _lines(path)
@@ -267,14 +265,14 @@ def load_episode(
                 observation_key=_observation_key(messages, digests),
             )
         )
-    eval_name, model, seed = directory.parent.parent.name, directory.parent.name, 0
-    seed = int(_SEED_DIR.fullmatch(directory.name).group(1))  # type: ignore[union-attr]
+    eval_name, model = directory.parent.parent.name, directory.parent.name
+    seed = int(directory.name.removeprefix("seed-"))  # find_episodes checked the name
     sent = steps[0].data.get("params", {}).get("model") if steps else None
     if isinstance(sent, str) and trace.episode_path("x", sent, 0).parts[1] == model:
         model = sent  # the model name as sent, when it matches the directory
     episode = Episode(
         source=source,
-        trace=Path(root, directory.relative_to(root)).as_posix(),
+        trace=directory.as_posix(),  # under the TRACE_DIR as given
         directory=directory,
         eval=eval_name,
         model=model,

@@ -452,6 +452,60 @@ def test_a_reward_total_that_is_not_the_sum_is_flagged_not_used(traces, tmp_path
     assert kept["reward_total"] == pytest.approx(true_reward * 2 + 100)
 
 
+def test_results_records_are_checked_against_the_trace(traces, tmp_path, episodes):
+    """A record with another reward or other achievements is flagged; one with another
+    number of steps is from another run and not used."""
+    first, second, third = [e for e in episodes if e.model == "local/heuristic"][:3]
+
+    def record(episode, **changes):
+        return {
+            "eval": episode.eval,
+            "model": episode.model,
+            "seed": episode.seed,
+            "steps": len(episode.steps),
+            "reward": episode.reward,
+            "achievements": dict.fromkeys(episode.achievements, 1),
+            "outcome": "passed",
+            "fingerprint": "f" * 16,
+        } | changes
+
+    results = tmp_path / "results.jsonl"
+    records = [
+        record(first, reward=first.reward + 1),
+        record(second, achievements={"collect_diamond": 1}),
+        record(third, steps=len(third.steps) + 1, outcome="failed"),
+    ]
+    results.write_text("".join(json.dumps(r) + "\n" for r in records))
+    manifest = export.export([traces], tmp_path / "out", Options(), [results])
+    problems = {m["trace"]: m["problems"] for m in manifest["mismatches"]}
+    assert problems == {
+        first.trace: [
+            (
+                f"results: reward {first.reward + 1:g} is not the sum of the per-step rewards, "
+                f"{first.reward:g}"
+            )
+        ],
+        second.trace: [
+            (
+                f"results: achievements ['collect_diamond'] differ from the trace's "
+                f"{sorted(second.achievements)}"
+            )
+        ],
+        third.trace: [
+            (
+                f"results: 1 record(s) for this episode, none with its {len(third.steps)} steps "
+                "(from another run?); not used"
+            )
+        ],
+    }
+    outcomes = {e["trace"]: (e["outcome"], e["fingerprint"]) for e in manifest["episodes"]}
+    assert outcomes[first.trace] == outcomes[second.trace] == ("passed", "f" * 16)
+    assert outcomes[third.trace] == (None, None)
+    (tmp_path / "broken.jsonl").write_text('{"eval": "e"}\n')
+    with pytest.raises(ExportError, match=r"broken.jsonl:1: not a results record \(KeyError"):
+        export.export([traces], tmp_path / "out", Options(), [tmp_path / "broken.jsonl"])
+
+
 def test_usage_errors(traces, tmp_path):
     for options, message in (
         (Options(val_fraction=1), "--val-fraction"),
