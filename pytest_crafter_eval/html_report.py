@@ -112,6 +112,11 @@ def render_html(
             + "</nav>"
         )
     parts.append("</div></header><main class=wrap>")
+    if summary.get("complete") is False:
+        from .report import incomplete_line
+
+        line = incomplete_line(summary) or ""
+        parts.append(f"<p class=incomplete>{_e(line[0].upper() + line[1:])}.</p>")
     if not records:
         parts.append("<p class=empty>No episodes were recorded.</p>")
     for name, eval_records in evals.items():
@@ -410,7 +415,7 @@ def _gate(summary: Mapping[str, Any]) -> str:
     gate = summary.get("gate")
     if not isinstance(gate, Mapping) or not gate.get("status"):
         return "<span class=dim>—</span>"
-    status = str(gate["status"])
+    status = str(gate["status"]).replace("_", " ")
     checks = [c for c in gate.get("checks") or [] if isinstance(c, Mapping)]
     lines = []
     for c in checks:
@@ -644,5 +649,6 @@ td.note{color:#3d4639;font-size:13px}
 .note .err{color:var(--error)}
 .note .why{color:var(--failed);margin-top:4px}
 .empty{padding:40px;text-align:center;color:var(--muted)}
+.incomplete{margin:16px 0;padding:12px 16px;border-radius:8px;background:#fde8e8;color:#8a1c1c;font-weight:600}
 footer{color:var(--muted);font-size:12px;padding:10px 0 40px}
 """

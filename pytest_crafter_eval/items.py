@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 from . import results, spec
 from .settings import (
+    LATEST,
     RESUMABLE,
     budget_reason,
     connections,
@@ -109,10 +110,11 @@ def _resumable(config: pytest.Config) -> dict[str, dict]:
     """nodeid -> the last record with a final outcome in results.jsonl, with --resume."""
     if RESUMABLE not in config.stash:
         found: dict[str, dict] = {}
+        latest: dict[str, dict] = {}
         if setting(config, "resume"):
             latest = results.latest(results.read(report_dir(config) / results.RESULTS))
             found = {k: r for k, r in latest.items() if r.get("outcome") in results.FINAL}
-        config.stash[RESUMABLE] = found
+        config.stash[RESUMABLE], config.stash[LATEST] = found, latest
     return config.stash[RESUMABLE]
 
 
@@ -216,6 +218,18 @@ class EpisodeItem(pytest.Function):
             )
         if problems:
             pytest.fail("; ".join(problems), pytrace=False)
+
+    def repeats(self, record: dict[str, Any]) -> bool:
+        """With --resume: whether `record`, of an episode not played, says what this
+        episode's last record in results.jsonl says (a skip for the same reason), so
+        that appending it would only duplicate it."""
+        _resumable(self.config)
+        last = self.config.stash[LATEST].get(self.nodeid)
+        return (
+            last is not None
+            and not results.played(record)
+            and all(last.get(k) == record.get(k) for k in ("outcome", "message", "fingerprint"))
+        )
 
     def record(self, outcome: str, message: str | None) -> dict[str, Any]:
         """This episode's record (format in `results`), judged `outcome`; secrets in

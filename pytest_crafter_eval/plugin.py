@@ -24,11 +24,14 @@ from . import results, spec
 from .items import EpisodeItem, EvalFile
 from .settings import (
     CONNECTIONS,
+    EXPECTED,
+    NOTE,
     OWN_RUN_DIR,
     RECORDS,
     ROTATED,
     RUN_DIR,
     RUN_DIR_KEY,
+    STOPPED,
     SUMMARY,
     UsageError,
     check_cassette_options,
@@ -246,6 +249,24 @@ class _Controller:
             if name == RESULT_KEY:
                 add_record(self.config, cast("dict[str, Any]", value))
 
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """The episodes selected to run (without xdist: the workers report theirs)."""
+        selected = {item.nodeid for item in session.items if isinstance(item, EpisodeItem)}
+        self.config.stash.setdefault(EXPECTED, set()).update(selected)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids: list[str]) -> None:
+        self.config.stash.setdefault(EXPECTED, set()).update(
+            nodeid for nodeid in ids if _EPISODE_ID.search(nodeid)
+        )
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        """-x, --maxfail (pytest's and xdist's `Interrupted`, with the reason) or Ctrl-C."""
+        reason = str(excinfo.value).strip()
+        if type(excinfo.value) is KeyboardInterrupt or not reason:
+            reason = "interrupted (Ctrl-C)"
+        self.config.stash[STOPPED] = reason
+
 
 def add_record(config: pytest.Config, record: dict) -> None:
     """Count `record` in this run's reports (controller only), once per episode: the
@@ -301,7 +322,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             item.user_properties.append((RESULT_KEY, record))
             report.user_properties.append((RESULT_KEY, record))
             prior = item.resumed_from
-            if prior is None or prior.get("outcome") != record["outcome"]:
+            if (prior is None or prior.get("outcome") != record["outcome"]) and not item.repeats(
+                record
+            ):
                 results.append(report_dir(item.config), record)
     return report
 
@@ -333,20 +356,66 @@ def _message(call: pytest.CallInfo, report: pytest.TestReport) -> str | None:
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
-    records = list(config.stash.get(RECORDS, {}).values())
     if is_worker(config):
         return
-    if not records:
+    recorded = config.stash.get(RECORDS, {})
+    records = list(recorded.values())
+    unplayed = _unplayed(config, set(recorded))
+    played = any(results.played(r) for r in records)
+    if not played:  # only a run that plays an episode replaces the results and reports
         if config.stash.get(ROTATED, False):
             results.unstart(report_dir(config))
-        return
+        if records or unplayed:
+            config.stash[NOTE] = (
+                "no episode played: results.jsonl and the reports are left as they were"
+            )
+        if not records:
+            return
     from . import report
 
-    summary = report.summarize(records, _runs(config, records))
-    report.write_reports(report_dir(config), records, summary)
+    stopped = (  # -x and --maxfail set shouldfail; xdist's stop, and Ctrl-C, interrupt
+        config.stash.get(STOPPED, None)
+        or str(session.shouldfail or session.shouldstop or "")
+        or "not run"
+    )
+    summary = report.summarize(
+        records,
+        _runs(config, records + unplayed),
+        unplayed=unplayed,
+        incomplete_reason=stopped if unplayed else None,
+    )
+    if played:
+        report.write_reports(report_dir(config), records, summary)
     config.stash[SUMMARY] = summary
     if summary["failed_gates"] and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _unplayed(config: pytest.Config, recorded: set[str]) -> list[dict[str, Any]]:
+    """The episodes selected to run that have no record: {nodeid, path, eval, model,
+    seed} each, in node id order."""
+    names: dict[str, str] = {}
+    out = []
+    for nodeid in sorted(config.stash.get(EXPECTED, set()) - recorded):
+        match = _EPISODE_ID.search(nodeid)
+        if match is None:
+            continue
+        path = nodeid.split("::")[0]
+        if path not in names:
+            try:
+                names[path] = spec.load(config.rootpath / path).name
+            except (spec.SpecError, OSError):
+                names[path] = Path(path).stem
+        out.append(
+            {
+                "nodeid": nodeid,
+                "path": path,
+                "eval": names[path],
+                "model": match["model"],
+                "seed": int(match["seed"]),
+            }
+        )
+    return out
 
 
 def _runs(config: pytest.Config, records: list[dict]) -> dict[tuple[str, str], spec.Run]:
@@ -360,12 +429,18 @@ def _runs(config: pytest.Config, records: list[dict]) -> dict[tuple[str, str], s
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     summary = config.stash.get(SUMMARY, None)
+    note = config.stash.get(NOTE, None)
     if summary is None:
+        if note:
+            terminalreporter.write_sep("-", f"crafter-eval: {note}", yellow=True)
         return
     from . import report
 
     tr = terminalreporter
     tr.write_sep("=", "crafter-eval summary")
+    incomplete = report.incomplete_line(summary)
+    if incomplete:
+        tr.write_line(f"crafter-eval: {incomplete}", red=True, bold=True)
     for line in report.terminal_lines(summary):
         tr.write_line(line)
     gate_lines = report.gate_failure_lines(summary)
@@ -377,7 +452,7 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         tr.write_sep("=", title, red=bool(failed), bold=True)
         for line in gate_lines:
             tr.write_line(line)
-    tr.write_line(f"reports: {report_dir(config)}")
+    tr.write_line(f"crafter-eval: {note}" if note else f"reports: {report_dir(config)}")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

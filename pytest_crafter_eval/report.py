@@ -139,34 +139,61 @@ def check_gate(gate: Any, values: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def summarize(
-    records: Iterable[Mapping[str, Any]], runs: Mapping[tuple[str, str], Any] | None = None
+    records: Iterable[Mapping[str, Any]],
+    runs: Mapping[tuple[str, str], Any] | None = None,
+    *,
+    unplayed: Iterable[Mapping[str, Any]] = (),
+    incomplete_reason: str | None = None,
 ) -> dict[str, Any]:
     """The summary of a run: per eval and model, outcome counts, metrics and gates.
 
-    Shape (summary.json): {schema, created_at, episodes, outcomes, evals: {eval name:
-    {eval, path, models: {model: {model, xfail, seeds, outcomes, resumed, metrics,
-    gate: None | {status, on, checks: [check_gate rows]}, skip_reasons?}}}}, skipped:
-    [{eval, model, episodes, reasons}], failed_gates: [{eval, model}]}, in the order the
-    records came.
+    Shape (summary.json): {schema, complete, not_played, incomplete_reason, created_at,
+    episodes, outcomes, evals: {eval name: {eval, path, models: {model: {model, xfail,
+    seeds, outcomes, not_played, resumed, metrics, gate: None | {status, on, checks:
+    [check_gate rows]}, skip_reasons?}}}}, skipped: [{eval, model, episodes, reasons}],
+    failed_gates: [{eval, model}]}. Evals come in the order of their files' paths, models
+    in the order their eval file lists them (then by name), whatever order episodes
+    ended in.
 
-    `runs` maps (eval name, model) -> `spec.Run` (for its `gate` and `xfail`); a model
-    without one is reported ungated. Gate status per model: passed, failed, xfailed
-    (failed, but the model is xfail: does not fail the run), xpassed (an xfail model
-    that meets its gate: reported), skipped (no episode ran) or None (no gate).
+    `unplayed` are the episodes selected to run that have no record ({path, eval, model,
+    seed}; a run stopped by -x, --maxfail or Ctrl-C): with any, the run is not
+    `complete`, `incomplete_reason` says why, and their models are listed even without
+    a record.
+
+    `runs` maps (eval name, model) -> `spec.Run` (for its `gate`, `xfail` and its line
+    in the file); a model without one is reported ungated. Gate status per model:
+    passed, failed, xfailed (failed, but the model is xfail: does not fail the run),
+    xpassed (an xfail model that meets its gate: reported), not_judged (some of its
+    episodes were not played: neither passed nor failed), skipped (no episode ran) or
+    None (no gate).
     """
     runs = runs or {}
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    paths: dict[str, str | None] = {}
+    missing: Counter[tuple[str, str]] = Counter()
     for record in records:
         groups.setdefault((record["eval"], record["model"]), []).append(record)
+        paths.setdefault(record["eval"], record.get("path"))
+    for episode in unplayed:
+        key = (episode["eval"], episode["model"])
+        groups.setdefault(key, [])
+        missing[key] += 1
+        paths.setdefault(episode["eval"], episode.get("path"))
+
+    def order(key: tuple[str, str]) -> tuple[str, str, float, str]:
+        line = getattr(runs.get(key), "line", None)
+        return (paths.get(key[0]) or "", key[0], line if line is not None else float("inf"), key[1])
+
     evals: dict[str, dict[str, Any]] = {}
     skipped, failed_gates = [], []
-    for (eval_name, model), group in groups.items():
-        group = sorted(group, key=lambda r: r.get("seed", 0))
+    for key in sorted(groups, key=order):
+        eval_name, model = key
+        group = sorted(groups[key], key=lambda r: r.get("seed", 0))
         entry = evals.setdefault(
-            eval_name, {"eval": eval_name, "path": group[0].get("path"), "models": {}}
+            eval_name, {"eval": eval_name, "path": paths.get(eval_name), "models": {}}
         )
         outcomes = Counter(r.get("outcome") for r in group)
-        run = runs.get((eval_name, model))
+        run = runs.get(key)
         xfail = getattr(run, "xfail", None)
         values = model_metrics(group)
         item = {
@@ -174,11 +201,12 @@ def summarize(
             "xfail": xfail,
             "seeds": [r.get("seed") for r in group],
             "outcomes": {o: outcomes.get(o, 0) for o in OUTCOMES},
+            "not_played": missing[key],
             "resumed": sum(1 for r in group if r.get("resumed")),
             "metrics": values,
             "gate": None,
         }
-        if outcomes.get("skipped", 0) == len(group):
+        if group and outcomes.get("skipped", 0) == len(group):
             reasons = sorted({r.get("message") or "skipped" for r in group})
             skipped.append(
                 {"eval": eval_name, "model": model, "episodes": len(group), "reasons": reasons}
@@ -186,7 +214,10 @@ def summarize(
             item["skip_reasons"] = reasons
         gate = getattr(run, "gate", None)
         if gate is not None and not gate.empty:
-            if values["episodes"] + values["errors"] == 0:
+            if missing[key]:  # judged on part of its episodes, a gate could pass by luck
+                checks = check_gate(gate, values)
+                item["gate"] = {"status": "not_judged", "on": gate.on, "checks": checks}
+            elif values["episodes"] + values["errors"] == 0:
                 item["gate"] = {"status": "skipped", "on": gate.on, "checks": []}
             else:
                 checks = check_gate(gate, values)
@@ -199,8 +230,12 @@ def summarize(
                     failed_gates.append({"eval": eval_name, "model": model})
         entry["models"][model] = item
     all_outcomes = Counter(r.get("outcome") for g in groups.values() for r in g)
+    not_played = sum(missing.values())
     return {
         "schema": SCHEMA,
+        "complete": not not_played,
+        "not_played": not_played,
+        "incomplete_reason": (incomplete_reason or "not run") if not_played else None,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "episodes": sum(len(g) for g in groups.values()),
         "outcomes": {o: all_outcomes.get(o, 0) for o in OUTCOMES},
@@ -208,6 +243,20 @@ def summarize(
         "skipped": skipped,
         "failed_gates": failed_gates,
     }
+
+
+def incomplete_line(summary: Mapping[str, Any]) -> str | None:
+    """`incomplete run: 3 of 12 episodes not played (stopping after 1 failures); ...`,
+    or None for a complete run."""
+    if summary.get("complete", True):
+        return None
+    missing = summary["not_played"]
+    total = summary["episodes"] + missing
+    return (
+        f"incomplete run: {missing} of {total} episodes not played "
+        f"({summary['incomplete_reason']}); gates of models with unplayed episodes "
+        "are not judged"
+    )
 
 
 # -- writing ------------------------------------------------------------------------
@@ -267,7 +316,16 @@ def fmt_cost(values: Mapping[str, Any]) -> str:
 
 def _gate_cell(item: Mapping[str, Any]) -> str:
     gate = item.get("gate")
-    return "-" if gate is None else gate["status"]
+    return "-" if gate is None else gate["status"].replace("_", " ")
+
+
+def _shown(entry: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The models of an eval with an episode played, errored or not played."""
+    return [
+        m
+        for m in entry["models"].values()
+        if m["metrics"]["episodes"] + m["metrics"]["errors"] or m.get("not_played")
+    ]
 
 
 def _model_name(item: Mapping[str, Any]) -> str:
@@ -307,16 +365,16 @@ def _row(item: Mapping[str, Any]) -> list[str]:
 def markdown(summary: Mapping[str, Any]) -> str:
     """summary.md: a compact table per eval, then skipped models and failed gates."""
     o = summary["outcomes"]
-    lines = [
-        "## Crafter eval",
-        "",
+    lines = ["## Crafter eval", ""]
+    incomplete = incomplete_line(summary)
+    if incomplete:
+        lines += [f"**{incomplete[0].upper()}{incomplete[1:]}.**", ""]
+    lines += [
         f"{summary['episodes']} episodes: " + ", ".join(f"{o[k]} {k}" for k in OUTCOMES if o[k]),
         "",
     ]
     for entry in summary["evals"].values():
-        items = [
-            m for m in entry["models"].values() if m["metrics"]["episodes"] + m["metrics"]["errors"]
-        ]
+        items = _shown(entry)
         if not items:
             continue
         lines += [
@@ -360,12 +418,15 @@ def gate_rows(summary: Mapping[str, Any], notable_only: bool = False) -> list[li
                 continue
             if notable_only and gate["status"] not in ("failed", "xfailed", "xpassed"):
                 continue
+            judged = gate["status"] != "not_judged"
             for check in gate["checks"]:
                 digits = 1 if check["metric"].startswith(("success_rate", "crafter_score")) else 2
                 est = None if check["value"] is None else check
                 value = fmt_estimate(est, digits) + (f" ({check['note']})" if check["note"] else "")
                 bound = " on lower bound" if check["on"] == "lower_bound" else ""
-                if check["passed"]:
+                if not judged:
+                    result = "not judged (episodes not played)"
+                elif check["passed"]:
                     result = (
                         "ok (xfail model passes its gate: remove the xfail?)"
                         if gate["status"] == "xpassed"
@@ -401,9 +462,7 @@ def terminal_lines(summary: Mapping[str, Any]) -> list[str]:
     models with their reasons."""
     lines: list[str] = []
     for entry in summary["evals"].values():
-        items = [
-            m for m in entry["models"].values() if m["metrics"]["episodes"] + m["metrics"]["errors"]
-        ]
+        items = _shown(entry)
         if not items:
             continue
         lines.append(f"{entry['eval']} ({entry['path']})")

@@ -194,8 +194,22 @@ def start(report_dir: str | Path, resume: bool) -> bool:
 
 
 def unstart(report_dir: str | Path) -> None:
-    """Undo `start` after a run that played no episode (a run of ordinary tests, say):
-    the previous results become current again."""
+    """Undo `start` after a run that played no episode (a run of ordinary tests, or one
+    whose episodes all skipped): the previous results become current again, and the
+    records this run wrote (skips) are dropped."""
     current, previous = Path(report_dir) / RESULTS, Path(report_dir) / PREVIOUS
-    if not current.exists() and previous.exists():
+    if previous.exists():
         previous.replace(current)
+
+
+def played(record: dict[str, Any]) -> bool:
+    """Whether `record` is of an episode that was played (or resumed, and judged again):
+    not a skip, nor an error before the first model call (a missing key)."""
+    if record.get("outcome") == "skipped":
+        return False
+    return bool(
+        record.get("resumed")
+        or record.get("steps")
+        or record.get("outcome") in FINAL
+        or record.get("crashed")
+    )

@@ -21,6 +21,10 @@ RECORDS = pytest.StashKey[dict[str, dict[str, Any]]]()  # nodeid -> record
 RESUMABLE = pytest.StashKey[dict]()
 SUMMARY = pytest.StashKey[dict]()
 ROTATED = pytest.StashKey[bool]()
+LATEST = pytest.StashKey[dict[str, dict[str, Any]]]()  # nodeid -> last record, with --resume
+EXPECTED = pytest.StashKey[set[str]]()  # node ids of the episodes selected to run
+STOPPED = pytest.StashKey[str]()  # why the run stopped early (-x, --maxfail, Ctrl-C)
+NOTE = pytest.StashKey[str]()  # a line for the terminal summary
 
 
 LIMITS = pytest.StashKey[dict]()

@@ -163,6 +163,13 @@ class _HTTPServer(ThreadingHTTPServer):
         self.open_sockets.discard(request)
         super().shutdown_request(request)
 
+    def handle_error(self, request, client_address) -> None:
+        """A client that went away mid-answer (an interrupted run, a request timeout) is
+        no error of the server's: no traceback. Anything else is printed as usual."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
