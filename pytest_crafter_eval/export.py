@@ -13,6 +13,10 @@ The pipeline, one pure function per step over episodes loaded once:
     -> select_episodes -> select_steps -> split -> limit (-> shuffle)
     -> openai_example / hf_example -> write (temporary names, then renames)
 
+An episode keeps only what the filters need (about 1.5 kB a step); `openai_example`
+and `hf_example` read the step's line again (`Episode.line`), so memory does not grow
+with the size of the traces or of the files written.
+
 Rules kept here and nowhere else:
 
 * A step becomes an example only when its answer was a valid tool call: `no_tool_call`
@@ -38,7 +42,7 @@ import math
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,12 +126,14 @@ class Step:
 
     index: int  # position in the episode (0-based)
     line: int  # line number in steps.jsonl (1-based)
-    data: dict[str, Any]  # the line as read; unknown keys are carried and ignored
+    offset: int  # where the line starts in steps.jsonl, to read it again when writing
     problem: str | None  # None, "no_tool_call" or "invalid_tool_call"
+    reward: float  # the step's own reward
     new_achievements: tuple[str, ...]
     actions: tuple[str, ...]
     frame_key: str | None  # digest of the pixels of the step's frame
     observation_key: str  # digest of what the model was shown this step
+    data: dict[str, Any] | None = None  # the line itself, when given instead of `offset`
 
 
 @dataclass
@@ -154,6 +160,23 @@ class Episode:
     @property
     def outcome(self) -> str | None:
         return self.record.get("outcome") if self.record else None
+
+    def line(self, step: Step) -> dict[str, Any]:
+        """The step's line of steps.jsonl, read again (episodes keep only what the
+        filters need, so memory does not grow with the traces' size)."""
+        if step.data is not None:
+            return step.data
+        path = self.directory / "steps.jsonl"
+        with open(path, "rb") as file:
+            file.seek(step.offset)
+            raw = file.readline()
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            line = None
+        if not isinstance(line, dict) or _shape_problem(line):
+            raise ExportError(f"{path}:{step.line}: changed while the export ran")
+        return line
 
 
 # ---------------------------------------------------------------- loading (reads files)
@@ -232,8 +255,11 @@ def load_episode(source: int, directory: Path, records: dict[str, list[dict[str,
     reward_total = None
     checks: list[str] = []
     unlocked: list[str] = []
-    for index, (number, line) in enumerate(lines):
+    sent = None  # the model name in the first request
+    for index, (number, offset, line) in enumerate(lines):
         messages = line["messages"]
+        if index == 0:
+            sent = line.get("params", {}).get("model")
         for i, message in enumerate(messages):
             for name in trace.image_files(message):
                 digest(name, number, f"messages[{i}]")
@@ -257,8 +283,9 @@ def load_episode(source: int, directory: Path, records: dict[str, list[dict[str,
             Step(
                 index=index,
                 line=number,
-                data=line,
+                offset=offset,
                 problem=_problem(messages, line.get("no_tool_call")),
+                reward=float(line["reward"]),
                 new_achievements=tuple(new),
                 actions=tuple(str(a) for a in line.get("actions") or ()),
                 frame_key=frame_key,
@@ -267,7 +294,6 @@ def load_episode(source: int, directory: Path, records: dict[str, list[dict[str,
         )
     eval_name, model = directory.parent.parent.name, directory.parent.name
     seed = int(directory.name.removeprefix("seed-"))  # find_episodes checked the name
-    sent = steps[0].data.get("params", {}).get("model") if steps else None
     if isinstance(sent, str) and trace.episode_path("x", sent, 0).parts[1] == model:
         model = sent  # the model name as sent, when it matches the directory
     episode = Episode(
@@ -287,22 +313,24 @@ def load_episode(source: int, directory: Path, records: dict[str, list[dict[str,
     return episode
 
 
-def _lines(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, parsed line) of a steps.jsonl, each checked for the keys export reads."""
+def _lines(path: Path) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    """(line number, byte offset, parsed line) of a steps.jsonl, each line checked for
+    the keys export reads."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        raws = path.read_bytes().split(b"\n")
+    except OSError as exc:
         raise ExportError(f"{path}: cannot read: {exc}") from None
-    raws = text.split("\n")
     if raws[-1]:
         raise ExportError(
             f"{path}:{len(raws)}: truncated: the last line has no end (the run stopped "
             "while writing it); delete that line or the episode"
         )
-    out = []
+    offset = 0
     for number, raw in enumerate(raws[:-1], 1):
         try:
             line = json.loads(raw)
+        except UnicodeDecodeError:
+            raise ExportError(f"{path}:{number}: not UTF-8 text") from None
         except json.JSONDecodeError as exc:
             raise ExportError(
                 f"{path}:{number}: not a JSON line ({exc.msg} at column {exc.colno})"
@@ -310,8 +338,8 @@ def _lines(path: Path) -> list[tuple[int, dict[str, Any]]]:
         problem = _shape_problem(line)
         if problem:
             raise ExportError(f"{path}:{number}: {problem}")
-        out.append((number, line))
-    return out
+        yield number, offset, line
+        offset += len(raw) + 1
 
 
 def _shape_problem(line: Any) -> str | None:
@@ -569,13 +597,14 @@ def openai_example(
     inlined, a `developer` message as `system`, keys the format does not take left out),
     the answer last; earlier assistant turns carry `weight: 0`, so only the step's own
     answer is trained; `tools`; `parallel_tool_calls` when the request set it."""
-    example = trace.sft_example(step.data, episode.directory, read)
+    line = episode.line(step)
+    example = trace.sft_example(line, episode.directory, read)
     messages = [_chat_message(m, step.index) for m in example["messages"]]
     for message in messages[:-1]:
         if message["role"] == "assistant":
             message["weight"] = 0
     out: dict[str, Any] = {"messages": messages, "tools": example["tools"]}
-    parallel = step.data.get("params", {}).get("parallel_tool_calls")
+    parallel = line.get("params", {}).get("parallel_tool_calls")
     if isinstance(parallel, bool):
         out["parallel_tool_calls"] = parallel
     return out
@@ -624,7 +653,8 @@ def hf_example(episode: Episode, step: Step, image: Callable[[Path, str], str]) 
     arguments as objects, and `images`, the paths (relative to DIR) that
     `image(episode directory, url)` gives for the image parts, in order; then `tools`."""
     messages, images = [], []
-    for sent in step.data["messages"]:
+    line = episode.line(step)
+    for sent in line["messages"]:
         message = _chat_message(sent, step.index)
         content = message.get("content")
         if content is None:
@@ -648,7 +678,7 @@ def hf_example(episode: Episode, step: Step, image: Callable[[Path, str], str]) 
             if isinstance(arguments, dict):
                 call["function"]["arguments"] = arguments
         messages.append(message)
-    return {"messages": messages, "images": images, "tools": step.data["tools"]}
+    return {"messages": messages, "images": images, "tools": line["tools"]}
 
 
 # ---------------------------------------------------------------- the whole export

@@ -135,8 +135,9 @@ def test_a_developer_message_becomes_system_and_earlier_answers_weigh_zero(episo
     the format has no developer role, and only the step's own answer is trained."""
     episode = next(e for e in episodes if e.model == "local/heuristic")
     first, second = episode.steps[0], episode.steps[1]
-    history = [{**first.data["messages"][0], "role": "developer"}, *first.data["messages"][1:]]
-    data = {**second.data, "messages": history + second.data["messages"][1:]}
+    one, two = episode.line(first), episode.line(second)
+    history = [{**one["messages"][0], "role": "developer"}, *one["messages"][1:]]
+    data = {**two, "messages": history + two["messages"][1:]}
     line = export.openai_example(episode, dataclasses.replace(second, data=data))
     assert not list(jsonschema.Draft202012Validator(SCHEMA).iter_errors(line))
     roles = [m["role"] for m in line["messages"]]
@@ -245,9 +246,21 @@ def test_episode_filters_keep_exactly_the_episodes_they_say(episodes):
 
 def test_reward_is_the_sum_of_per_step_rewards(episodes):
     for episode in episodes:
-        assert episode.reward == pytest.approx(sum(s.data["reward"] for s in episode.steps))
+        lines = jsonl(episode.directory / "steps.jsonl")
+        assert episode.reward == pytest.approx(sum(x["reward"] for x in lines))
         assert episode.reward_total == pytest.approx(episode.reward)
         assert episode.checks == []
+        assert [episode.line(s) for s in episode.steps] == lines  # read again by offset
+
+
+def test_a_trace_changed_while_exporting_is_an_error(traces, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(traces, copy)
+    [episode] = export.load([copy / "f"])
+    steps = episode.directory / "steps.jsonl"
+    steps.write_text(steps.read_text()[10:])
+    with pytest.raises(ExportError, match=rf"^{steps}:1: changed while the export ran$"):
+        export.openai_example(episode, episode.steps[0])
 
 
 def test_only_new_achievement_keeps_unlocking_steps_and_a_window_before(episodes):
