@@ -201,12 +201,35 @@ def _add_export(sub) -> None:
         help="the runs' results.jsonl (repeatable): outcomes and fingerprints",
     )
     add = export.add_argument
-    add("--evals", type=names, default=(), help="evals to keep, comma-separated (globs)")
-    add("--models", type=names, default=(), help="models to keep, comma-separated (globs)")
-    add("--outcome", type=names, default=(), help="outcomes to keep (needs --results)")
-    add("--min-achievements", type=count, default=0, metavar="N", help="(default 0)")
-    add("--require", type=names, default=(), metavar="ACH[,ACH]", help="achievements needed")
-    add("--min-reward", type=float, metavar="R", help="sum of per-step rewards at least R")
+    add("--evals", type=names, default=(), metavar="E[,E]", help="keep these evals (globs)")
+    add("--models", type=names, default=(), metavar="M[,M]", help="keep these models (globs)")
+    add(
+        "--outcome",
+        type=names,
+        default=(),
+        metavar="O[,O]",
+        help="keep episodes with these outcomes, e.g. passed (needs --results)",
+    )
+    add(
+        "--min-achievements",
+        type=count,
+        default=0,
+        metavar="N",
+        help="keep episodes with at least N distinct achievements (default 0)",
+    )
+    add(
+        "--require",
+        type=names,
+        default=(),
+        metavar="ACH[,ACH]",
+        help="keep episodes that unlocked all of these",
+    )
+    add(
+        "--min-reward",
+        type=float,
+        metavar="R",
+        help="keep episodes whose reward (sum of the per-step rewards) is at least R",
+    )
     add(
         "--only-new-achievement",
         action="store_true",
@@ -221,8 +244,20 @@ def _add_export(sub) -> None:
         help="drop a step whose frame and actions repeat the N steps before it (0: off)",
     )
     add("--dedupe", action="store_true", help="drop repeats of an observation + actions")
-    add("--val-fraction", type=float, default=0.1, metavar="F", help="(default 0.1)")
-    add("--seed", type=_seed, default=0, help="for the split and sampling (default 0)")
+    add(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        metavar="F",
+        help="share of episodes in val.jsonl, stratified by achievement count (default 0.1)",
+    )
+    add(
+        "--seed",
+        type=_seed,
+        default=0,
+        metavar="S",
+        help="seed of the split, --max-examples and --shuffle (default 0)",
+    )
     add("--max-examples", type=int, metavar="N", help="at most N examples in all")
     add("--shuffle", action="store_true", help="shuffle each file (default: episode order)")
 
