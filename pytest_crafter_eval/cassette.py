@@ -12,7 +12,7 @@ size, so the key covers the images while the file stays small and readable. Head
 never part of a request or a file (they hold the key and SDK versions).
 
 `Recorder.hook` is an httpx response hook on the SDK's HTTP client: it sees what went over
-the wire for any model, local or remote. The last attempt of a retried request wins.
+the wire for any model, local or remote, and any wire API (`adapters.by_endpoint`). The last attempt of a retried request wins.
 `Cassette.respond(body)` answers a request body from the files; `LocalServer(responder=...)`
 serves it, so a replay goes through the real SDK and HTTP. A request that is not in the
 cassette gets HTTP 400 whose message starts with `MISS` and names the closest recorded
@@ -29,22 +29,25 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from . import redact
+from . import adapters, redact
+from .adapters import Adapter
 from .payload import describe_image
 
 MISS = "replay: request not in cassette"
 VOLATILE_KEYS = frozenset({"user", "metadata"})  # tracking fields, dropped at the top level
-ENDPOINT = "/chat/completions"
 _MAX_DIFFS = 3
 
 
 # --- normalising and keys (pure) ---------------------------------------------------------
 
 
-def normalise(body: Any) -> Any:
-    """`body` with volatile parts dropped and images replaced by their digests."""
+def normalise(body: Any, adapter: Adapter | None = None) -> Any:
+    """`body` with volatile parts dropped and images replaced by their digests (where
+    `adapter`, the wire API's, says images are; and any data:image URI anywhere)."""
     if isinstance(body, dict):
         body = {k: v for k, v in body.items() if k not in VOLATILE_KEYS}
+        if adapter is not None:
+            body = adapter.redact(body, byte_count=False)
     return _normalise(body)
 
 
@@ -158,9 +161,11 @@ def entry_name(entry: dict[str, Any]) -> str:
     return f"{_slug(entry.get('model'))}-{entry['key'][:16]}.json"
 
 
-def make_entry(body: Any, status: int, response_text: str) -> dict[str, Any]:
-    """A cassette entry for one request body and its response."""
-    normalised = normalise(body)
+def make_entry(
+    body: Any, status: int, response_text: str, adapter: Adapter | None = None
+) -> dict[str, Any]:
+    """A cassette entry for one request body (of `adapter`'s API) and its response."""
+    normalised = normalise(body, adapter)
     try:
         response: dict[str, Any] = {"status": status, "body": json.loads(response_text)}
     except ValueError:
@@ -180,7 +185,7 @@ def write_entry(directory: Path, entry: dict[str, Any]) -> Path:
 
 
 class Recorder:
-    """Writes each chat-completions exchange the SDK makes into `directory`."""
+    """Writes each exchange the SDK makes with a wire adapter's endpoint into `directory`."""
 
     def __init__(self, directory: str | os.PathLike):
         self.directory = Path(directory)
@@ -189,14 +194,15 @@ class Recorder:
     def hook(self, response) -> None:
         """An httpx(2) `response` event hook."""
         request = response.request
-        if request.method != "POST" or not request.url.path.endswith(ENDPOINT):
+        adapter = adapters.by_endpoint(request.url.path) if request.method == "POST" else None
+        if adapter is None:
             return
         try:
             body = json.loads(request.content)
         except ValueError:
             return  # not a JSON request: nothing the harness sends
         response.read()
-        write_entry(self.directory, make_entry(body, response.status_code, response.text))
+        write_entry(self.directory, make_entry(body, response.status_code, response.text, adapter))
 
 
 class Cassette:
@@ -227,9 +233,10 @@ class Cassette:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def respond(self, body: Any) -> tuple[int, dict[str, Any] | str]:
-        """(status, JSON body or raw text) recorded for `body`, or a 400 naming the miss."""
-        normalised = normalise(body)
+    def respond(self, body: Any, endpoint: str = "/chat/completions") -> tuple[int, Any]:
+        """(status, JSON body or raw text) recorded for `body`, POSTed to `endpoint`, or a
+        400 naming the miss."""
+        normalised = normalise(body, adapters.by_endpoint(endpoint))
         entry = self._by_key.get(key(normalised))
         if entry is None:
             with self._lock:

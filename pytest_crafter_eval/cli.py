@@ -88,7 +88,7 @@ def payload(args) -> int:
     import warnings
     from dataclasses import replace
 
-    from . import episode, profiles, spec
+    from . import adapters, episode, profiles, spec
     from .payload import redact
 
     def fail(code: int, message: str) -> int:
@@ -129,10 +129,11 @@ def payload(args) -> int:
     with warnings.catch_warnings():  # the notes are printed below, as plain lines
         warnings.simplefilter("ignore", profiles.CrafterEvalWarning)
         body = episode.first_request(run, seed, loaded.instructions)
-    _, notes = profiles.normalise(run, profile, body["messages"])
+    adapter = adapters.for_run(run, profile)
+    notes = adapter.prepare(run, profile, episode.system_prompt(loaded.instructions)).notes
     for line in ([profile.assumed] if profile.assumed else []) + [str(n) for n in notes]:
         print(f"crafter-eval payload: warning: {line}", file=sys.stderr)
-    print(json.dumps(redact(body) if args.redact else body, indent=2))
+    print(json.dumps(redact(body, api=adapter.name) if args.redact else body, indent=2))
     return 0
 
 

@@ -6,8 +6,9 @@ model goes to `--base-url` (default: OPENAI_BASE_URL, else the SDK's default) wi
 key from the configured environment variable. With `record=DIR` every exchange is also
 written to a cassette; with `replay=DIR` every model, local or not, is answered from the
 cassette by a loopback server and needs no key (see `cassette.py`). Error messages are
-redacted (`redact.py`): no key or URL credentials in them. `ModelClient.complete(body)`
-sends one chat-completions request and returns the response body as a plain dict.
+redacted (`redact.py`): no key or URL credentials in them. `ModelClient.complete(body,
+adapter)` POSTs one request to the wire adapter's endpoint (default: chat completions)
+and returns the response body as a plain dict.
 
 Retries are ours, not the SDK's (its `max_retries` is 0), so that they are bounded,
 counted and testable. `RetryPolicy` says how: capped exponential backoff with jitter, at
@@ -35,7 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 import openai
 
-from . import redact
+from . import adapters, redact
+from .conversation import Usage
 from .spec import LOCAL_PREFIX, is_local  # noqa: F401  (defined with the model names)
 
 if TYPE_CHECKING:
@@ -181,11 +183,11 @@ class RetryPolicy:
 
 
 class ModelClient:
-    """Sends chat-completions requests for one model through a shared SDK client.
+    """Sends requests for one model through a shared SDK client.
 
     `slot` is entered around each attempt (not the waits between them): the per-model
-    concurrency cap. `on_reply(model, body)` is told of every successful response,
-    for the run's usage budget."""
+    concurrency cap. `on_reply(model, usage)` is told of every successful response's
+    tokens (`conversation.Usage`, read by the wire adapter), for the run's usage budget."""
 
     def __init__(
         self,
@@ -195,7 +197,7 @@ class ModelClient:
         policy: RetryPolicy = RetryPolicy(),
         model: str = "",
         slot: Callable[[], AbstractContextManager[Any]] = nullcontext,
-        on_reply: Callable[[str, dict[str, Any]], None] | None = None,
+        on_reply: Callable[[str, Usage], None] | None = None,
         rng: random.Random | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ):
@@ -205,9 +207,10 @@ class ModelClient:
         self._rng = rng or random.Random()
         self._sleep = sleep
 
-    def complete(self, body: dict[str, Any]) -> Reply:
-        """Send one chat-completions request, retrying as `policy` says; raise
-        `ModelCallError` when it fails for good."""
+    def complete(self, body: dict[str, Any], adapter: adapters.Adapter | None = None) -> Reply:
+        """POST one request to `adapter`'s endpoint (default: chat completions), retrying
+        as `policy` says; raise `ModelCallError` when it fails for good."""
+        adapter = adapter or adapters.get(adapters.DEFAULT)
         policy = self.policy
         deadline = time.monotonic() + policy.deadline_s
         retries: list[Retry] = []
@@ -215,11 +218,13 @@ class ModelClient:
             remaining = deadline - time.monotonic()
             with self._slot():
                 start = time.perf_counter()
-                outcome = self._attempt(body, max(0.001, min(self.timeout, remaining)))
+                outcome = self._attempt(
+                    adapter.endpoint, body, max(0.001, min(self.timeout, remaining))
+                )
                 latency = time.perf_counter() - start
             if isinstance(outcome, dict):
                 if self._on_reply is not None:
-                    self._on_reply(self.model or str(body.get("model")), outcome)
+                    self._on_reply(self.model or str(body.get("model")), adapter.usage(outcome))
                 return Reply(outcome, latency, tuple(retries))
             if not outcome.retryable:
                 raise self._error(outcome, outcome.message, retries)
@@ -249,15 +254,15 @@ class ModelClient:
             self._sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _attempt(self, body: dict[str, Any], timeout: float) -> dict[str, Any] | Attempt:
+    def _attempt(
+        self, endpoint: str, body: dict[str, Any], timeout: float
+    ) -> dict[str, Any] | Attempt:
         """One request: the response body, or the verdict on its failure."""
         try:
-            # The SDK's low-level post: same timeouts and errors as chat.completions.create,
-            # without re-walking the finished body against the SDK's type hints (about
-            # 1 ms a step, a third of the harness's cost).
-            text = self._sdk.post(
-                "/chat/completions", body=body, cast_to=str, options={"timeout": timeout}
-            )
+            # The SDK's low-level post: same timeouts and errors as chat.completions.create
+            # or responses.create, without re-walking the finished body against the SDK's
+            # type hints (about 1 ms a step, a third of the harness's cost).
+            text = self._sdk.post(endpoint, body=body, cast_to=str, options={"timeout": timeout})
         except openai.APIStatusError as exc:
             body_json: Any = exc.body
             with suppress(Exception):  # not JSON: keep what the SDK made of it
@@ -306,7 +311,7 @@ class Connections:
     """One SDK client per base URL, and the built-in local server, for one process.
 
     `slots(model)` gives the context manager that caps concurrent requests to a model
-    (see `runstate.Slots`); `on_reply(model, body)` sees every successful response."""
+    (see `runstate.Slots`); `on_reply(model, usage)` sees every successful response."""
 
     def __init__(
         self,
@@ -316,7 +321,7 @@ class Connections:
         timeout: float = 60.0,
         policy: RetryPolicy = RetryPolicy(),
         slots: Callable[[str], Callable[[], AbstractContextManager[Any]]] | None = None,
-        on_reply: Callable[[str, dict[str, Any]], None] | None = None,
+        on_reply: Callable[[str, Usage], None] | None = None,
         record: str | None = None,
         replay: str | None = None,
     ):

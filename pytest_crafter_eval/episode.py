@@ -1,13 +1,14 @@
 """Stage: episode. Runs one Crafter episode against one model and returns its result.
 
-Knows no pytest. The loop: observe -> build the request for the model's profile ->
-call the model -> parse the tool call -> step the env with each action. A response with
-no usable tool call ends the episode and says why; a failed request ends it as an error.
+Knows no pytest, and no wire format. The loop: observe -> add a turn to the
+conversation -> the run's wire adapter (`adapters/`) renders the request for the
+model's profile -> call the model -> the adapter parses the reply -> step the env with
+each action of its tool calls -> record what happened in the turn. A response with no
+usable tool call ends the episode and says why; a failed request ends it as an error.
 """
 
 from __future__ import annotations
 
-import copy
 import functools
 import time
 from collections.abc import Callable
@@ -16,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import metrics, profiles, spec, tools
+from . import adapters, metrics, profiles, spec, tools
+from .adapters import Adapter
+from .conversation import Conversation, Observation, Outcome, Usage
 from .env import ACTIONS, CrafterEnv, data_uri
 
 SYSTEM_PROMPT = """You are playing Crafter, a 2D survival game seen from above. \
@@ -91,25 +94,17 @@ def system_prompt(instructions: str | None = None) -> str:
     return instructions or SYSTEM_PROMPT.format(actions=", ".join(ACTIONS))
 
 
-def observation_message(
+def observe(
     env: CrafterEnv, observation: spec.Observation, frame: np.ndarray | None = None
-) -> dict[str, Any]:
-    """The user message for the current state: text part, then the frame (`frame`
-    if given, so that a caller who already rendered it does not render twice)."""
-    parts: list[dict[str, Any]] = [
-        {"type": "text", "text": env.text() if observation.text else IMAGE_ONLY_PROMPT}
-    ]
-    if observation.image is not None:
-        parts.append(
-            {
-                "type": "image_url",
-                "image_url": {
-                    "url": data_uri(env.frame() if frame is None else frame),
-                    "detail": observation.image.detail,
-                },
-            }
-        )
-    return {"role": "user", "content": parts}
+) -> Observation:
+    """What the model is shown of the current state: the text (or a short prompt for
+    image-only evals) and the frame as a data URI (`frame` if given, so that a caller
+    who already rendered it does not render twice)."""
+    text = env.text() if observation.text else IMAGE_ONLY_PROMPT
+    if observation.image is None:
+        return Observation(text)
+    image = data_uri(env.frame() if frame is None else frame)
+    return Observation(text, image, observation.image.detail)
 
 
 def first_request(run: spec.Run, seed: int, instructions: str | None = None) -> dict[str, Any]:
@@ -118,16 +113,22 @@ def first_request(run: spec.Run, seed: int, instructions: str | None = None) -> 
     eval file sees the same one."""
     profile = profiles.for_run(run)
     profiles.check_capabilities(run, profile)  # before resetting an env for nothing
-    messages = [
-        {"role": "system", "content": system_prompt(instructions)},
-        copy.deepcopy(_first_observation(seed, run.observation)),
-    ]
-    return profiles.build_request(run, profile, messages)
+    adapter = adapters.for_run(run, profile)
+    prompt = system_prompt(instructions)
+    prepared = adapters.prepare(adapter, run, profile, prompt)
+    conversation = Conversation(prompt)
+    conversation.observe(_first_observation(seed, run.observation))
+    return adapter.body(prepared.template, conversation.window())
+
+
+def api_name(run: spec.Run) -> str:
+    """The name of the wire API a run's requests use (`request.api`, else the profile's)."""
+    return adapters.for_run(run, profiles.for_run(run)).name
 
 
 @functools.lru_cache(maxsize=16)
-def _first_observation(seed: int, observation: spec.Observation) -> dict[str, Any]:
-    return observation_message(_new_env(seed, observation), observation)
+def _first_observation(seed: int, observation: spec.Observation) -> Observation:
+    return observe(_new_env(seed, observation), observation)
 
 
 def _new_env(seed: int, observation: spec.Observation) -> CrafterEnv:
@@ -135,12 +136,6 @@ def _new_env(seed: int, observation: spec.Observation) -> CrafterEnv:
     env = CrafterEnv(seed, size=observation.image.size if observation.image else 64)
     env.reset()
     return env
-
-
-def _step_request(template: dict[str, Any], observation: dict[str, Any]) -> dict[str, Any]:
-    """The episode's request body with this step's observation as the user message.
-    Normalisation never touches the user message, so the body is built once per episode."""
-    return {**template, "messages": [template["messages"][0], observation]}
 
 
 def run_episode(
@@ -156,9 +151,11 @@ def run_episode(
 
     `on_step`, if given, is called after every answered model call with a dict: `step`,
     `frame` (the HxWx3 frame of the state the model saw, rendered even for text-only
-    observations), `request`, `response`, `actions` (the valid actions played),
-    `reward` (the total so far), `achievements` (unlocked so far, in order) and
-    `no_tool_call` (None, or why the answer had no usable tool call).
+    observations), `request`, `response` (the bodies sent and received), `adapter` (the
+    wire adapter that made and parsed them), `reply` (the parsed `conversation.Reply`),
+    `actions` (the valid actions played), `reward` (the total so far), `achievements`
+    (unlocked so far, in order) and `no_tool_call` (None, or why the answer had no
+    usable tool call).
     """
     from .client import ModelCallError
 
@@ -172,47 +169,49 @@ def run_episode(
         result.duration_s = time.perf_counter() - started
         return result
     env = _new_env(seed, run.observation)
-    template = profiles.build_request(
-        run,
-        profile,
-        [
-            {"role": "system", "content": system_prompt(instructions)},
-            {"role": "user", "content": ""},
-        ],
-    )
+    adapter = adapters.for_run(run, profile)
+    prompt = system_prompt(instructions)
+    # The settings part of the body is built once per episode; each step renders turns.
+    template = adapters.prepare(adapter, run, profile, prompt).template
+    # History: earlier turns sent with each request, and how many keep their frame.
+    # Today every request holds only the current turn (issue "Agent protocol" sets these).
+    history_steps, history_images = 0, 0
+    conversation = Conversation(prompt, keep=history_steps + 1)
     wants_frame = run.observation.image is not None or on_step is not None
     for step in range(run.steps):
         frame = env.frame() if wants_frame else None  # one render per step, shared
-        body = _step_request(template, observation_message(env, run.observation, frame))
+        turn = conversation.observe(observe(env, run.observation, frame))
+        body = adapter.body(template, conversation.window(history_steps), history_images)
         result.steps += 1
         try:
-            reply = client.complete(body)
+            response = client.complete(body, adapter)
         except ModelCallError as exc:
             _count_retries(result, exc.retries)
             message = f"step {step}: {exc}"
             if exc.status == 400 and exc.param:
-                message += f" [{profile_rule(profile, exc.param)}]"
+                message += f" [{profile_rule(profile, exc.param, adapter)}]"
             result.end, result.error, result.infra_error = "error", message, exc.infra
             break
-        _count_retries(result, reply.retries)
-        result.latencies_s.append(reply.latency_s)
-        _count_usage(result, reply.body)
-        choice = tools.first_choice(reply.body)
-        parsed = tools.parse_tool_calls(choice.get("message"))
+        _count_retries(result, response.retries)
+        result.latencies_s.append(response.latency_s)
+        reply = adapter.parse(response.body)
+        _count_usage(result, reply.usage)
+        parsed = tools.parse_calls(reply.tool_calls)
         result.invalid_actions += parsed.invalid_actions
         result.malformed_calls += parsed.malformed_json
         result.unknown_tools += parsed.unknown_tools
         result.too_many_actions += parsed.too_many_actions
         if not parsed.ok:
-            kind, why = tools.diagnose_no_tool_call(reply.body, body, parsed)
+            kind, why = adapter.diagnose(reply, body, parsed)
             result.no_tool_call = {
                 "step": step,
                 "class": kind,
                 "message": why,
-                "finish_reason": choice.get("finish_reason"),
+                "finish_reason": reply.finish,
             }
             result.end = "no_tool_call"
         played: list[str] = []
+        unlocked_before, reward_before = len(env.unlocked), env.reward_total
         if parsed.ok:
             result.tool_calls += 1
             for action in parsed.actions:
@@ -221,13 +220,22 @@ def run_episode(
                 played.append(action)
                 if env.done:
                     break
+        turn.reply = reply
+        turn.outcome = Outcome(
+            actions=tuple(played),
+            reward=env.reward_total - reward_before,
+            new_achievements=tuple(env.unlocked[unlocked_before:]),
+            invalid=tuple(parsed.invalid_names),
+        )
         if on_step is not None:
             on_step(
                 {
                     "step": step,
                     "frame": frame,
                     "request": body,
-                    "response": reply.body,
+                    "response": response.body,
+                    "adapter": adapter,
+                    "reply": reply,
                     "actions": played,
                     "reward": env.reward_total,
                     "achievements": list(env.unlocked),
@@ -251,24 +259,10 @@ def _count_retries(result: EpisodeResult, retries) -> None:
         result.retry_wait_s += retry.wait_s
 
 
-# request parameter the API may name in a 400 -> the profile fields that decide it
-_PARAM_FIELDS = {
-    "max_tokens": ("token_param", "max_output_tokens"),
-    "max_completion_tokens": ("token_param", "max_output_tokens"),
-    "temperature": ("temperature",),
-    "top_p": ("top_p",),
-    "reasoning_effort": ("reasoning_efforts", "reasoning_effort"),
-    "tool_choice": ("tool_choice",),
-    "parallel_tool_calls": ("parallel_tool_calls",),
-    "tools": ("tool_call",),
-    "messages": ("system_role", "image_input"),
-}
-
-
-def profile_rule(profile: profiles.Profile, param: str) -> str:
+def profile_rule(profile: profiles.Profile, param: str, adapter: Adapter | None = None) -> str:
     """The profile rule behind request parameter `param`, for a 400 that names it."""
     base = param.split(".")[0].split("[")[0]
-    names = _PARAM_FIELDS.get(base, ())
+    names = (adapter or adapters.get(adapters.DEFAULT)).profile_fields(base)
     settings = ", ".join(f"{n}={getattr(profile, n)!r}" for n in names if hasattr(profile, n))
     entry = getattr(profile, "entry", profile.name)
     match = getattr(profile, "match", "")
@@ -280,19 +274,10 @@ def profile_rule(profile: profiles.Profile, param: str) -> str:
     )
 
 
-def _count_usage(result: EpisodeResult, response: dict[str, Any]) -> None:
-    usage = response.get("usage")
-    if not isinstance(usage, dict):
-        return
-    result.tokens_in += _int(usage.get("prompt_tokens"))
-    result.tokens_out += _int(usage.get("completion_tokens"))
-    details = usage.get("completion_tokens_details")
-    if isinstance(details, dict):
-        result.tokens_reasoning += _int(details.get("reasoning_tokens"))
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+def _count_usage(result: EpisodeResult, usage: Usage) -> None:
+    result.tokens_in += usage.input
+    result.tokens_out += usage.output
+    result.tokens_reasoning += usage.reasoning
 
 
 def check(result: EpisodeResult, expect: spec.Expect) -> list[str]:

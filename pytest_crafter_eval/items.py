@@ -272,7 +272,7 @@ class PayloadItem(pytest.Function):
         self.add_marker(pytest.mark.crafter_payload)
 
     def runtest(self) -> None:
-        from .episode import first_request
+        from .episode import api_name, first_request
         from .payload import snapshot_view
         from .profiles import Unsupported
 
@@ -283,7 +283,7 @@ class PayloadItem(pytest.Function):
             body, unsupported = {}, str(exc)
         if unsupported:  # failed outside the except block: no chained traceback
             pytest.fail(unsupported, pytrace=False)
-        if snapshot != snapshot_view(body):
+        if snapshot != snapshot_view(body, api=api_name(self.run)):
             pytest.fail(
                 f"the first request of {self.run.model} (eval {self.spec.name}, seed "
                 f"{self.seed}) does not match its snapshot in __snapshots__/"

@@ -1,6 +1,7 @@
 """Stage: payload. The first request body of an episode, as data to look at and snapshot.
 
-`redact(body)` replaces every image's data with its format, pixel size and a digest of its
+`redact(body, api=...)` replaces every image's data (wherever the wire API's adapter
+puts images) with its format, pixel size and a digest of its
 pixels, so a body prints in a few lines and compares across machines: the digest is of
 the decoded pixels, not of the PNG bytes, which change with the zlib build.
 `snapshot_view(body)` is what payload snapshots compare: `redact(body)` without the
@@ -19,30 +20,20 @@ from typing import Any
 VOLATILE_KEYS = ("user", "metadata", "safety_identifier", "prompt_cache_key", "stream_options")
 
 
-def redact(body: dict[str, Any], *, byte_count: bool = True) -> dict[str, Any]:
-    """A copy of `body` with each image URL's data replaced by a stable description."""
-    return _walk(body, byte_count)
+def redact(body: dict[str, Any], *, byte_count: bool = True, api: str = "chat") -> dict[str, Any]:
+    """A copy of `body` (a request of wire API `api`) with each image's data replaced by a
+    stable description; the adapter of `api` knows where the images are."""
+    from . import adapters
+
+    return adapters.get(api).redact(body, byte_count)
 
 
-def snapshot_view(body: dict[str, Any]) -> dict[str, Any]:
+def snapshot_view(body: dict[str, Any], api: str = "chat") -> dict[str, Any]:
     """What a payload snapshot stores: the redacted body without volatile parts."""
-    view = redact(body, byte_count=False)
+    view = redact(body, byte_count=False, api=api)
     for key in VOLATILE_KEYS:
         view.pop(key, None)
     return view
-
-
-def _walk(value: Any, byte_count: bool) -> Any:
-    if isinstance(value, dict):
-        out = {k: _walk(v, byte_count) for k, v in value.items()}
-        if out.get("type") == "image_url" and isinstance(value.get("image_url"), dict):
-            url = value["image_url"].get("url")
-            if isinstance(url, str):
-                out["image_url"] = dict(out["image_url"], url=describe_image(url, byte_count))
-        return out
-    if isinstance(value, list):
-        return [_walk(v, byte_count) for v in value]
-    return value
 
 
 def describe_image(url: str, byte_count: bool = True) -> str:

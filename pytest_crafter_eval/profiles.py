@@ -1,17 +1,17 @@
-"""Stage: profiles. What each model accepts, and the request body built from it.
+"""Stage: profiles. What each model accepts, and the request settings it takes.
 
-A `Profile` says what one model takes: the token parameter, temperature and top_p,
-reasoning effort, images, tools, tool_choice, parallel_tool_calls, the role of the
-instructions, its output limit and its prices. The built-in registry is the package data
+A `Profile` says what one model takes: the wire API (`api`: chat or responses), the
+token parameter, temperature and top_p, reasoning effort, images, tools, tool_choice,
+parallel_tool_calls, the role of the instructions, its output limit and its prices. The built-in registry is the package data
 file `profiles.yaml` (facts from models.dev); users add or override entries in an eval
 file (`profiles:`) or a file named by `--profiles`.
 
-    profile = resolve("gpt-4o-mini-2024-07-18")       # -> entry gpt-4o-mini (dated snapshot)
-    body, notes = normalise(run, profile, messages)   # pure: settings -> body, and what changed
-    body = build_request(run, profile, messages)      # the same, warning once per note
+    profile = resolve("gpt-4o-mini-2024-07-18")         # -> entry gpt-4o-mini (dated snapshot)
+    settings, notes = normalise_settings(run, profile)  # pure: what the model takes, and what changed
 
-Nothing here does I/O except reading the packaged data file once, and `build_request`,
-which turns notes into one-time `CrafterEvalWarning`s.
+The wire adapters (`adapters/`) turn `Settings` into a request body and warn once per
+note (`warn_once`). Nothing here does I/O except reading the packaged data file once,
+and `warn_once`.
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ class Profile:
     name: str
     entry: str = DEFAULT
     match: str = "default"
+    api: str = "chat"  # the wire API: a name in adapters.REGISTRY
     token_param: str = "max_tokens"
     temperature: tuple[float, float] | None = (0.0, 2.0)  # None: only the default
     top_p: tuple[float, float] | None = (0.0, 1.0)
@@ -121,6 +122,7 @@ class Profile:
 
 FIELDS = {
     "like",
+    "api",
     "token_param",
     "temperature",
     "top_p",
@@ -178,6 +180,10 @@ def _check_field(name: str, key: str, value: Any, error) -> Any:
     if key == "like":
         if not isinstance(value, str):
             raise error(where, f"must name another profile, got {_type(value)}")
+    elif key == "api":
+        from .adapters import names
+
+        _choice(value, names(), where, error)
     elif key == "token_param":
         _choice(value, TOKEN_PARAMS, where, error)
     elif key == "system_role":
@@ -444,26 +450,35 @@ def check_capabilities(run: spec.Run, profile: Profile) -> None:
         )
 
 
-def normalise(
-    run: spec.Run, profile: Profile, messages: list[dict[str, Any]]
-) -> tuple[dict[str, Any], list[Note]]:
-    """The chat-completions body for one step of `run` on a model with `profile`, and a
-    note for every setting that was renamed, dropped or changed. Pure."""
-    from .tools import TOOL  # not at import: the registry is read at collection time
+@dataclass(frozen=True)
+class Settings:
+    """A run's request settings as one model takes them, in no wire format: what an
+    adapter (`adapters/`) puts into a body. None: not sent."""
 
+    instructions_role: str = "system"
+    tool_choice: str | None = "auto"
+    parallel_tool_calls: bool | None = None
+    max_output_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    reasoning_effort: str | None = None
+    reasoning: bool = False  # a reasoning model
+
+
+def normalise_settings(
+    run: spec.Run, profile: Profile, token_param: str | None = None
+) -> tuple[Settings, list[Note]]:
+    """The settings of `run` that a model with `profile` takes, and a note for every
+    setting that was renamed, dropped or changed. `token_param` is the name the wire
+    API gives the output budget (default: the profile's). Pure."""
     check_capabilities(run, profile)
     notes: list[Note] = []
+    token_param = token_param or profile.token_param
 
     def note(rule: str, message: str) -> None:
         notes.append(Note(run.model, rule, message))
 
     req = run.request
-    if profile.system_role != "system":
-        messages = [
-            dict(m, role=profile.system_role) if m.get("role") == "system" else m for m in messages
-        ]
-    body: dict[str, Any] = {"model": run.model, "messages": messages, "tools": [TOOL]}
-
     choice: str | None = req.tool_choice or "auto"
     if choice not in profile.tool_choice:
         fallback = "auto" if "auto" in profile.tool_choice else None
@@ -473,14 +488,14 @@ def normalise(
             + (f"sent {fallback!r}" if fallback else "left out"),
         )
         choice = fallback
-    if choice is not None:
-        body["tool_choice"] = choice
+    parallel: bool | None = None
     if req.parallel_tool_calls is not None:
         if profile.parallel_tool_calls:
-            body["parallel_tool_calls"] = req.parallel_tool_calls
+            parallel = req.parallel_tool_calls
         else:
             note("parallel_tool_calls", "request.parallel_tool_calls dropped: not taken")
 
+    budget: int | None = None
     if req.max_output_tokens is not None:
         budget = req.max_output_tokens
         if profile.reasoning:
@@ -492,16 +507,16 @@ def normalise(
         if limit and budget > limit:
             note(
                 "max_output_tokens",
-                f"{profile.token_param}={budget} lowered to the model's output limit {limit}",
+                f"{token_param}={budget} lowered to the model's output limit {limit}",
             )
             budget = limit
-        body[profile.token_param] = budget
     elif req.reasoning_budget is not None and profile.reasoning:
         note(
             "reasoning_budget",
             "request.reasoning_budget ignored: request.max_output_tokens is null",
         )
 
+    sampling: dict[str, float | None] = {"temperature": None, "top_p": None}
     for key in ("temperature", "top_p"):
         value = getattr(req, key)
         accepted = getattr(profile, key)
@@ -516,13 +531,14 @@ def normalise(
                 f"request.{key}={value:g} changed to {clamped:g}: the model takes "
                 f"{accepted[0]:g} to {accepted[1]:g}",
             )
-            body[key] = clamped
+            sampling[key] = clamped
         else:
-            body[key] = value
+            sampling[key] = value
 
     effort = req.reasoning_effort
+    chosen: str | None = None
     if profile.reasoning_efforts:
-        chosen = effort or profile.reasoning_effort
+        chosen = effort or profile.reasoning_effort or DEFAULT_EFFORT
         if chosen not in profile.reasoning_efforts:
             near = nearest_effort(chosen or "low", profile.reasoning_efforts)
             note(
@@ -531,7 +547,6 @@ def normalise(
                 f"model takes {', '.join(profile.reasoning_efforts)}",
             )
             chosen = near
-        body["reasoning_effort"] = chosen
     elif effort is not None:
         note(
             "reasoning",
@@ -542,7 +557,17 @@ def normalise(
                 else "the model takes no reasoning_effort"
             ),
         )
-    return body, notes
+    settings = Settings(
+        instructions_role=profile.system_role,
+        tool_choice=choice,
+        parallel_tool_calls=parallel,
+        max_output_tokens=budget,
+        temperature=sampling["temperature"],
+        top_p=sampling["top_p"],
+        reasoning_effort=chosen,
+        reasoning=profile.reasoning,
+    )
+    return settings, notes
 
 
 _WARNED: set[str] = set()
@@ -553,18 +578,6 @@ def warn_once(message: str) -> None:
     if message not in _WARNED:
         _WARNED.add(message)
         warnings.warn(CrafterEvalWarning(message), stacklevel=3)
-
-
-def build_request(
-    run: spec.Run, profile: Profile, messages: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """`normalise`, warning once per process for each note and for an assumed profile."""
-    if profile.assumed:
-        warn_once(profile.assumed)
-    body, notes = normalise(run, profile, messages)
-    for n in notes:
-        warn_once(str(n))
-    return body
 
 
 def for_run(run: spec.Run) -> Profile:

@@ -143,23 +143,11 @@ class Budget:
         return None
 
 
-def response_tokens(body: dict[str, Any]) -> tuple[int, int]:
-    """(prompt, completion) tokens of a chat-completions response; 0 if not reported."""
-    usage = body.get("usage")
-    usage = usage if isinstance(usage, dict) else {}
-
-    def count(key: str) -> int:
-        value = usage.get(key)
-        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-    return count("prompt_tokens"), count("completion_tokens")
-
-
 def recorder(usage: Usage, price: Callable[[str, int, int], float | None]):
-    """An `on_reply(model, body)` for `client.Connections` that adds to `usage`."""
+    """An `on_reply(model, tokens)` for `client.Connections` that adds to `usage`;
+    `tokens` is the response's `conversation.Usage`, as its wire adapter read it."""
 
-    def on_reply(model: str, body: dict[str, Any]) -> None:
-        tokens_in, tokens_out = response_tokens(body)
-        usage.add(tokens_in + tokens_out, price(model, tokens_in, tokens_out))
+    def on_reply(model: str, tokens: Any) -> None:
+        usage.add(tokens.input + tokens.output, price(model, tokens.input, tokens.output))
 
     return on_reply

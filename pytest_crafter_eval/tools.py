@@ -1,16 +1,19 @@
 """Stage: tools. The one function tool the model calls, and parsing of its answers.
 
-Pure: no I/O. `TOOL` is what goes into the request; `parse_tool_calls` turns the
-assistant message of a response into actions plus counts of everything that was wrong.
+Pure: no I/O, no wire format. `TOOL` is the tool (in chat-completions form; each wire
+adapter renders it its own way); `parse_calls` turns the tool calls of a parsed reply
+(`conversation.Reply`) into actions plus counts of everything that was wrong, and
+`diagnose` says why a reply had no usable tool call.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .conversation import Reply, ToolCall
 from .env import ACTIONS
 
 TOOL_NAME = "interact_many"
@@ -52,35 +55,29 @@ class ParsedCalls:
     malformed_json: int = 0  # arguments that are not a JSON object
     unknown_tools: int = 0  # calls to a function other than TOOL_NAME
     too_many_actions: int = 0  # calls with more than MAX_ACTIONS actions
+    invalid_names: list[str] = field(default_factory=list)  # the invalid actions, as given
 
     @property
     def ok(self) -> bool:
         return bool(self.actions)
 
 
-def parse_tool_calls(message: Mapping[str, Any] | None) -> ParsedCalls:
-    """Collect the valid actions of every `interact_many` call in an assistant message.
+def parse_calls(calls: Iterable[ToolCall]) -> ParsedCalls:
+    """Collect the valid actions of every `interact_many` call of a reply.
 
-    `message` is the response's `choices[0].message` as a plain dict. Several calls are
-    run in order; arguments may be a JSON string or already a mapping. Nothing raises.
-    """
+    Several calls are run in order; `arguments` is JSON text (an adapter turns other
+    shapes into text). Nothing raises."""
     parsed = ParsedCalls()
-    calls = (message.get("tool_calls") if isinstance(message, Mapping) else None) or []
-    if not isinstance(calls, list):
-        calls = []
     for call in calls:
         parsed.tool_calls += 1
-        function = call.get("function") if isinstance(call, Mapping) else None
-        if not isinstance(function, Mapping) or function.get("name") != TOOL_NAME:
+        if call.name != TOOL_NAME:
             parsed.unknown_tools += 1
             continue
-        arguments = function.get("arguments")
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments)
-            except (ValueError, RecursionError):
-                parsed.malformed_json += 1
-                continue
+        try:
+            arguments = json.loads(call.arguments)
+        except (ValueError, RecursionError, TypeError):
+            parsed.malformed_json += 1
+            continue
         actions = arguments.get("actions") if isinstance(arguments, Mapping) else None
         if isinstance(actions, str):
             actions = [actions]
@@ -93,6 +90,9 @@ def parse_tool_calls(message: Mapping[str, Any] | None) -> ParsedCalls:
             actions = actions[:MAX_ACTIONS]
         valid = [a for a in actions if isinstance(a, str) and a in ACTIONS]
         parsed.invalid_actions += len(actions) - len(valid)
+        parsed.invalid_names.extend(
+            str(a) for a in actions if not (isinstance(a, str) and a in ACTIONS)
+        )
         if valid:
             parsed.valid_calls += 1
             parsed.actions.extend(valid)
@@ -108,51 +108,29 @@ EMPTY_RESPONSE = "empty_response"
 INVALID_CALL = "invalid_tool_call"
 
 
-def first_choice(response: Mapping[str, Any]) -> Mapping[str, Any]:
-    """`choices[0]` of a response body, or {} when it has none (never raises)."""
-    choices = response.get("choices")
-    if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
-        return choices[0]
-    return {}
-
-
-def diagnose_no_tool_call(
-    response: Mapping[str, Any], request: Mapping[str, Any], parsed: ParsedCalls | None = None
+def diagnose(
+    reply: Reply, parsed: ParsedCalls | None, *, finish: str, budget: str, empty: str
 ) -> tuple[str, str]:
-    """Classify a response without a valid tool call; return (class, one-line reason
-    with the fix). `request` is the body that was sent, for the token budget."""
-    choices = response.get("choices") or []
-    choice = first_choice(response)
-    message = choice.get("message")
-    message = message if isinstance(message, Mapping) else {}
-    finish = choice.get("finish_reason")
-    content = message.get("content")
-    text = content if isinstance(content, str) else ""
-    refusal = message.get("refusal")
-    usage = response.get("usage")
-    usage = usage if isinstance(usage, Mapping) else {}
-    details = usage.get("completion_tokens_details") or {}
-    reasoning = details.get("reasoning_tokens") if isinstance(details, Mapping) else None
-
-    if refusal:
+    """Classify a reply without a valid tool call; return (class, one-line reason with
+    the fix). The wire adapter says it in its API's words: `finish` how the answer ended
+    (`finish_reason=stop`), `budget` the output budget sent (`max_tokens=512`), `empty`
+    what a response without any answer lacks (`no choices`)."""
+    if reply.refusal:
         return REFUSAL, (
-            f"refusal: {_clip(refusal)}; the model declined: reword the eval's instructions"
+            f"refusal: {_clip(reply.refusal)}; the model declined: reword the eval's instructions"
         )
-    if finish == "content_filter":
+    if reply.incomplete == "content_filter":
         return CONTENT_FILTER, (
-            "finish_reason=content_filter: the provider filtered the answer; "
-            "check the prompt and image"
+            f"{finish}: the provider filtered the answer; check the prompt and image"
         )
-    if finish == "length":
-        param = next((p for p in ("max_completion_tokens", "max_tokens") if p in request), None)
-        budget = request.get(param) if param else None
-        if reasoning:
+    if reply.incomplete == "max_output_tokens":
+        if reply.usage.reasoning:
             return BUDGET_EXHAUSTED, (
-                f"reasoning used {reasoning} of {param}={budget}; raise request.max_output_tokens "
-                "or lower reasoning_effort"
+                f"reasoning used {reply.usage.reasoning} of {budget}; raise "
+                "request.max_output_tokens or lower reasoning_effort"
             )
         return BUDGET_EXHAUSTED, (
-            f"finish_reason=length: the answer was cut at {param}={budget} before a tool call; "
+            f"{finish}: the answer was cut at {budget} before a tool call; "
             "raise request.max_output_tokens"
         )
     if parsed is not None and parsed.tool_calls:
@@ -168,15 +146,16 @@ def diagnose_no_tool_call(
         return INVALID_CALL, (
             f"{parsed.tool_calls} tool call(s) but no valid action: " + ", ".join(problems)
         )
+    text = reply.text or ""
     if text.strip():
         return TEXT_ANSWER, (
-            f"finish_reason={finish}, text answer: {_clip(text)}; the model "
+            f"{finish}, text answer: {_clip(text)}; the model "
             "answered in text: set request.tool_choice: required, or check the instructions"
         )
-    if not choices:
-        return EMPTY_RESPONSE, "empty response: no choices; check the server"
+    if reply.empty:
+        return EMPTY_RESPONSE, f"empty response: {empty}; check the server"
     return EMPTY_RESPONSE, (
-        f"finish_reason={finish}, empty response: no text and no tool call; "
+        f"{finish}, empty response: no text and no tool call; "
         "set request.tool_choice: required, or check the server"
     )
 

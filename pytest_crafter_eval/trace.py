@@ -9,10 +9,12 @@ Two `on_step` callbacks of `episode.run_episode` (chain them with `chain`):
       <trace-dir>/<eval>/<model>/seed-<n>/steps.jsonl      one JSON line per model call
       <trace-dir>/<eval>/<model>/seed-<n>/frames/0000.png  the frame seen at step 0, ...
 
-  Each line holds the request's `messages` with each image referenced by its file
+  Each line holds the request's `messages` in chat-completions form (whatever the wire
+  API: its adapter converts) with each image referenced by its file
   (`frames/0003.png`, relative to steps.jsonl) instead of base64, then the assistant's
   answer as the last message, plus `tools`, the other request `params`, the raw
-  `response`, the `actions` played, the `reward` of the step and `reward_total`, the
+  `response`, the model's `reasoning` summary (or null) and `reasoning_tokens`, the
+  `actions` played, the `reward` of the step and `reward_total`, the
   `achievements` unlocked so far and the `new_achievements` of the step, and
   `no_tool_call` (why the answer had no usable tool call, else null). `messages` +
   `tools` is the chat fine-tuning format; `sft_examples(path)` yields them with the
@@ -35,6 +37,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from . import adapters
 from .env import png_bytes
 
 Event = dict[str, Any]
@@ -149,7 +152,8 @@ class TraceWriter:
 
     def __call__(self, event: Event) -> None:
         step = event["step"]
-        request = event["request"]
+        adapter = event.get("adapter") or adapters.get(adapters.DEFAULT)
+        request = adapter.chat_form(event["request"])  # the canonical form, whatever the API
         images = 0
 
         def by_file(part: Any) -> Any:
@@ -173,7 +177,8 @@ class TraceWriter:
             (self.directory / f"frames/{step:04d}.png").write_bytes(png_bytes(event["frame"]))
         elif images == 0:
             frame_file = None
-        messages.append(_assistant(event["response"]))
+        messages.append(_assistant(adapter.chat_response(event["response"])))
+        reply = event.get("reply")
 
         total = float(event.get("reward", 0.0))
         unlocked = list(event.get("achievements", []))
@@ -181,9 +186,11 @@ class TraceWriter:
             "step": step,
             "frame": frame_file,
             "messages": messages,
-            "tools": request.get("tools", []),
-            "params": {k: v for k, v in request.items() if k not in ("messages", "tools")},
+            "tools": request["tools"],
+            "params": request["params"],
             "response": event["response"],
+            "reasoning": reply.reasoning_summary if reply is not None else None,
+            "reasoning_tokens": reply.usage.reasoning if reply is not None else 0,
             "actions": list(event.get("actions", [])),
             "reward": total - self._reward_total,
             "reward_total": total,

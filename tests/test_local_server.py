@@ -13,9 +13,10 @@ import jsonschema
 import openai
 import pytest
 
+from pytest_crafter_eval.adapters.chat import parse_message as parse_tool_calls
 from pytest_crafter_eval.env import ACTIONS
 from pytest_crafter_eval.local import LocalServer, ModelError
-from pytest_crafter_eval.tools import MAX_ACTIONS, TOOL, parse_tool_calls
+from pytest_crafter_eval.tools import MAX_ACTIONS, TOOL
 
 SCHEMA = json.loads(
     (Path(__file__).parent / "data" / "openai-CreateChatCompletionResponse.schema.json").read_text()

@@ -9,14 +9,22 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from pytest_crafter_eval import episode, profiles, spec
-from pytest_crafter_eval.profiles import CrafterEvalWarning, normalise, resolve
+from pytest_crafter_eval import adapters, episode, profiles, spec
+from pytest_crafter_eval.adapters import chat
+from pytest_crafter_eval.profiles import CrafterEvalWarning, resolve
 
 DATA = Path(__file__).parent / "data"
 FACTS = json.loads((DATA / "openai-models.json").read_text())["models"]
 SCHEMA = json.loads((DATA / "openai-CreateChatCompletionRequest.schema.json").read_text())
 IMAGE_AND_TOOLS = sorted(m for m, f in FACTS.items() if f["image_input"] and f["tool_call"])
 LACKING = sorted(set(FACTS) - set(IMAGE_AND_TOOLS))
+
+
+def normalise(run, profile, messages):
+    """The chat adapter's body for `messages` (instructions first), and its notes."""
+    prepared = chat.ADAPTER.prepare(run, profile, messages[0]["content"])
+    template = prepared.template
+    return {**template, "messages": [template["messages"][0], *messages[1:]]}, list(prepared.notes)
 
 
 def make_run(model, text_only=False, **request):
@@ -274,17 +282,17 @@ def test_every_change_is_a_note_naming_model_and_rule(
         assert [(n.model, n.rule) for n in notes] == [(model, rule)] and said in notes[0].message
 
 
-def test_build_request_warns_once_per_process(messages):
+def test_prepare_warns_once_per_process(messages):
     run = make_run("gpt-4.1-mini", reasoning_effort="medium")
     with pytest.warns(
         CrafterEvalWarning,
         match=r"gpt-4.1-mini: request.reasoning_effort='medium' "
         r"dropped.*profile rule 'reasoning'",
     ):
-        profiles.build_request(run, resolve(run.model), messages)
+        adapters.prepare(chat.ADAPTER, run, resolve(run.model), "instructions")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        profiles.build_request(run, resolve(run.model), messages)  # already said: silent
+        adapters.prepare(chat.ADAPTER, run, resolve(run.model), "instructions")  # silent now
 
 
 def _schema_properties():

@@ -1,10 +1,12 @@
-"""tools: parsing an assistant message into actions, counting what was wrong (pure)."""
+"""tools and the chat adapter: parsing an assistant message into actions, counting what was wrong (pure)."""
 
 import json
 
 import pytest
 
-from pytest_crafter_eval.tools import MAX_ACTIONS, first_choice, parse_tool_calls
+from pytest_crafter_eval.adapters.chat import first_choice
+from pytest_crafter_eval.adapters.chat import parse_message as parse_tool_calls
+from pytest_crafter_eval.tools import MAX_ACTIONS
 
 
 def call(arguments, name="interact_many"):

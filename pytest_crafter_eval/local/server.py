@@ -4,8 +4,9 @@
         client = openai.OpenAI(base_url=server.base_url, api_key="local")
         client.chat.completions.create(model="local/random", messages=[...], tools=[TOOL])
 
-Endpoints: POST /v1/chat/completions, GET /v1/models, GET /v1/models/{id} (also without
-the /v1 prefix). HTTP/1.1 keep-alive, so the SDK's connection pool reuses connections.
+Endpoints: POST /v1/chat/completions, POST /v1/responses (every wire adapter's endpoint:
+the adapter translates the request into chat form for the local models and their answer
+back), GET /v1/models, GET /v1/models/{id} (also without the /v1 prefix). HTTP/1.1 keep-alive, so the SDK's connection pool reuses connections.
 Errors are OpenAI-style JSON bodies. Nothing is printed unless `verbose=True`; with
 `log=True` every chat request is appended to `.requests` as (time.monotonic(), model, status)
 and to `.log` as a `Logged` entry that also names the request (a hash of its body) and
@@ -27,6 +28,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 
+from .. import adapters
 from .models import DropConnection, ModelError, RawBody, complete, list_models, parse_model
 
 MAX_REMEMBERED = 100_000  # distinct request bodies counted for attempts, then forgotten
@@ -46,8 +48,8 @@ class LocalServer:
 
     `model`, if given, answers requests whose `model` is not a `local/...` name (so any
     OpenAI client can point at it); `local/...` names are always served as named.
-    `responder`, if given, answers every chat request instead of the local models: a
-    callable `body -> (status, JSON body or raw text)`, such as `cassette.Cassette.respond`.
+    `responder`, if given, answers every request instead of the local models: a callable
+    `(body, endpoint) -> (status, JSON body or raw text)`, such as `cassette.Cassette.respond`.
     """
 
     def __init__(
@@ -56,7 +58,7 @@ class LocalServer:
         port: int = 0,
         *,
         model: str | None = None,
-        responder: Callable[[Any], tuple[int, Any]] | None = None,
+        responder: Callable[[Any, str], tuple[int, Any]] | None = None,
         log: bool = False,
         verbose: bool = False,
     ):
@@ -237,7 +239,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return self._error(411, "A Content-Length header is required.")
         raw = self.rfile.read(int(length))
-        if self._path() != "/chat/completions":
+        endpoint = self._path()
+        adapter = adapters.by_endpoint(endpoint) if endpoint else None
+        if adapter is None or endpoint != adapter.endpoint:
             return self._error(404, f"Unknown path {self.command} {self.path}.")
         owner = self.server.owner
         key = hashlib.sha256(raw).hexdigest()[:16]
@@ -250,7 +254,7 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 body = json.loads(raw)
                 model = str(body.get("model")) if isinstance(body, dict) else "?"
-                status, response = responder(body)
+                status, response = responder(body, endpoint)
             except Exception as error:  # a bad request or a broken cassette: say so, keep serving
                 status, response = 400, ModelError(400, f"{type(error).__name__}: {error}").body()
             owner._log(model, status, key, attempt, peer)
@@ -263,12 +267,18 @@ class _Handler(BaseHTTPRequestHandler):
                 body = json.loads(raw)
             except ValueError as error:
                 raise ModelError(400, f"The request body is not valid JSON: {error}.") from None
+            request = body
             if isinstance(body, dict):
                 model = str(body.get("model"))
                 if owner.model and not model.startswith("local/"):
                     body = {**body, "model": owner.model}
-            status, response = 200, complete(body, attempt)
-            response["model"] = model
+            # The local models speak chat completions; the adapter translates other APIs.
+            if isinstance(body, dict):
+                form = adapter.chat_form(body)
+                body = {**form["params"], "messages": form["messages"], "tools": form["tools"]}
+            answer = complete(body, attempt)
+            answer["model"] = model
+            status, response = 200, adapter.from_chat_response(answer, request)
         except ModelError as error:
             status, response, headers = error.status, error.body(), error.headers
         except RawBody as raw_body:
