@@ -151,8 +151,10 @@ def test_chat_parses_a_reply_with_usage_reasoning_and_finish():
     kind, why = chat.ADAPTER.diagnose(reply, {"max_completion_tokens": 40}, None)
     assert (kind, why) == (
         "budget_exhausted",
-        "reasoning used 30 of max_completion_tokens=40; raise request.max_output_tokens "
-        "or lower reasoning_effort",
+        (
+            "reasoning used 30 of max_completion_tokens=40; raise request.max_output_tokens "
+            "or lower reasoning_effort"
+        ),
     )
     empty = chat.ADAPTER.parse({"choices": []})
     assert empty.empty and chat.ADAPTER.diagnose(empty, {}, None) == (
