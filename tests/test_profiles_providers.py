@@ -16,7 +16,8 @@ import jsonschema
 import pytest
 
 from pytest_crafter_eval import cli, episode, spec
-from pytest_crafter_eval.profiles import CrafterEvalWarning, normalise, resolve
+from pytest_crafter_eval.adapters import chat
+from pytest_crafter_eval.profiles import CrafterEvalWarning, resolve
 
 ROOT = Path(__file__).parent.parent
 DATA = Path(__file__).parent / "data"
@@ -35,6 +36,13 @@ LABS = {  # the labs' own platforms (the seed rule's first choice)
     "phi-": "azure",
 }
 FIRST_PARTY = sorted(k for k in FACTS if k.split("/")[1].startswith(("claude-", "gemini-")))
+
+
+def normalise(run, profile, messages):
+    """The chat adapter's body for `messages` (instructions first), and its notes."""
+    prepared = chat.ADAPTER.prepare(run, profile, messages[0]["content"])
+    template = prepared.template
+    return {**template, "messages": [template["messages"][0], *messages[1:]]}, list(prepared.notes)
 
 
 def _seeder():
