@@ -20,7 +20,7 @@ with the size of the traces or of the files written.
 Rules kept here and nowhere else:
 
 * A step becomes an example only when its answer was a valid tool call: `no_tool_call`
-  null, and every tool call parses (`tools.parse_tool_calls`) with no malformed JSON,
+  null, and every tool call parses (`adapters.chat.parse_message`: traces are in chat form) with no malformed JSON,
   unknown tool, invalid or surplus action.
 * An episode's reward is the sum of the per-step `reward`s, never `reward_total` (a
   running total); `reward_total` and the results record are only checked against it,
@@ -48,8 +48,8 @@ from pathlib import Path
 from typing import Any
 
 from . import trace
+from .adapters.chat import parse_message
 from .metrics import ACHIEVEMENTS
-from .tools import parse_tool_calls
 
 MANIFEST_SCHEMA = 1
 FORMATS = ("openai", "hf")
@@ -372,7 +372,7 @@ def _problem(messages: list[dict[str, Any]], no_tool_call: Any) -> str | None:
     answer = messages[-1] if messages else {}
     if no_tool_call or answer.get("role") != "assistant" or not answer.get("tool_calls"):
         return "no_tool_call"
-    parsed = parse_tool_calls(answer)
+    parsed = parse_message(answer)
     clean = (
         parsed.ok
         and parsed.valid_calls == parsed.tool_calls
