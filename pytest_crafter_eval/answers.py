@@ -72,7 +72,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .tools import TOOL_NAME, ParsedCalls, parse_tool_calls
+from .conversation import ToolCall
+from .tools import TOOL_NAME, ParsedCalls, parse_calls
 
 TAG = "tool_call_tag"
 LINE = "actions_line"
@@ -139,13 +140,8 @@ def parse_text(text: Any) -> TextParsedCalls:
     """`find_calls(text)` counted like native tool calls: each call found is one tool
     call; a malformed piece is one call with malformed JSON."""
     found = find_calls(text)
-    counted = parse_tool_calls(
-        {
-            "tool_calls": [
-                {"type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                for c in found.calls
-            ]
-        }
+    counted = parse_calls(
+        ToolCall(f"text_{i}", c.name, c.arguments) for i, c in enumerate(found.calls)
     )
     parsed = TextParsedCalls(
         **{f.name: getattr(counted, f.name) for f in fields(counted)},
