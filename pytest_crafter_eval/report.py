@@ -28,6 +28,14 @@ from .results import OUTCOMES
 SCHEMA = 1
 COMPLETED = frozenset({"passed", "failed", "xfailed"})
 
+# Said beside the metrics of episodes that ended before Crafter's own end.
+SCORE_NOTE = (
+    "{cut} of {n} episodes ended before Crafter's own end (death or 10,000 steps): cut at"
+    " the `steps` limit of model calls, or at a step without a tool call. The Crafter"
+    " paper's scores come from full-length episodes; scores of cut episodes are not"
+    " comparable with them."
+)
+
 # gate key -> (metric name in the summary, "at least" (>=) or "at most" (<=))
 _GATE_METRICS = {
     "mean_achievements": ("mean_achievements", ">="),
@@ -45,9 +53,17 @@ def model_metrics(records: list[Mapping[str, Any]]) -> dict[str, Any]:
     progression are in percent; tool-call and error rates are fractions, as in the YAML thresholds."""
     done = [r for r in records if r.get("outcome") in COMPLETED]
     errors = sum(1 for r in records if r.get("outcome") == "error")
-    out: dict[str, Any] = {"episodes": len(done), "errors": errors}
+    # `episodes` and `episodes_completed` (the same number) are the episodes behind every
+    # capability metric; `episodes_cut` of them ended before Crafter's own end (death or
+    # 10,000 steps), which makes the score incomparable with the paper's (SCORE_NOTE).
+    out: dict[str, Any] = {
+        "episodes": len(done),
+        "episodes_completed": len(done),
+        "episodes_cut": sum(1 for r in done if r.get("end") != "done"),
+        "errors": errors,
+    }
     ran = len(done) + errors
-    out["error_rate"] = metrics.wilson(errors, ran).to_dict() if ran else None
+    out["error_rate"] = metrics.clopper_pearson(errors, ran).to_dict() if ran else None
     if not done:
         for name in (
             "mean_achievements",
@@ -61,23 +77,29 @@ def model_metrics(records: list[Mapping[str, Any]]) -> dict[str, Any]:
             out[name] = None
     else:
         unlocked = [r.get("achievements") or {} for r in done]
+        # Bounded quantities get intervals within their bounds, valid for any distribution
+        # (metrics.bounded_mean_interval); the score's is the conservative Bonferroni box.
         out["mean_achievements"] = metrics.mean(
-            [sum(1 for c in a.values() if c) for a in unlocked]
+            [sum(1 for c in a.values() if c) for a in unlocked],
+            bounds=(0, len(metrics.ACHIEVEMENTS)),
         ).to_dict()
-        out["mean_reward"] = metrics.mean([float(r.get("reward") or 0.0) for r in done]).to_dict()
-        out["crafter_score"] = metrics.score_interval(unlocked).to_dict()
+        out["mean_reward"] = metrics.mean(
+            [float(r.get("reward") or 0.0) for r in done], bounds=metrics.REWARD_RANGE
+        ).to_dict()
+        out["crafter_score"] = metrics.score_interval(unlocked, method="bonferroni").to_dict()
         out["progression"] = metrics.progression(unlocked).to_dict()
         out["success_rates"] = {
-            name: metrics.wilson(sum(1 for a in unlocked if a.get(name)), len(done))
+            name: metrics.clopper_pearson(sum(1 for a in unlocked if a.get(name)), len(done))
             .scaled(100)
             .to_dict()
             for name in metrics.ACHIEVEMENTS
         }
-        # The mean of per-episode rates with a t interval: an episode's steps are not
-        # independent trials (it stops at its first miss), so pooling them would give an
-        # interval too narrow for `on: lower_bound`.
+        # The mean of per-episode rates: an episode's steps are not independent trials (it
+        # stops at its first miss), so pooling them would give an interval too narrow for
+        # `on: lower_bound`; and a t interval misses the long tail of episodes that stop
+        # early (measured: tests/test_metrics_coverage.py).
         rates = [int(r.get("tool_calls") or 0) / int(r["steps"]) for r in done if r.get("steps")]
-        out["tool_call_rate"] = metrics.mean(rates).clipped(0.0, 1.0).to_dict() if rates else None
+        out["tool_call_rate"] = metrics.mean(rates, bounds=(0.0, 1.0)).to_dict() if rates else None
         out["mean_steps"] = metrics.mean([float(r.get("steps") or 0) for r in done]).to_dict()
     ran_records = [r for r in records if r.get("outcome") != "skipped"]
     for key in ("tokens_in", "tokens_out", "tokens_reasoning", "duration_s"):
@@ -204,6 +226,11 @@ def summarize(
             "not_played": missing[key],
             "resumed": sum(1 for r in group if r.get("resumed")),
             "metrics": values,
+            "note": (
+                SCORE_NOTE.format(cut=values["episodes_cut"], n=values["episodes_completed"])
+                if values["episodes_cut"]
+                else None
+            ),
             "gate": None,
         }
         if group and outcomes.get("skipped", 0) == len(group):
@@ -334,7 +361,7 @@ def _model_name(item: Mapping[str, Any]) -> str:
 
 _COLUMNS = (
     "model",
-    "episodes",
+    "completed",
     "achievements (95% CI)",
     "score % (95% CI)",
     "reward",
@@ -347,8 +374,8 @@ _COLUMNS = (
 
 def _row(item: Mapping[str, Any]) -> list[str]:
     v, o = item["metrics"], item["outcomes"]
-    ran = v["episodes"] + v["errors"]
-    episodes = f"{ran}" + (f" ({item['resumed']} resumed)" if item.get("resumed") else "")
+    # the completed episodes, which every metric of the row is computed from
+    episodes = f"{v['episodes']}" + (f" ({item['resumed']} resumed)" if item.get("resumed") else "")
     return [
         _model_name(item),
         episodes,
@@ -386,6 +413,10 @@ def markdown(summary: Mapping[str, Any]) -> str:
         lines += [
             "| " + " | ".join(cell.replace("|", "\\|") for cell in _row(m)) + " |" for m in items
         ]
+        cut = sum(m["metrics"]["episodes_cut"] for m in items)
+        if cut:
+            completed = sum(m["metrics"]["episodes_completed"] for m in items)
+            lines += ["", SCORE_NOTE.format(cut=cut, n=completed)]
         lines.append("")
     if summary["skipped"]:
         lines += ["**Skipped models**", ""]

@@ -1,0 +1,241 @@
+"""Coverage of the interval methods of `pytest_crafter_eval.metrics`, by simulation.
+
+    python benchmarks/coverage.py              # the README's tables (Statistics), ~1 min
+    python benchmarks/coverage.py --reps 300   # quicker, noisier
+
+Prints markdown tables: for each method, sample size n and setting, the share of
+simulated samples whose 95% interval holds the true value (coverage), and how wide the
+intervals are. Seeded: the same command prints the same tables. tests/test_metrics_coverage.py
+runs the same simulations, smaller, and asserts the claims.
+
+Settings, all from the Crafter paper's own data (tests/data):
+  score, `human` / `random`: 22 independent achievements at the success rates of the
+      paper's human experts (score 52.0 %) and of its random agent (1.6 %; a weak agent:
+      10 achievements never seen, 5 more below 1 %);
+  score, `human, resampled`: the paper's 100 human episodes drawn with replacement, so
+      achievements keep their real dependence (the true score is theirs);
+  means: achievements per episode of the same episodes, resampled; tool-call rates per
+      episode of a model missing the tool call at 1 % or 0.2 % of steps (an episode ends
+      at its first miss; 50 steps); an achievement count that is 1 in 10 % of episodes.
+  rates: exact coverage (binomial sums, no simulation), the minimum over true rates
+      0.001..0.999.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pytest_crafter_eval import metrics  # noqa: E402
+
+DATA = ROOT / "tests" / "data"
+A = metrics.ACHIEVEMENTS
+NS = (10, 30, 100)
+
+
+def load_hits(name: str) -> np.ndarray:
+    """(episodes, 22) booleans: which achievements each episode of a paper's score file
+    unlocked."""
+    path = DATA / name
+    opener = gzip.open if name.endswith(".gz") else open
+    with opener(path, "rt") as f:
+        runs = json.load(f)
+    rows = []
+    for run in runs:
+        count = len(run["length"])
+        cols = [run.get(f"achievement_{a}", [0] * count) for a in A]
+        rows += [[bool(col[i]) for col in cols] for i in range(count)]
+    return np.array(rows, dtype=bool)
+
+
+def score_of(rates: np.ndarray) -> np.ndarray:
+    """Crafter scores (percent) of success rates given as fractions (last axis: 22)."""
+    return np.expm1(np.log1p(100.0 * rates).mean(axis=-1))
+
+
+def score_settings() -> dict[
+    str, tuple[Callable[[int, int, np.random.Generator], np.ndarray], float]
+]:
+    """name -> (draw(n, reps, rng) -> (reps, n, 22) hits, true score)."""
+    human = load_hits("crafter_reward-human.json")
+    random_agent = load_hits("crafter_noreward-random.json.gz")
+
+    def independent(p):
+        return lambda n, reps, rng: rng.random((reps, n, len(A))) < p
+
+    def resampled(data):
+        return lambda n, reps, rng: data[rng.integers(0, len(data), size=(reps, n))]
+
+    return {
+        "human": (independent(human.mean(0)), float(score_of(human.mean(0)))),
+        "random": (independent(random_agent.mean(0)), float(score_of(random_agent.mean(0)))),
+        "human, resampled": (resampled(human), float(score_of(human.mean(0)))),
+    }
+
+
+def score_intervals(method: str, hits: np.ndarray, resamples: int = 1000) -> np.ndarray:
+    """(reps, 2) intervals of `metrics.score_interval`'s `method` for each sample."""
+    n = hits.shape[1]
+    if method in ("bonferroni", "unadjusted"):
+        counts = hits.sum(axis=1)
+        adjust = method == "bonferroni"
+        return np.array([metrics.score_bounds(list(c), n, adjust=adjust) for c in counts])
+    out = []
+    for sample in hits:
+        episodes = [{a: 1 for a, hit in zip(A, row) if hit} for row in sample]
+        est = metrics.score_interval(episodes, method=method, resamples=resamples)
+        out.append((est.low, est.high))
+    return np.array(out, dtype=float)
+
+
+def coverage(intervals: np.ndarray, truth: float) -> float:
+    return float(np.mean((intervals[:, 0] <= truth) & (truth <= intervals[:, 1])))
+
+
+def tool_call_rates(miss: float, steps: int = 50):
+    """draw(shape, rng): per-episode tool-call rates of a model missing the tool call
+    with probability `miss` at each step; an episode ends at its first miss."""
+
+    def draw(shape, rng):
+        answered = rng.geometric(miss, size=shape) - 1  # steps before the first miss
+        return np.where(answered >= steps, 1.0, answered / (answered + 1.0))
+
+    return draw
+
+
+def mean_settings() -> dict[str, tuple[tuple[float, float], Callable, float]]:
+    """name -> (bounds, draw(shape, rng) -> values, true mean)."""
+    human = load_hits("crafter_reward-human.json").sum(axis=1).astype(float)
+    random_agent = load_hits("crafter_noreward-random.json.gz").sum(axis=1).astype(float)
+
+    def resampled(values):
+        return lambda shape, rng: rng.choice(values, size=shape)
+
+    def true_tool_call_rate(miss, steps=50):
+        k = np.arange(steps)
+        return float(np.sum(miss * (1 - miss) ** k * k / (k + 1)) + (1 - miss) ** steps)
+
+    return {
+        "achievements, human": ((0.0, 22.0), resampled(human), float(human.mean())),
+        "achievements, random": ((0.0, 22.0), resampled(random_agent), float(random_agent.mean())),
+        "achievements, 1 in 10%": (
+            (0.0, 22.0),
+            lambda shape, rng: (rng.random(shape) < 0.1).astype(float),
+            0.1,
+        ),
+        "tool-call rate, 1% misses": ((0.0, 1.0), tool_call_rates(0.01), true_tool_call_rate(0.01)),
+        "tool-call rate, 0.2% misses": (
+            (0.0, 1.0),
+            tool_call_rates(0.002),
+            true_tool_call_rate(0.002),
+        ),
+    }
+
+
+def betting_covers(values: np.ndarray, bounds: tuple[float, float], truth: float) -> np.ndarray:
+    """(reps,) whether the true mean is in the betting confidence set of each sample
+    (neither gambler rejects it): vectorised with the very function `metrics.mean` uses.
+    The interval `metrics.mean` reports contains that set, so its coverage is at least
+    the share of True here."""
+    lo, hi = bounds
+    y = (values - lo) / (hi - lo)
+    m = (truth - lo) / (hi - lo)
+    alpha = 0.025
+    threshold = math.log(1 / alpha)
+    below = metrics.betting_log_capital(y, np.full(len(y), m), alpha) < threshold
+    above = metrics.betting_log_capital(1 - y, np.full(len(y), 1 - m), alpha) < threshold
+    return below & above
+
+
+def t_before(values: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    """(reps, 2) the t intervals the report used before: zero width when all values are
+    equal, clipped to `bounds`."""
+    n = values.shape[1]
+    mean = values.mean(axis=1)
+    half = metrics.t_quantile(0.975, n - 1) * values.std(axis=1, ddof=1) / math.sqrt(n)
+    return np.clip(np.stack([mean - half, mean + half], axis=1), *bounds)
+
+
+def rate_min_coverage(method: str, n: int) -> float:
+    """The smallest exact coverage of a 95% rate interval over true rates 0.001..0.999."""
+    est = metrics.clopper_pearson if method == "clopper-pearson" else metrics.wilson
+    bounds = np.array([(e.low, e.high) for e in (est(k, n) for k in range(n + 1))])
+    k = np.arange(n + 1)
+    worst = 1.0
+    for p in np.linspace(0.001, 0.999, 999):
+        log_pmf = (
+            np.array([math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in k])
+            + k * math.log(p)
+            + (n - k) * math.log1p(-p)
+        )
+        covered = (bounds[:, 0] <= p) & (p <= bounds[:, 1])
+        worst = min(worst, float(np.exp(log_pmf)[covered].sum()))
+    return worst
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=2000, help="samples per cell")
+    parser.add_argument("--boot-reps", type=int, default=500, help="samples per bootstrap cell")
+    args = parser.parse_args(argv)
+    rng = np.random.default_rng(20261129)
+
+    print("Crafter score (95%): coverage, mean width in points")
+    print()
+    settings = score_settings()
+    print("| method | setting | " + " | ".join(f"n={n}" for n in NS) + " |")
+    print("|---|---|" + "---|" * len(NS))
+    for method in ("bonferroni", "unadjusted", "bootstrap"):
+        for name, (draw, truth) in settings.items():
+            cells = []
+            for n in NS:
+                reps = args.reps if method != "bootstrap" else args.boot_reps
+                intervals = score_intervals(method, draw(n, reps, rng))
+                width = float(np.mean(intervals[:, 1] - intervals[:, 0]))
+                cells.append(f"{coverage(intervals, truth):.3f} ({width:.1f})")
+            print(
+                f"| {method} | {name} (S = {truth:.1f}) | " + " | ".join(cells) + " |", flush=True
+            )
+    print()
+    print("Means (95%): coverage, mean width")
+    print()
+    print("| method | setting | " + " | ".join(f"n={n}" for n in NS) + " |")
+    print("|---|---|" + "---|" * len(NS))
+    for method in ("betting", "t (before)"):
+        for name, (bounds, draw, truth) in mean_settings().items():
+            cells = []
+            for n in NS:
+                values = draw((args.reps, n), rng)
+                if method == "betting":
+                    ests = [metrics.mean(list(v), bounds=bounds) for v in values[: args.boot_reps]]
+                    intervals = np.array([(e.low, e.high) for e in ests])
+                    cov = float(np.mean(betting_covers(values, bounds, truth)))
+                else:
+                    intervals = t_before(values, bounds)
+                    cov = coverage(intervals, truth)
+                width = float(np.mean(intervals[:, 1] - intervals[:, 0]))
+                cells.append(f"{cov:.3f} ({width:.2f})")
+            print(f"| {method} | {name} | " + " | ".join(cells) + " |", flush=True)
+    print()
+    print("Rates (95%): smallest exact coverage over true rates")
+    print()
+    print("| method | " + " | ".join(f"n={n}" for n in NS) + " |")
+    print("|---|" + "---|" * len(NS))
+    for method in ("clopper-pearson", "wilson"):
+        cells = [f"{rate_min_coverage(method, n):.3f}" for n in NS]
+        print(f"| {method} | " + " | ".join(cells) + " |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
