@@ -306,8 +306,9 @@ def score_interval(
     score is biased low when rare achievements go unseen): for display, never for gates.
 
     method "unadjusted": the same box from each achievement's own interval at
-    `confidence` (no split). Tighter; its coverage is measured (>= 0.99 in every
-    simulated setting, independent or fully dependent achievements) but not guaranteed.
+    `confidence` (no split). Narrower; its coverage is measured (>= 0.99 in every
+    simulated setting, with independent, real or fully dependent achievements) but not
+    guaranteed.
 
     One episode gives no bootstrap interval (None bounds); the other methods bound any n.
     """
