@@ -31,9 +31,9 @@ COMPLETED = frozenset({"passed", "failed", "xfailed"})
 # Said beside the metrics of episodes that ended before Crafter's own end.
 SCORE_NOTE = (
     "{cut} of {n} episodes ended before Crafter's own end (death or 10,000 steps): cut at"
-    " the `steps` limit of model calls, or at a step without a tool call. The Crafter"
-    " paper's scores come from full-length episodes; scores of cut episodes are not"
-    " comparable with them."
+    " the `steps` limit of model calls, or stopped at a step without a tool call or a"
+    " missing capability. The Crafter paper's scores come from full-length episodes;"
+    " scores of cut episodes are not comparable with them."
 )
 
 # gate key -> (metric name in the summary, "at least" (>=) or "at most" (<=))
