@@ -3,7 +3,9 @@
     crafter-eval serve --model local/heuristic --port 8000
         Serve a built-in model over the OpenAI chat-completions protocol on 127.0.0.1.
     crafter-eval payload --model gpt-5-nano [--eval evals/smoke.yaml] [--seed 0] [--redact]
-        Print the JSON body of an episode's first request to that model; no network.
+                         [--step K [--answer-with local/heuristic]]
+        Print the JSON body of an episode's first request to that model (or of step K,
+        steps 0..K-1 answered in-process by a local model); no network.
     crafter-eval report DIR [DIR ...] --out DIR [--rootdir DIR]
         Merge the results.jsonl of several runs (shards) into one report; exit 1 on a
         failed gate.
@@ -38,7 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     serve.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
-    payload = sub.add_parser("payload", help="print the JSON body of an episode's first request")
+    payload = sub.add_parser(
+        "payload", help="print the JSON body of an episode's first request (or of --step K)"
+    )
     payload.add_argument("--model", required=True, help="the model to build the request for")
     payload.add_argument(
         "--eval",
@@ -47,6 +51,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     payload.add_argument(
         "--seed", type=_seed, help="the episode's seed (default: the eval's first)"
+    )
+    payload.add_argument(
+        "--step",
+        type=_step,
+        default=0,
+        help="print the request of this step (default: 0, the first); the steps before "
+        "it are answered in-process by --answer-with, so the body holds their history",
+    )
+    payload.add_argument(
+        "--answer-with",
+        metavar="MODEL",
+        default="local/heuristic",
+        help="the local model that answers the steps before --step (default: %(default)s)",
     )
     payload.add_argument(
         "--redact",
@@ -79,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
 def _seed(text: str) -> int:
     if not text.isdigit() or int(text) >= 2**31:
         raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 2**31-1, got {text!r}")
+    return int(text)
+
+
+def _step(text: str) -> int:
+    if not text.isdigit() or int(text) > 10_000:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 10000, got {text!r}")
     return int(text)
 
 
@@ -126,11 +149,21 @@ def payload(args) -> int:
         profiles.check_capabilities(run, profile)
     except profiles.Unsupported as exc:
         return fail(CANNOT_SERVE, str(exc))
+    from .local import ModelError
+
     with warnings.catch_warnings():  # the notes are printed below, as plain lines
         warnings.simplefilter("ignore", profiles.CrafterEvalWarning)
-        body = episode.first_request(run, seed, loaded.instructions)
+        try:
+            body = episode.request_at(
+                run, seed, args.step, loaded.instructions, answer_with=args.answer_with
+            )
+        except ModelError as exc:
+            return fail(USAGE_ERROR, f"--answer-with {args.answer_with}: {exc.message}")
+        except episode.StepNotReached as exc:
+            return fail(CANNOT_SERVE, str(exc))
     adapter = adapters.for_run(run, profile)
-    notes = adapter.prepare(run, profile, episode.system_prompt(loaded.instructions)).notes
+    prompt = episode.system_prompt(loaded.instructions, run.answer.format)
+    notes = adapter.prepare(run, profile, prompt).notes
     for line in ([profile.assumed] if profile.assumed else []) + [str(n) for n in notes]:
         print(f"crafter-eval payload: warning: {line}", file=sys.stderr)
     print(json.dumps(redact(body, api=adapter.name) if args.redact else body, indent=2))

@@ -5,7 +5,9 @@ with an id like `evals/smoke.yaml::local/heuristic[seed=3]`. An item plays its e
 in the setup phase, so that an infrastructure failure is reported as an error, and
 judges it in the call phase, so that a missing capability is reported as a failure.
 Each model the file names also gets one `PayloadItem`, `evals/smoke.yaml::payload[gpt-5-nano]`:
-offline, it compares the first request body with a syrupy snapshot in evals/__snapshots__/.
+offline, it compares the first request body with a syrupy snapshot in evals/__snapshots__/,
+and with `history:` also the request of step `history.steps + 1` (a second snapshot,
+`payload[gpt-5-nano].1`; the steps before it answered in-process by local/heuristic).
 """
 
 from __future__ import annotations
@@ -272,25 +274,37 @@ class PayloadItem(pytest.Function):
         self.add_marker(pytest.mark.crafter_payload)
 
     def runtest(self) -> None:
-        from .episode import api_name, first_request
+        from .episode import api_name, request_at
         from .payload import snapshot_view
         from .profiles import Unsupported
 
         snapshot = self.funcargs["snapshot"]
-        try:  # built here, not at collection: it resets and renders the env
-            body, unsupported = first_request(self.run, self.seed, self.spec.instructions), None
-        except Unsupported as exc:
-            body, unsupported = {}, str(exc)
-        if unsupported:  # failed outside the except block: no chained traceback
-            pytest.fail(unsupported, pytrace=False)
-        if snapshot != snapshot_view(body, api=api_name(self.run)):
-            pytest.fail(
-                f"the first request of {self.run.model} (eval {self.spec.name}, seed "
-                f"{self.seed}) does not match its snapshot in __snapshots__/"
-                f"{self.path.stem}.ambr; if the change is intended, run pytest "
-                f"--snapshot-update\n{self._diff(snapshot)}",
-                pytrace=False,
-            )
+        for step in self.steps:
+            try:  # built here, not at collection: it resets and renders the env
+                body, unsupported = (
+                    request_at(self.run, self.seed, step, self.spec.instructions),
+                    None,
+                )
+            except Unsupported as exc:
+                body, unsupported = {}, str(exc)
+            if unsupported:  # failed outside the except block: no chained traceback
+                pytest.fail(unsupported, pytrace=False)
+            if snapshot != snapshot_view(body, api=api_name(self.run)):
+                which = "first request" if step == 0 else f"request of step {step}"
+                pytest.fail(
+                    f"the {which} of {self.run.model} (eval {self.spec.name}, seed "
+                    f"{self.seed}) does not match its snapshot in __snapshots__/"
+                    f"{self.path.stem}.ambr; if the change is intended, run pytest "
+                    f"--snapshot-update\n{self._diff(snapshot)}",
+                    pytrace=False,
+                )
+
+    @property
+    def steps(self) -> tuple[int, ...]:
+        """The steps whose request is snapshot: the first, and with `history` one whose
+        request holds a full history (steps before it answered by local/heuristic)."""
+        later = min(self.run.history.steps + 1, self.run.steps - 1)
+        return (0, later) if self.run.history.steps and later > 0 else (0,)
 
     def _diff(self, snapshot) -> str:
         from syrupy.terminal import disable_color

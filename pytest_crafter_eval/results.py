@@ -14,19 +14,27 @@ removed or renamed while SCHEMA stays 1)::
     path            "evals/smoke.yaml"  the eval file, relative to the rootdir
     eval, model, seed
     fingerprint     hash of everything that shapes the episode (model, steps,
-                    observation, request, instructions, eval name): --resume reuses a
+                    observation, history, answer, request, instructions, eval name): --resume reuses a
                     record only when it matches
     outcome         passed | failed | error | skipped | xfailed
     message         why: the failure, error, skip or xfail reason (None when passed)
     resumed         true when this run took the record from an earlier run
     finished_at     ISO 8601 UTC time the record was made
-    steps           model calls made;  env_steps: Crafter steps taken
+    steps           steps asked (model calls, re-asks apart);  env_steps: Crafter steps
+    reasks          model calls that asked a step again (answer.on_invalid: retry)
     achievements    {name: count} of the achievements unlocked (count >= 1)
     reward          sum of Crafter's rewards
     tool_calls      steps answered with a valid tool call; tool_call_rate = / steps
+    text_tool_calls of tool_calls, steps whose call was written in the text
+                    (answer.format: text or auto)
     valid_actions, invalid_actions, malformed_calls, unknown_tools
+    invalid_answers {class: count} of the answers without a valid action (re-asked
+                    ones included), classes as in no_tool_call
+    invalid_names   the unknown tool and action names the model used (a few, distinct)
+    noops           noops played for invalid answers (answer.on_invalid: noop, retry)
     no_tool_call    None or {step, class, message, finish_reason}: why the episode
-                    ended early; no_tool_call_class repeats its class
+                    ended early (with on_invalid noop or retry: the first invalid
+                    answer); no_tool_call_class repeats its class
     tokens_in, tokens_out, tokens_reasoning
     cost_usd        estimated cost, or None when the model's price is unknown
     latencies_s     seconds per model call; latency_p50_s, latency_p95_s
@@ -75,6 +83,12 @@ def fingerprint(run: Any, eval_name: str, instructions: str | None) -> str:
         "request": asdict(run.request),
         "profiles": repr(getattr(run, "profiles", ())),
     }
+    # history and answer shape the episode too; left out at their defaults, so that the
+    # records of runs made before these keys existed stay resumable
+    for key in ("history", "answer"):
+        value = getattr(run, key, None)
+        if value is not None and value != type(value)():
+            shape[key] = asdict(value)
     text = json.dumps(shape, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -5,7 +5,7 @@ one line naming the file, the line and the key, for example::
 
     evals/smoke.yaml:7: models[2]: duplicate model 'local/random'
 
-A file's settings (`steps`, `observation`, `request`, `expect`) are defaults; a model
+A file's settings (`steps`, `observation`, `history`, `answer`, `request`, `expect`) are defaults; a model
 given as a mapping overrides them key by key. `load(path)` returns an `EvalSpec` whose
 `runs` hold the fully resolved settings of each model.
 """
@@ -61,6 +61,36 @@ class Request:
 
 
 @dataclass(frozen=True)
+class History:
+    """Earlier steps sent with each request: `steps` of them (0: only the current one),
+    the last `images` of those with their frame, the rest as text only."""
+
+    steps: int = 0
+    images: int = 0
+
+
+@dataclass(frozen=True)
+class Answer:
+    """How the model answers and what an invalid answer does.
+
+    `format`: tool (native tool calls), text (no tools sent; actions parsed from the
+    text, `answers`), auto (native tool calls, else a call written in the text).
+    `on_invalid`: end (the episode ends), noop (play noop and go on), retry (ask the
+    same step again up to `retries` times with the reason, then noop).
+    `feedback`: with noop/retry, the next request says what was wrong."""
+
+    format: str = "tool"
+    on_invalid: str = "end"
+    retries: int = 2
+    feedback: bool = True
+
+    @property
+    def sends_tools(self) -> bool:
+        """Whether requests offer the tool (every format but text)."""
+        return self.format != "text"
+
+
+@dataclass(frozen=True)
 class Expect:
     """Per-episode assertions."""
 
@@ -107,6 +137,8 @@ class Run:
     line: int | None = None
     profiles: tuple = ()  # user profile entries (profiles.Entries): the file's, then --profiles
     gate: Gate = Gate()
+    history: History = History()
+    answer: Answer = Answer()
 
 
 @dataclass(frozen=True)
@@ -152,12 +184,16 @@ TOP_KEYS = {
     "seeds",
     "steps",
     "observation",
+    "history",
+    "answer",
     "request",
     "expect",
     "profiles",
     "gate",
 }
-MODEL_KEYS = {"steps", "observation", "request", "expect", "xfail", "gate"}
+MODEL_KEYS = {"steps", "observation", "history", "answer", "request", "expect", "xfail", "gate"}
+HISTORY_KEYS = {"steps", "images"}
+ANSWER_KEYS = {"format", "on_invalid", "retries", "feedback"}
 OBSERVATION_KEYS = {"image", "text"}
 IMAGE_KEYS = {"size", "detail"}
 REQUEST_KEYS = {
@@ -295,6 +331,8 @@ def load(path: str | Path, text: str | None = None) -> EvalSpec:
         profiles=user_profiles,
         steps=_steps(doc, data.get("steps", 50), "steps"),
         observation=_observation(doc, data.get("observation", {}), "observation", Observation()),
+        history=_history(doc, data.get("history", {}), "history", History()),
+        answer=_section(doc, data.get("answer", {}), "answer", Answer(), ANSWER_KEYS),
         request=_section(doc, data.get("request", {}), "request", Request(), REQUEST_KEYS),
         expect=_section(doc, data.get("expect", {}), "expect", Expect(), EXPECT_KEYS),
         gate=_gate(doc, data.get("gate", {}), "gate", Gate()),
@@ -355,6 +393,10 @@ def _models(doc: _Doc, value: Any, base: Run) -> tuple[Run, ...]:
                 line=doc.lines.get(key),
                 profiles=base.profiles,
                 gate=_gate(doc, overrides.get("gate", {}), f"{sub}.gate", base.gate),
+                history=_history(doc, overrides.get("history", {}), f"{sub}.history", base.history),
+                answer=_section(
+                    doc, overrides.get("answer", {}), f"{sub}.answer", base.answer, ANSWER_KEYS
+                ),
             )
         )
     return tuple(runs)
@@ -496,6 +538,18 @@ def _observation(doc: _Doc, value: Any, key: str, base: Observation) -> Observat
     return Observation(image=image, text=text)
 
 
+def _history(doc: _Doc, value: Any, key: str, base: History) -> History:
+    history = _section(doc, value, key, base, HISTORY_KEYS)
+    if history.images > history.steps:
+        where = f"{key}.images" if "images" in (value or {}) else f"{key}.steps"
+        raise doc.error(
+            where,
+            f"images ({history.images}) cannot exceed steps ({history.steps}): "
+            "only earlier steps sent can keep their frame",
+        )
+    return history
+
+
 _FIELD_TYPES = {
     "size": int,
     "detail": str,
@@ -509,6 +563,12 @@ _FIELD_TYPES = {
     "tool_call_at_first_step": bool,
     "min_tool_call_rate": float,
     "min_achievements": int,
+    "steps": int,
+    "images": int,
+    "format": str,
+    "on_invalid": str,
+    "retries": int,
+    "feedback": bool,
 }
 _RANGES: dict[str, tuple[float, float]] = {
     "max_output_tokens": (1, 1_000_000),
@@ -517,8 +577,13 @@ _RANGES: dict[str, tuple[float, float]] = {
     "min_tool_call_rate": (0, 1),
     "min_achievements": (0, 22),
     "reasoning_budget": (0, 1_000_000),
+    "steps": (0, 100),  # history.steps (the top-level steps has its own check)
+    "images": (0, 100),
+    "retries": (1, 10),
 }
 _CHOICES = {
+    "format": ("tool", "text", "auto"),
+    "on_invalid": ("end", "noop", "retry"),
     "reasoning_effort": ("none", "minimal", "low", "medium", "high", "xhigh", "max"),
     "tool_choice": ("auto", "required", "none"),
 }

@@ -9,9 +9,11 @@ Two `on_step` callbacks of `episode.run_episode` (chain them with `chain`):
       <trace-dir>/<eval>/<model>/seed-<n>/steps.jsonl      one JSON line per model call
       <trace-dir>/<eval>/<model>/seed-<n>/frames/0000.png  the frame seen at step 0, ...
 
-  Each line holds the request's `messages` in chat-completions form (whatever the wire
-  API: its adapter converts) with each image referenced by its file
-  (`frames/0003.png`, relative to steps.jsonl) instead of base64, then the assistant's
+  Each line (one per model call; a step asked again has a line per attempt) holds the
+  request's `messages` exactly as sent, history included, in chat-completions form
+  (whatever the wire API: its adapter converts) with each image referenced by its file
+  (`frames/0003.png`, relative to steps.jsonl; a frame sent again in a later request's
+  history refers to the file of the step that showed it) instead of base64, then the assistant's
   answer as the last message, plus `tools`, the other request `params`, the raw
   `response`, the model's `reasoning` summary (or null) and `reasoning_tokens`, the
   `actions` played, the `reward` of the step and `reward_total`, the
@@ -85,7 +87,7 @@ class Filmstrip:
 
     def __call__(self, event: Event) -> None:
         frame = event.get("frame")
-        if frame is None:
+        if frame is None or event.get("attempt"):  # a step asked again shows no new frame
             return
         if self._seen % self.stride == 0:
             self.frames.append(self._small(frame))
@@ -140,6 +142,12 @@ class TraceWriter:
         self._file = open(self.directory / "steps.jsonl", "w", encoding="utf-8")  # noqa: SIM115 (closed by close())
         self._reward_total = 0.0
         self._unlocked: list[str] = []
+        self._files: dict[str, str] = {}  # data URI -> its file, for frames sent again
+
+    def _remember(self, url: str, name: str, most: int = 256) -> None:
+        self._files[url] = name
+        if len(self._files) > most:  # history sends the last few frames again, not more
+            del self._files[next(iter(self._files))]
 
     def __enter__(self) -> TraceWriter:
         return self
@@ -154,29 +162,41 @@ class TraceWriter:
         step = event["step"]
         adapter = event.get("adapter") or adapters.get(adapters.DEFAULT)
         request = adapter.chat_form(event["request"])  # the canonical form, whatever the API
-        images = 0
+        sent = request.get("messages", [])
+        current = max((i for i, m in enumerate(sent) if m.get("role") == "user"), default=-1)
+        extra = 0  # images written for this line beyond its own frame
+        frame_file: str | None = None
 
-        def by_file(part: Any) -> Any:
-            nonlocal images
+        def by_file(part: Any, own: bool) -> Any:
+            # The current observation's frame is frames/<step>.png; a frame of an
+            # earlier turn (history) refers to the file written when it was current.
+            nonlocal extra, frame_file
             url = part.get("image_url", {}).get("url", "") if _is_image(part) else ""
             if not url.startswith(_DATA_PNG):
                 return part
-            name = f"frames/{step:04d}.png" if images == 0 else f"frames/{step:04d}-{images}.png"
-            images += 1
-            (self.directory / name).write_bytes(base64.b64decode(url[len(_DATA_PNG) :]))
+            name = None if own and frame_file is None else self._files.get(url)
+            if name is None:
+                if own and frame_file is None:
+                    name = f"frames/{step:04d}.png"
+                else:
+                    extra += 1
+                    name = f"frames/{step:04d}-{extra}.png"
+                (self.directory / name).write_bytes(base64.b64decode(url[len(_DATA_PNG) :]))
+                self._remember(url, name)
+            if own and frame_file is None:
+                frame_file = name
             return {**part, "image_url": {**part["image_url"], "url": name}}
 
         messages = []
-        for message in request.get("messages", []):
+        for index, message in enumerate(sent):
             content = message.get("content")
             if isinstance(content, list):
-                message = {**message, "content": [by_file(p) for p in content]}
+                own = index == current
+                message = {**message, "content": [by_file(p, own) for p in content]}
             messages.append(message)
-        frame_file: str | None = f"frames/{step:04d}.png"
-        if images == 0 and event.get("frame") is not None:  # text-only observation
-            (self.directory / f"frames/{step:04d}.png").write_bytes(png_bytes(event["frame"]))
-        elif images == 0:
-            frame_file = None
+        if frame_file is None and event.get("frame") is not None:  # text-only observation
+            frame_file = f"frames/{step:04d}.png"
+            (self.directory / frame_file).write_bytes(png_bytes(event["frame"]))
         messages.append(_assistant(adapter.chat_response(event["response"])))
         reply = event.get("reply")
 

@@ -49,12 +49,13 @@ class Chat:
         body: dict[str, Any] = {
             "model": run.model,
             "messages": [{"role": settings.instructions_role, "content": instructions}],
-            "tools": [tools.TOOL],
         }
-        if settings.tool_choice is not None:
-            body["tool_choice"] = settings.tool_choice
-        if settings.parallel_tool_calls is not None:
-            body["parallel_tool_calls"] = settings.parallel_tool_calls
+        if run.answer.sends_tools:  # answer.format: text sends no tools (nor their settings)
+            body["tools"] = [tools.TOOL]
+            if settings.tool_choice is not None:
+                body["tool_choice"] = settings.tool_choice
+            if settings.parallel_tool_calls is not None:
+                body["parallel_tool_calls"] = settings.parallel_tool_calls
         if settings.max_output_tokens is not None:
             body[profile.token_param] = settings.max_output_tokens
         for key in ("temperature", "top_p"):
