@@ -49,6 +49,7 @@ from typing import Any
 
 from . import trace
 from .adapters.chat import parse_message
+from .answers import parse_text
 from .metrics import ACHIEVEMENTS
 
 MANIFEST_SCHEMA = 1
@@ -368,11 +369,18 @@ def _shape_problem(line: Any) -> str | None:
 
 
 def _problem(messages: list[dict[str, Any]], no_tool_call: Any) -> str | None:
-    """Why a step is no example: None, "no_tool_call" or "invalid_tool_call"."""
+    """Why a step is no example: None, "no_tool_call" or "invalid_tool_call". An answer
+    with no native call is an example when its text holds a clean call (the eval's
+    `answer.format` was text or auto: the answer is trained as it was written)."""
     answer = messages[-1] if messages else {}
-    if no_tool_call or answer.get("role") != "assistant" or not answer.get("tool_calls"):
+    if no_tool_call or answer.get("role") != "assistant":
         return "no_tool_call"
-    parsed = parse_message(answer)
+    if answer.get("tool_calls"):
+        parsed = parse_message(answer)
+    else:
+        parsed = parse_text(answer.get("content"))
+        if not parsed.tool_calls:
+            return "no_tool_call"
     clean = (
         parsed.ok
         and parsed.valid_calls == parsed.tool_calls

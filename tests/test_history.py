@@ -268,3 +268,31 @@ def test_the_trace_holds_the_messages_sent_history_included(client, tmp_path):
     assert sent == ["system", "user", "assistant", "tool", "user", "assistant", "tool", "user"] + [
         "assistant"
     ]
+
+
+def test_an_exported_example_is_the_request_as_sent_plus_the_answer(client, tmp_path):
+    run = replace(BASE, steps=3, history=spec.History(2, 1), answer=spec.Answer(format="text"))
+    where = tmp_path / "t" / trace.episode_path("h", run.model, 0)
+    events = []
+    with trace.TraceWriter(where) as writer:
+        run_episode(run, 0, client, eval_name="h", on_step=trace.chain(writer, events.append))
+    assert (
+        cli.main(["export", str(tmp_path / "t"), "--out", str(tmp_path / "d"), "--val", "0"]) == 0
+    )
+    lines = [json.loads(x) for x in (tmp_path / "d" / "train.jsonl").read_text().splitlines()]
+    assert len(lines) == 3  # text answers (ACTIONS lines) are examples too
+    for line, event in zip(lines, events):
+        sent = event["request"]["messages"]
+        assert [m["role"] for m in line["messages"]] == [m["role"] for m in sent] + ["assistant"]
+        assert line["messages"][-1]["content"].startswith("ACTIONS: ")
+        assert texts(line["messages"][:-1]) == texts(sent)
+
+
+def texts(messages):
+    """The text of each message, image parts left out."""
+    return [
+        [p["text"] for p in m["content"] if p["type"] == "text"]
+        if isinstance(m["content"], list)
+        else m["content"]
+        for m in messages
+    ]
