@@ -128,7 +128,8 @@ def progression(episodes: Iterable[Mapping[str, int]], confidence: float = 0.95)
 @dataclass(frozen=True)
 class Estimate:
     """A point estimate with its interval. `low`/`high` are None when the data cannot
-    bound it (a mean of one episode); `n` is the sample size behind it."""
+    bound it (an unbounded mean of equal values, or of one episode; the score's bootstrap
+    of one episode); `n` is the sample size behind it."""
 
     value: float
     low: float | None

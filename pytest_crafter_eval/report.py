@@ -152,7 +152,7 @@ def check_gate(gate: Any, values: Mapping[str, Any]) -> list[dict[str, Any]]:
             if gate.on == "lower_bound":  # the conservative end of the interval
                 compared = est["low"] if op == ">=" else est["high"]
             if compared is None:
-                row["note"] = "one episode has no interval: on lower_bound needs 2 or more"
+                row["note"] = "no interval: the data cannot bound it (on lower_bound)"
             else:
                 row["compared"] = compared
                 row["passed"] = compared >= threshold if op == ">=" else compared <= threshold
@@ -498,6 +498,10 @@ def terminal_lines(summary: Mapping[str, Any]) -> list[str]:
             continue
         lines.append(f"{entry['eval']} ({entry['path']})")
         lines += ["  " + x for x in _table(_COLUMNS, [_row(m) for m in items])]
+        cut = sum(m["metrics"]["episodes_cut"] for m in items)
+        if cut:
+            completed = sum(m["metrics"]["episodes_completed"] for m in items)
+            lines.append("  note: " + SCORE_NOTE.format(cut=cut, n=completed))
     for s in summary["skipped"]:
         lines.append(
             f"skipped {s['eval']}: {s['model']} ({s['episodes']} episodes): "

@@ -82,7 +82,7 @@ def test_summary_shows_completed_episodes_beside_their_metrics_and_the_cut_note(
     assert "| m | 2 |" in md  # completed episodes, not completed + errors
     assert "completed" in md.splitlines()[6] and report.SCORE_NOTE.format(cut=1, n=2) in md
     terminal = "\n".join(report.terminal_lines(summary))
-    assert "completed" in terminal
+    assert "completed" in terminal and "note: " + report.SCORE_NOTE.format(cut=1, n=2) in terminal
 
 
 def test_full_length_episodes_carry_no_note():
@@ -90,3 +90,4 @@ def test_full_length_episodes_carry_no_note():
     item = summary["evals"]["e"]["models"]["m"]
     assert item["metrics"]["episodes_cut"] == 0 and item["note"] is None
     assert "not comparable" not in report.markdown(summary)
+    assert "not comparable" not in "\n".join(report.terminal_lines(summary))
