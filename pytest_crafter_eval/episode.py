@@ -326,7 +326,7 @@ def run_episode(
             actions=tuple(played),
             reward=env.reward_total - reward_before,
             new_achievements=tuple(env.unlocked[unlocked_before:]),
-            invalid=tuple(parsed.invalid_names) if tell else (),
+            invalid=tuple(parsed.invalid_names) if answer.feedback else (),
         )
         if problem and reply.tool_calls:
             outcome = replace(

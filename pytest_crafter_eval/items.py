@@ -274,7 +274,7 @@ class PayloadItem(pytest.Function):
         self.add_marker(pytest.mark.crafter_payload)
 
     def runtest(self) -> None:
-        from .episode import api_name, request_at
+        from .episode import StepNotReached, api_name, request_at
         from .payload import snapshot_view
         from .profiles import Unsupported
 
@@ -285,7 +285,7 @@ class PayloadItem(pytest.Function):
                     request_at(self.run, self.seed, step, self.spec.instructions),
                     None,
                 )
-            except Unsupported as exc:
+            except (Unsupported, StepNotReached) as exc:
                 body, unsupported = {}, str(exc)
             if unsupported:  # failed outside the except block: no chained traceback
                 pytest.fail(unsupported, pytrace=False)
