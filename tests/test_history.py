@@ -296,3 +296,38 @@ def texts(messages):
         else m["content"]
         for m in messages
     ]
+
+
+FUMBLE_EVAL = """\
+models:
+  - local/fumble?rate=0.5&fumble=action
+seeds: 1
+steps: 10
+history: {steps: 2, images: 1}
+answer: {on_invalid: noop}
+expect: {tool_call_at_first_step: false, min_tool_call_rate: 1.0}
+"""
+
+
+def test_the_plugin_records_invalid_answers_and_resume_replays_other_settings(pytester):
+    pytester.makefile(".yaml", **{"evals/fumble": FUMBLE_EVAL})
+    args = ("-p", "no:cacheprovider", "-m", "not crafter_payload", "evals", "--report-dir", "out")
+    result = pytester.runpytest_subprocess(*args)
+    result.assert_outcomes(failed=1)
+    (record,) = results.read(pytester.path / "out" / results.RESULTS)
+    assert record["steps"] == 10 and record["end"] == "steps"
+    assert record["invalid_answers"] == {"invalid_tool_call": record["noops"]}
+    assert record["noops"] == 10 - record["tool_calls"] > 0
+    names = record["invalid_names"]
+    assert names and f"invalid answers: {record['noops']} invalid_tool_call" in record["message"]
+    assert repr(names[0]) in record["message"]
+    result.stdout.fnmatch_lines([f"*invalid answers: * (unknown: {names[0]!r}*"])
+    # --resume reuses the record; with other answer settings it plays the episode again
+    result = pytester.runpytest_subprocess(*args, "--resume")
+    assert len(list(results.read(pytester.path / "out" / results.RESULTS))) == 1
+    pytester.makefile(
+        ".yaml", **{"evals/fumble": FUMBLE_EVAL.replace("on_invalid: noop", "on_invalid: retry")}
+    )
+    result = pytester.runpytest_subprocess(*args, "--resume")
+    *_, last = results.read(pytester.path / "out" / results.RESULTS)
+    assert last["reasks"] > 0 and not last["resumed"]
