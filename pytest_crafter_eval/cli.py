@@ -3,7 +3,7 @@
     crafter-eval serve --model local/heuristic --port 8000
         Serve a built-in model over the OpenAI chat-completions protocol on 127.0.0.1.
     crafter-eval payload --model gpt-5-nano [--eval evals/smoke.yaml] [--seed 0] [--redact]
-                         [--step K [--answer-with local/heuristic]]
+                         [--step K [--answer-with local/heuristic]] [--api chat|responses]
         Print the JSON body of an episode's first request to that model (or of step K,
         steps 0..K-1 answered in-process by a local model); no network.
     crafter-eval report DIR [DIR ...] --out DIR [--rootdir DIR]
@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+
+from . import adapters
 
 USAGE_ERROR = 4
 CANNOT_SERVE = 2
@@ -69,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
         "--redact",
         action="store_true",
         help="replace image data with its size and a digest of its pixels",
+    )
+    payload.add_argument(
+        "--api",
+        choices=adapters.names(),
+        help="the wire API (default: the eval file's request.api, else the model profile's)",
     )
     payload.add_argument(
         "--profiles",
@@ -139,10 +146,12 @@ def payload(args) -> int:
             )
     except spec.SpecError as exc:
         return fail(USAGE_ERROR, str(exc))
-    loaded = loaded.with_overrides(profiles=user)
+    loaded = loaded.with_overrides(profiles=user, api=args.api)
     run = next((r for r in loaded.runs if r.model == args.model), None) or replace(
         loaded.defaults, model=args.model
     )
+    if args.api:
+        run = replace(run, request=replace(run.request, api=args.api))
     seed = args.seed if args.seed is not None else loaded.seeds[0]
     profile = profiles.for_run(run)
     try:

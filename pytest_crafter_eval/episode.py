@@ -76,6 +76,8 @@ class EpisodeResult:
     tokens_in: int = 0
     tokens_out: int = 0
     tokens_reasoning: int = 0
+    reasoning_summaries: int = 0  # steps whose answer carried a reasoning summary
+    api: str = ""  # the wire API used (adapters.REGISTRY name)
     latencies_s: list[float] = field(default_factory=list)
     retries: dict[str, int] = field(default_factory=dict)  # cause ("429", "timeout", ...) -> count
     retry_wait_s: float = 0.0  # time spent waiting between attempts
@@ -246,6 +248,7 @@ def run_episode(
         return result
     env = _new_env(seed, run.observation)
     adapter = adapters.for_run(run, profile)
+    result.api = adapter.name
     prompt = system_prompt(instructions, run.answer.format)
     # The settings part of the body is built once per episode; each step renders turns.
     template = adapters.prepare(adapter, run, profile, prompt).template
@@ -274,6 +277,7 @@ def run_episode(
             result.latencies_s.append(response.latency_s)
             reply = adapter.parse(response.body)
             _count_usage(result, reply.usage)
+            result.reasoning_summaries += reply.reasoning_summary is not None
             parsed, from_text = read_answer(reply, answer.format)
             _count_parsed(result, parsed, reply)
             missed = None
@@ -287,6 +291,8 @@ def run_episode(
                     "message": why,
                     "finish_reason": reply.finish,
                 }
+                if reply.reasoning_summary:
+                    missed["reasoning"] = reply.reasoning_summary[:500]
                 if result.no_tool_call is None:
                     result.no_tool_call = missed
             if missed is None or answer.on_invalid != "retry" or attempt >= answer.retries:

@@ -61,6 +61,13 @@ _OPTIONS: dict[str, tuple[str, Any]] = {
         None,
     ),
     "api_key_env": ("environment variable that holds the API key", "OPENAI_API_KEY"),
+    "api": (
+        (
+            "wire API for every model instead of its eval file's request.api and its "
+            "profile's: chat or responses"
+        ),
+        None,
+    ),
     "request_timeout": ("seconds before one model request times out", "60"),
     "record": ("write every model request/response pair to cassette files in DIR", None),
     "replay": (

@@ -36,6 +36,9 @@ removed or renamed while SCHEMA stays 1)::
                     ended early (with on_invalid noop or retry: the first invalid
                     answer); no_tool_call_class repeats its class
     tokens_in, tokens_out, tokens_reasoning
+    api             the wire API the episode used: chat | responses
+    reasoning_summaries  steps whose answer carried a reasoning summary (the summaries
+                    are in the traces; no_tool_call.reasoning holds the failing step's)
     cost_usd        estimated cost, or None when the model's price is unknown
     latencies_s     seconds per model call; latency_p50_s, latency_p95_s
     duration_s      wall time of the episode
@@ -80,7 +83,7 @@ def fingerprint(run: Any, eval_name: str, instructions: str | None) -> str:
         "model": run.model,
         "steps": run.steps,
         "observation": asdict(run.observation),
-        "request": asdict(run.request),
+        "request": _request_shape(run.request),
         "profiles": repr(getattr(run, "profiles", ())),
     }
     # history and answer shape the episode too; left out at their defaults, so that the
@@ -91,6 +94,15 @@ def fingerprint(run: Any, eval_name: str, instructions: str | None) -> str:
             shape[key] = asdict(value)
     text = json.dumps(shape, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _request_shape(request: Any) -> dict[str, Any]:
+    """The request settings as fingerprinted: `api` only when set, so that records made
+    before the key existed keep their fingerprints."""
+    shape = asdict(request)
+    if shape.get("api") is None:
+        shape.pop("api", None)
+    return shape
 
 
 def make_record(

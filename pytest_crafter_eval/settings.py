@@ -92,7 +92,21 @@ def overrides(config: pytest.Config) -> dict[str, Any]:
             user_profiles = spec.load_profiles(path)
         except spec.SpecError as exc:
             raise UsageError(f"--profiles: {exc}") from None
-    result = {"models": models, "seeds": seeds, "steps": steps, "profiles": user_profiles}
+    api = setting(config, "api") or None
+    if api is not None:
+        from . import adapters
+
+        if api not in adapters.names():
+            raise UsageError(
+                f"--api: expected one of {', '.join(adapters.names())}, got {str(api)!r}"
+            )
+    result = {
+        "models": models,
+        "seeds": seeds,
+        "steps": steps,
+        "profiles": user_profiles,
+        "api": api,
+    }
     config.stash[OVERRIDES] = result
     return result
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from . import adapters
 from .metrics import ACHIEVEMENTS
 
 MAX_SEEDS = 100_000
@@ -58,6 +59,7 @@ class Request:
     reasoning_budget: int | None = None  # tokens added for reasoning; None: the profile's
     tool_choice: str | None = None  # None: auto
     parallel_tool_calls: bool | None = None  # None: not sent
+    api: str | None = None  # the wire API (adapters.REGISTRY); None: the profile's (chat)
 
 
 @dataclass(frozen=True)
@@ -156,10 +158,12 @@ class EvalSpec:
         seeds: tuple[int, ...] | None = None,
         steps: int | None = None,
         profiles: tuple = (),
+        api: str | None = None,
     ) -> EvalSpec:
         """Apply command-line overrides: `models` replaces the model list, keeping the
         file's settings for a model it already names; `profiles` (the entries of a
-        --profiles file) override the file's."""
+        --profiles file) override the file's; `api` (--api) replaces every model's
+        request.api."""
         runs, defaults = self.runs, self.defaults
         if profiles:
             runs = tuple(replace(run, profiles=run.profiles + profiles) for run in runs)
@@ -169,6 +173,9 @@ class EvalSpec:
             runs = tuple(known.get(m) or replace(defaults, model=m) for m in models)
         if steps is not None:
             runs = tuple(replace(run, steps=steps) for run in runs)
+        if api is not None:
+            runs = tuple(replace(run, request=replace(run.request, api=api)) for run in runs)
+            defaults = replace(defaults, request=replace(defaults.request, api=api))
         return replace(
             self, runs=runs, defaults=defaults, seeds=seeds if seeds is not None else self.seeds
         )
@@ -204,6 +211,7 @@ REQUEST_KEYS = {
     "reasoning_budget",
     "tool_choice",
     "parallel_tool_calls",
+    "api",
 }
 EXPECT_KEYS = {"tool_call_at_first_step", "min_tool_call_rate", "min_achievements"}
 # gate key -> (lowest, highest) accepted threshold
@@ -560,6 +568,7 @@ _FIELD_TYPES = {
     "reasoning_budget": int,
     "tool_choice": str,
     "parallel_tool_calls": bool,
+    "api": str,
     "tool_call_at_first_step": bool,
     "min_tool_call_rate": float,
     "min_achievements": int,
@@ -586,6 +595,7 @@ _CHOICES = {
     "on_invalid": ("end", "noop", "retry"),
     "reasoning_effort": ("none", "minimal", "low", "medium", "high", "xhigh", "max"),
     "tool_choice": ("auto", "required", "none"),
+    "api": adapters.names(),
 }
 _NULLABLE = {
     "max_output_tokens",
@@ -595,6 +605,7 @@ _NULLABLE = {
     "reasoning_budget",
     "tool_choice",
     "parallel_tool_calls",
+    "api",
 }
 
 

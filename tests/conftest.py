@@ -24,3 +24,8 @@ def sdk(server):
     """The real openai SDK pointed at `server`, with the SDK's own retries off."""
     with openai.OpenAI(base_url=server.base_url, api_key="local", max_retries=0) as sdk:
         yield sdk
+
+
+# tests/data holds eval files that tests copy and run in their own pytester directories
+# (tests/data/evals/responses.yaml); the suite does not collect them itself.
+collect_ignore = ["data"]

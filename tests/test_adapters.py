@@ -70,7 +70,8 @@ def test_the_registry_names_each_api_and_finds_adapters_by_endpoint():
     assert adapters.get("chat") is chat.ADAPTER
     assert adapters.by_endpoint("/v1/chat/completions") is chat.ADAPTER
     assert adapters.by_endpoint("/v1/embeddings") is None
-    with pytest.raises(KeyError, match="unknown API 'soap'; known: chat"):
+    assert adapters.by_endpoint("/v1/responses") is adapters.get("responses")
+    with pytest.raises(KeyError, match="unknown API 'soap'; known: chat, responses"):
         adapters.get("soap")
 
 
@@ -142,7 +143,7 @@ def test_chat_parses_a_reply_with_usage_reasoning_and_finish():
     reply = chat.ADAPTER.parse(response)
     assert reply.tool_calls == (
         ToolCall("c1", "interact_many", '{"actions": []}'),
-        ToolCall("", "", ""),
+        ToolCall("call_1", "", ""),
     )
     assert reply.usage == Usage(input=120, output=40, reasoning=30, cached=64)
     assert (reply.finish, reply.incomplete, reply.empty) == ("length", "max_output_tokens", False)

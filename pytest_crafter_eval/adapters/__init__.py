@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 # name -> module defining ADAPTER: the registration lines
 REGISTRY: dict[str, str] = {
     "chat": f"{__name__}.chat",
+    "responses": f"{__name__}.responses",
 }
 DEFAULT = "chat"
 

@@ -208,15 +208,16 @@ def render(turns: Sequence[Turn], keep_images: int = 0) -> list[dict[str, Any]]:
 
 def message_calls(message: Mapping[str, Any] | None) -> tuple[ToolCall, ...]:
     """The tool calls of a chat assistant message; a malformed call becomes a call to
-    no tool (name ""), arguments that are not text become JSON text."""
+    no tool (name ""), arguments that are not text become JSON text, a missing id
+    `call_<index>` (so that a history can answer each call)."""
     calls = message.get("tool_calls") if isinstance(message, Mapping) else None
     if not isinstance(calls, list):
         return ()
     out = []
-    for call in calls:
+    for index, call in enumerate(calls):
         function = call.get("function") if isinstance(call, Mapping) else None
         if not isinstance(function, Mapping):
-            out.append(ToolCall("", "", ""))
+            out.append(ToolCall(f"call_{index}", "", ""))
             continue
         name, arguments = function.get("name"), function.get("arguments")
         if not isinstance(arguments, str):
@@ -227,7 +228,7 @@ def message_calls(message: Mapping[str, Any] | None) -> tuple[ToolCall, ...]:
         ident = call.get("id")
         out.append(
             ToolCall(
-                ident if isinstance(ident, str) else "",
+                ident if isinstance(ident, str) and ident else f"call_{index}",
                 name if isinstance(name, str) else "",
                 arguments,
             )

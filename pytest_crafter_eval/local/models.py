@@ -102,6 +102,7 @@ class Answer:
     refusal: str | None = None
     completion_tokens: int | None = None  # estimated from the answer if None
     reasoning_tokens: int = 0
+    reasoning: str | None = None  # sent as message.reasoning_content (vLLM, DeepSeek style)
     no_choices: bool = False  # answer with `choices: []`
 
 
@@ -233,6 +234,8 @@ def complete(body: Any, attempt: int = 0) -> dict[str, Any]:
     }
     if answer.tool_calls:
         message["tool_calls"] = answer.tool_calls
+    if answer.reasoning:
+        message["reasoning_content"] = answer.reasoning
     prompt_tokens = estimate_prompt_tokens(body)
     completion_tokens = answer.completion_tokens
     if completion_tokens is None:
@@ -466,7 +469,11 @@ def exhaust_model(body, rng, options):
             param="max_completion_tokens",
         )
     return Answer(
-        content=None, finish_reason="length", completion_tokens=budget, reasoning_tokens=budget
+        content=None,
+        finish_reason="length",
+        completion_tokens=budget,
+        reasoning_tokens=budget,
+        reasoning="Thinking about where the nearest tree is, and whether night is near...",
     )
 
 
