@@ -1,7 +1,7 @@
 """Stage: cli. The `crafter-eval` command.
 
     crafter-eval serve --model local/heuristic --port 8000
-        Serve a built-in model over the OpenAI chat-completions protocol on 127.0.0.1.
+        Serve a built-in model over the OpenAI chat-completions and Responses APIs on 127.0.0.1.
     crafter-eval payload --model gpt-5-nano [--eval evals/smoke.yaml] [--seed 0] [--redact]
                          [--step K [--answer-with local/heuristic]] [--api chat|responses]
         Print the JSON body of an episode's first request to that model (or of step K,
