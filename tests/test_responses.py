@@ -91,7 +91,7 @@ def test_a_history_renders_as_input_items_the_schema_accepts():
     run = make_run("gpt-5-nano")
     template = ADAPTER.prepare(run, profiles.resolve("gpt-5-nano"), "Play.").template
     conversation = Conversation("Play.", keep=5)
-    image = episode._first_observation(0, spec.Observation()).image
+    image = episode._first_observation(0, spec.Observation(), "tool").image
     for i in range(3):
         turn = conversation.observe(Observation(f"state {i}", image))
         turn.reply = Reply(
@@ -402,3 +402,26 @@ def test_fingerprints_of_runs_without_request_api_are_unchanged():
 
     assert fingerprint(run, "e", None) == hashlib.sha256(before_the_key.encode()).hexdigest()[:16]
     assert fingerprint(make_run("local/random"), "e", None) != fingerprint(run, "e", None)
+
+
+def test_an_episode_with_history_sends_valid_responses_bodies_with_bounded_images(connections):
+    run = replace(
+        make_run("local/exhaust", steps=4),
+        history=spec.History(steps=2, images=1),
+        answer=spec.Answer(on_invalid="noop"),
+        profiles=profiles.check_entries(
+            {"local/exhaust": {"like": "gpt-5-nano"}}, lambda k, m: ValueError(m)
+        ),
+    )
+    seen = []
+    result = episode.run_episode(
+        run, 0, connections.for_model(run.model), eval_name="t", on_step=seen.append
+    )
+    assert result.steps == 4 and result.reasoning_summaries == 4
+    last = seen[-1]["request"]
+    assert all(errors(REQUEST_SCHEMA, e["request"]) == [] for e in seen)
+    assert max(json.dumps(e["request"]).count('"input_image"') for e in seen) == 2
+    kinds = [item.get("type", item.get("role")) for item in last["input"]]
+    # two earlier steps, each with its reasoning item carried back (encrypted), then now
+    assert kinds == ["user", "reasoning", "user", "reasoning", "user"]
+    assert all("encrypted_content" in i for i in last["input"] if i.get("type") == "reasoning")

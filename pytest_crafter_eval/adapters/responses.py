@@ -70,12 +70,13 @@ class Responses:
             "model": run.model,
             "instructions": instructions,
             "input": [],
-            "tools": [function_tool(tools.TOOL)],
         }
-        if settings.tool_choice is not None:
-            body["tool_choice"] = settings.tool_choice
-        if settings.parallel_tool_calls is not None:
-            body["parallel_tool_calls"] = settings.parallel_tool_calls
+        if run.answer.sends_tools:  # answer.format: text sends no tools (nor their settings)
+            body["tools"] = [function_tool(tools.TOOL)]
+            if settings.tool_choice is not None:
+                body["tool_choice"] = settings.tool_choice
+            if settings.parallel_tool_calls is not None:
+                body["parallel_tool_calls"] = settings.parallel_tool_calls
         if settings.max_output_tokens is not None:
             budget = settings.max_output_tokens
             if budget < MIN_OUTPUT_TOKENS:
