@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 from . import results, spec
 from .settings import (
     LATEST,
+    POOL,
     RESUMABLE,
     budget_reason,
     connections,
@@ -155,6 +156,23 @@ class EpisodeItem(pytest.Function):
 
     def setup(self) -> None:
         super().setup()
+        pool = self.config.stash.get(POOL, None)
+        future = pool.claim(self.nodeid) if pool is not None else None
+        if future is not None:  # played ahead by the in-flight pool (--concurrency)
+            future.result()  # its skip or failure is raised here, in this item's setup
+        else:
+            self.play()
+        outcome, message = self.verdict()
+        if outcome == "error":
+            # Failing in setup makes pytest report an error: not a verdict on the model.
+            pytest.fail(message or "", pytrace=False)
+
+    def play(self, check_stop=None) -> None:
+        """Play this episode (or take it from --resume) into `self.result`. Raises
+        pytest's skip (budget spent) or fail (missing key with --require-api-key).
+        Needs no pytest state of the running test: the in-flight pool runs it on a
+        thread, ahead of `setup`; `check_stop` is called before each model call (it raises
+        `inflight.Cancelled` when the run stops)."""
         from .client import MissingKey
         from .episode import EpisodeResult, run_episode
 
@@ -172,6 +190,10 @@ class EpisodeItem(pytest.Function):
             client, missing = None, str(exc)
         if client is None:  # only with --require-api-key: collection skips these otherwise
             pytest.fail(f"{missing} (--require-api-key is set)", pytrace=False)
+        if check_stop is not None:
+            from .inflight import Checked
+
+            client = Checked(client, check_stop)
         from . import trace
 
         where = trace.episode_path(self.spec.name, self.run.model, self.seed)
@@ -180,7 +202,7 @@ class EpisodeItem(pytest.Function):
         if setting(self.config, "trace_dir"):
             writer = trace.TraceWriter(path_setting(self.config, "trace_dir") / where)
         try:
-            result = self.result = run_episode(
+            result = run_episode(
                 self.run,
                 self.seed,
                 client,
@@ -194,32 +216,38 @@ class EpisodeItem(pytest.Function):
         gif = Path("episodes", where).with_suffix(".gif")
         if film.save(report_dir(self.config) / gif):
             result.gif = gif.as_posix()
+        self.result = result
+
+    def verdict(self) -> tuple[str, str | None]:
+        """(outcome, message) of the played episode: error (the infrastructure stopped
+        it), failed, xfailed or passed. A replay miss is a failure (a payload change), and
+        so is a missing capability (end: unsupported; an xfail can expect it)."""
         from .cassette import is_miss
-
-        if result.error and result.end != "unsupported" and not is_miss(result.error):
-            # a replay miss and a missing capability fail in runtest
-            # Failing in setup makes pytest report an error: not a verdict on the model.
-            pytest.fail(f"{self.run.model} seed {self.seed}: {result.error}", pytrace=False)
-
-    def runtest(self) -> None:
         from .episode import check
 
         result = self.result
-        assert result is not None, "setup plays (or resumes) the episode"
-        if result.error and result.end != "unsupported":
-            # a replay miss: a payload change is a failure
-            pytest.fail(f"{self.run.model} seed {self.seed}: {result.error}", pytrace=False)
+        assert result is not None, "verdict() before play()"
+        if result.error and result.end != "unsupported":  # a missing capability: below
+            message = f"{self.run.model} seed {self.seed}: {result.error}"
+            return ("failed" if is_miss(result.error) else "error"), message
         problems = check(result, self.run.expect)
         if self.run.xfail:
             if problems:
-                pytest.xfail(f"{self.run.xfail} ({problems[0]})")
-            pytest.fail(
+                return "xfailed", f"{self.run.xfail} ({problems[0]})"
+            return "failed", (
                 f"capability gained: remove the xfail of {self.run.model} "
-                f"({self.run.xfail!r}): {_summary(result)}",
-                pytrace=False,
+                f"({self.run.xfail!r}): {_summary(result)}"
             )
         if problems:
-            pytest.fail("; ".join(problems), pytrace=False)
+            return "failed", "; ".join(problems)
+        return "passed", None
+
+    def runtest(self) -> None:
+        outcome, message = self.verdict()
+        if outcome == "xfailed":
+            pytest.xfail(message or "")
+        if outcome == "failed":
+            pytest.fail(message or "", pytrace=False)
 
     def repeats(self, record: dict[str, Any]) -> bool:
         """With --resume: whether `record`, of an episode not played, says what this

@@ -106,6 +106,10 @@ _OPTIONS: dict[str, tuple[str, Any]] = {
         None,
     ),
     "max_tokens": ("stop starting episodes once the run has used this many tokens", None),
+    "concurrency": (
+        "episodes in flight at once in each process (with -n N: N times as many)",
+        "1",
+    ),
     "shard": (
         (
             "run only the K-th of N disjoint parts of the episodes (1-based, like 2/4); "
@@ -205,6 +209,11 @@ def pytest_configure(config: pytest.Config) -> None:
     if not is_worker(config):
         config.stash[RECORDS] = {}
         config.pluginmanager.register(_Controller(config), "crafter-eval-controller")
+    if limits(config)["concurrency"] > 1:
+        from .scheduling import InflightHooks
+
+        hooks = InflightHooks(config, limits(config)["concurrency"], record_unreported)
+        config.pluginmanager.register(hooks, "crafter-eval-inflight")
 
 
 class _XdistHooks:
@@ -217,6 +226,29 @@ class _XdistHooks:
     def pytest_configure_node(self, node) -> None:
         """Hand the controller's run directory to each worker."""
         node.workerinput[RUN_DIR_KEY] = str(node.config.stash[RUN_DIR])
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log):
+        """With --concurrency, each worker must know its items in advance to play them
+        ahead: `scheduling.StaticScheduling` sends each its whole share at once."""
+        if limits(config)["concurrency"] <= 1:
+            return None
+        if config.getvalue("dist") not in ("load", "worksteal"):
+            import warnings
+
+            from .profiles import CrafterEvalWarning
+
+            warnings.warn(
+                CrafterEvalWarning(
+                    f"--concurrency needs --dist load (the default of -n); with --dist "
+                    f"{config.getvalue('dist')} each worker plays one episode at a time"
+                ),
+                stacklevel=1,
+            )
+            return None
+        from .scheduling import StaticScheduling
+
+        return StaticScheduling(config, log, self.config.stash[RUN_DIR])
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_handlecrashitem(self, crashitem: str, report, sched) -> None:
@@ -334,6 +366,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             ):
                 results.append(report_dir(item.config), record)
     return report
+
+
+def record_unreported(item: EpisodeItem) -> None:
+    """Make sure a played episode is recorded, though the run stopped (Ctrl-C, -x) before
+    pytest reported it: judged as `runtest` would, in results.jsonl, and in this run's
+    reports when this process is the controller."""
+    made = [v for name, v in item.user_properties if name == RESULT_KEY and isinstance(v, dict)]
+    if made:
+        record = made[-1]  # reported, perhaps stopped before the controller counted it
+    else:
+        record = item.record(*item.verdict())
+        prior = item.resumed_from
+        if prior is None or prior.get("outcome") != record["outcome"]:
+            results.append(report_dir(item.config), record)
+    if not is_worker(item.config):
+        add_record(item.config, record)
 
 
 def _final_outcome(report: pytest.TestReport) -> str | None:

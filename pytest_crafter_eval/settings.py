@@ -29,6 +29,7 @@ NOTE = pytest.StashKey[str]()  # a line for the terminal summary
 
 LIMITS = pytest.StashKey[dict]()
 SHARD = pytest.StashKey[Any]()
+POOL = pytest.StashKey[Any]()  # this process's inflight.Pool, with --concurrency > 1
 RUN_DIR = pytest.StashKey[Path]()
 OWN_RUN_DIR = pytest.StashKey[bool]()
 RUN_DIR_KEY = "crafter_run_dir"  # in xdist's workerinput
@@ -183,7 +184,12 @@ def limits(config: pytest.Config) -> dict[str, Any]:
         ),
         "max_cost": _number(config, "max_cost", float, low=0, what="a number of USD, like 2.50"),
         "max_tokens": _number(config, "max_tokens", int, low=1, what="a whole number of tokens"),
+        "concurrency": _number(
+            config, "concurrency", int, low=1, high=1000, what="a whole number from 1 to 1000"
+        ),
     }
+    if result["concurrency"] is None:
+        result["concurrency"] = 1
     if result["max_retries"] is None:
         result["max_retries"] = 4
     from . import runstate

@@ -1,0 +1,169 @@
+"""--concurrency: episodes in flight per process (inflight.Pool), with and without xdist,
+through real pytest runs and the loopback server; results identical to one at a time;
+Ctrl-C stops promptly and records every finished episode."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from pytest_crafter_eval import inflight
+
+EVAL = """\
+models:
+  - local/heuristic:
+      expect: {min_achievements: 0}
+  - local/random?latency_ms=20:
+      expect: {min_achievements: 0}
+  - local/silent: {xfail: "answers in text"}
+seeds: 0-5
+steps: 4
+"""
+
+TIMINGS = ("finished_at", "duration_s", "latencies_s", "latency_p50_s", "latency_p95_s")
+
+
+def _results(path):
+    out = {}
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        for key in TIMINGS:
+            record.pop(key)
+        out[record["nodeid"]] = record
+    return out
+
+
+def test_pool_runs_jobs_in_order_and_stop_cancels_the_rest():
+    pool = inflight.Pool(2)
+    release = threading.Event()
+    started = []
+
+    def job(n):
+        def run():
+            started.append(n)
+            for _ in range(200):
+                pool.check_stop()  # what the Checked client does before each model call
+                if release.wait(0.01):
+                    return n
+            return n
+
+        return run
+
+    for n in range(6):
+        pool.submit(n, job(n))
+    time.sleep(0.1)
+    assert sorted(started) == [0, 1]  # two threads, first submitted first started
+    release.set()
+    assert pool.claim(0).result(timeout=5) == 0
+    pool.stop()
+    assert not [t for t in threading.enumerate() if t.name.startswith("crafter-episode")]
+    assert pool.claim(99) is None
+    finished = pool.finished()  # the ones that ran to the end, not the cancelled ones
+    assert 0 in finished and 1 in finished and set(finished) <= set(range(6))
+    pool.submit(7, job(7))  # nothing starts once stopping
+    assert 7 not in pool
+
+
+def test_checked_client_raises_cancelled_once_stopping():
+    pool = inflight.Pool(1)
+
+    class Client:
+        def complete(self, body):
+            return body
+
+    client = inflight.Checked(Client(), pool.check_stop)
+    assert client.complete({"a": 1}) == {"a": 1}
+    pool.stop()
+    with pytest.raises(inflight.Cancelled):
+        client.complete({"a": 1})
+
+
+def test_xdist_with_concurrency_gives_the_results_of_one_at_a_time(pytester):
+    pytester.makefile(".yaml", **{"evals/few": EVAL})
+    base = ("-p", "no:cacheprovider", "-m", "not crafter_payload", "evals", "-n", "2")
+    one = pytester.runpytest_subprocess(*base, "--report-dir", "one", "--trace-dir", "t1")
+    one.assert_outcomes(passed=12, xfailed=6)
+    many = pytester.runpytest_subprocess(
+        *base, "--concurrency", "8", "--report-dir", "many", "--trace-dir", "t8"
+    )
+    many.assert_outcomes(passed=12, xfailed=6)
+    a, b = (
+        _results(pytester.path / "one" / "results.jsonl"),
+        _results(pytester.path / "many" / "results.jsonl"),
+    )
+    assert len(a) == 18 and a == b
+    gifs = sorted(
+        p.relative_to(pytester.path / "one") for p in (pytester.path / "one").rglob("*.gif")
+    )
+    assert len(gifs) == 18
+    for gif in gifs:
+        assert (pytester.path / "one" / gif).read_bytes() == (
+            pytester.path / "many" / gif
+        ).read_bytes()
+    for steps in (pytester.path / "t1").rglob("steps.jsonl"):
+        other = pytester.path / "t8" / steps.relative_to(pytester.path / "t1")
+        assert len(other.read_text().splitlines()) == len(steps.read_text().splitlines())
+    # --resume with concurrency (and without xdist) plays nothing again
+    again = pytester.runpytest_subprocess(
+        *base[:-2], "--concurrency", "8", "--report-dir", "many", "--resume"
+    )
+    again.assert_outcomes(passed=12, xfailed=6)
+    assert len((pytester.path / "many" / "results.jsonl").read_text().splitlines()) == 18
+
+
+SLOW = """\
+models:
+  - local/random?latency_ms=150:
+      expect: {min_achievements: 0}
+seeds: 0-63
+steps: 12
+"""
+
+
+def test_ctrl_c_stops_promptly_and_records_every_finished_episode(pytester):
+    pytester.makefile(".yaml", **{"evals/slow": SLOW})
+    results = pytester.path / "reports" / "results.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-m", "not crafter_payload"]
+        + ["evals", "--concurrency", "16", "--trace-dir", "traces", "-q"],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (results.exists() and results.read_text().count("\n") >= 3):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        interrupted = time.monotonic()
+        out, _ = proc.communicate(timeout=60)
+        stopped_in = time.monotonic() - interrupted
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    text = out.decode()
+    assert proc.returncode == 2, text  # pytest's "interrupted"
+    assert "KeyboardInterrupt" in text
+    assert stopped_in < 10, (stopped_in, text)  # a model call takes 0.15 s
+    recorded = {json.loads(line)["seed"] for line in results.read_text().splitlines()}
+    complete = {
+        int(steps.parent.name.split("-")[1])
+        for steps in (pytester.path / "traces").rglob("steps.jsonl")
+        if len(steps.read_text().splitlines()) == 12
+    }
+    assert complete and complete <= recorded  # every episode that finished is recorded
+    assert len(recorded) < 64  # and the run did stop
+    for line in results.read_text().splitlines():
+        record = json.loads(line)  # only finished ones: all 12 calls, or the game ended
+        assert record["steps"] == 12 or record["end"] == "done", record
+    summary = json.loads((pytester.path / "reports" / "summary.json").read_text())
+    assert summary["episodes"] == len(recorded)
