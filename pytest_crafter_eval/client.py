@@ -187,7 +187,9 @@ class ModelClient:
 
     `slot` is entered around each attempt (not the waits between them): the per-model
     concurrency cap. `on_reply(model, usage)` is told of every successful response's
-    tokens (`conversation.Usage`, read by the wire adapter), for the run's usage budget."""
+    tokens (`conversation.Usage`, read by the wire adapter), for the run's usage budget.
+    `pace` (a `runstate.Pacer`), if given, is shared by all clients of the model: a 429
+    with a wait holds back every request to it."""
 
     def __init__(
         self,
@@ -200,10 +202,12 @@ class ModelClient:
         on_reply: Callable[[str, Usage], None] | None = None,
         rng: random.Random | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        pace: Any = None,
     ):
         self._sdk = sdk
         self.timeout, self.policy, self.model = timeout, policy, model
         self._slot, self._on_reply = slot, on_reply
+        self._pace = pace
         self._rng = rng or random.Random()
         self._sleep = sleep
 
@@ -214,7 +218,12 @@ class ModelClient:
         policy = self.policy
         deadline = time.monotonic() + policy.deadline_s
         retries: list[Retry] = []
-        for n in range(policy.max_retries + 1):
+        counted = 0  # failed attempts counted against max_retries
+        while True:
+            if self._pace is not None:  # a 429 to any worker or thread holds back all
+                held = self._pace.turn()
+                if held > 0:
+                    self._sleep(min(held, max(0.0, deadline - time.monotonic())))
             remaining = deadline - time.monotonic()
             with self._slot():
                 start = time.perf_counter()
@@ -228,14 +237,24 @@ class ModelClient:
                 return Reply(outcome, latency, tuple(retries))
             if not outcome.retryable:
                 raise self._error(outcome, outcome.message, retries)
-            if n == policy.max_retries:
+            # With a shared pacer, a 429 that says how long to wait is flow control, not
+            # a fault: every request to the model waits in turn, and the step deadline
+            # bounds those retries, not --max-retries.
+            paced = (
+                self._pace is not None
+                and outcome.status == 429
+                and outcome.retry_after_s is not None
+            )
+            if not paced:
+                counted += 1
+            if counted > policy.max_retries:
                 raise self._error(
                     outcome,
-                    f"{outcome.message} (gave up after {n + 1} attempts: "
+                    f"{outcome.message} (gave up after {len(retries) + 1} attempts: "
                     f"--max-retries {policy.max_retries})",
                     retries,
                 )
-            wait = policy.wait(n, outcome, self._rng)
+            wait = policy.wait(max(0, counted - 1), outcome, self._rng)
             left = deadline - time.monotonic()
             if wait >= left:
                 asked = (
@@ -245,14 +264,16 @@ class ModelClient:
                 )
                 raise self._error(
                     outcome,
-                    f"{outcome.message} (gave up after {n + 1} attempts: "
+                    f"{outcome.message} (gave up after {len(retries) + 1} attempts: "
                     f"{asked} is beyond the step deadline of "
                     f"{policy.deadline_s:g} s)",
                     retries,
                 )
             retries.append(Retry(outcome.cause, wait))
-            self._sleep(wait)
-        raise AssertionError("unreachable")  # pragma: no cover
+            if paced:
+                self._pace.limited(outcome.retry_after_s or 0.0)  # the queue waits for us
+            else:
+                self._sleep(wait)
 
     def _attempt(
         self, endpoint: str, body: dict[str, Any], timeout: float
@@ -324,12 +345,13 @@ class Connections:
         on_reply: Callable[[str, Usage], None] | None = None,
         record: str | None = None,
         replay: str | None = None,
+        pace: Callable[[str], Any] | None = None,
     ):
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         self.api_key_env = api_key_env
         self.timeout = timeout
         self.policy = policy
-        self._slots, self._on_reply = slots, on_reply
+        self._slots, self._on_reply, self._pace = slots, on_reply, pace
         self._sdks: dict[str, openai.OpenAI] = {}
         self._server: LocalServer | None = None
         self._recorder = None
@@ -362,6 +384,7 @@ class Connections:
             model=model,
             slot=slot,
             on_reply=self._on_reply,
+            pace=self._pace(model) if self._pace is not None else None,
         )
 
     def _sdk(self, base_url: str | None, key: str) -> openai.OpenAI:

@@ -7,7 +7,11 @@ releases when a process dies (even by kill -9), so a crashed worker never holds 
 - `Slots(run_dir, model, n)`: at most `n` requests in flight to `model` across all
   workers (`--max-concurrency`);
 - `Usage(run_dir)`: tokens and estimated cost of every response so far, summed across
-  workers, and `Budget` to compare them with `--max-tokens` and `--max-cost`.
+  workers, and `Budget` to compare them with `--max-tokens` and `--max-cost`;
+- `Pacer(run_dir, model)`: when the model answers 429 with a wait, every request to it,
+  in every worker and thread, waits: the requests queue up, then go one per wait (the
+  provider's own estimate of the time one request needs), so a run at the rate limit
+  goes at the limit instead of hammering it.
 
 Touches only files under the run directory. The locks need POSIX `fcntl`; without it
 (Windows) only --max-concurrency, --max-tokens and --max-cost are unavailable.
@@ -151,3 +155,55 @@ def recorder(usage: Usage, price: Callable[[str, int, int], float | None]):
         usage.add(tokens.input + tokens.output, price(model, tokens.input, tokens.output))
 
     return on_reply
+
+
+class Pacer:
+    """The shared "not before" time of one model's requests, and the spacing between
+    them while they queue behind it (in `pace/<digest>.json`).
+
+    `limited(wait_s)` (a 429 that asked for `wait_s`): no request before now + wait_s,
+    then one per wait_s. `turn()` before each request: the seconds to wait first (0 when
+    nothing queues, checked without a lock), taking the next place in the queue."""
+
+    def __init__(self, run_dir: Path, model: str):
+        digest = hashlib.sha256(model.encode()).hexdigest()[:16]
+        directory = Path(run_dir) / "pace"
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"{digest}.json"
+        self.lock = directory / f"{digest}.lock"
+
+    def turn(self, now: Callable[[], float] = time.time) -> float:
+        if self._read()[0] <= now():
+            return 0.0
+        with _locked(self.lock):
+            not_before, spacing = self._read()
+            at = now()
+            if not_before <= at:
+                return 0.0
+            self._write(not_before + spacing, spacing)
+            return not_before - at
+
+    def limited(self, wait_s: float, now: Callable[[], float] = time.time) -> None:
+        """A 429 asked for `wait_s`. The spacing is the largest wait asked for while the
+        queue lasts: a request that came just before the provider's next opening is
+        told a tiny wait, which is not the time a request needs."""
+        with _locked(self.lock):
+            not_before, spacing = self._read()
+            at = now()
+            if not_before > at - 5 * max(spacing, wait_s):  # queueing, or just drained
+                spacing = max(spacing, wait_s)
+            else:
+                spacing = wait_s
+            self._write(max(not_before, at + wait_s), spacing)
+
+    def _read(self) -> tuple[float, float]:
+        try:
+            data = json.loads(self.path.read_text())
+            return float(data["not_before"]), float(data["spacing"])
+        except (OSError, ValueError, TypeError, KeyError):
+            return 0.0, 0.0
+
+    def _write(self, not_before: float, spacing: float) -> None:
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"not_before": not_before, "spacing": spacing}))
+        os.replace(tmp, self.path)

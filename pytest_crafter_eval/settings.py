@@ -272,6 +272,9 @@ def connections(config: pytest.Config):
             on_reply=on_reply,
             record=setting(config, "record"),
             replay=setting(config, "replay"),
+            pace=(lambda model: runstate.Pacer(run_dir(config), model))
+            if runstate.fcntl is not None
+            else None,
         )
     return config.stash[CONNECTIONS]
 

@@ -1,6 +1,7 @@
 """Stage: local models. Built-in fake chat models behind the loopback server.
 
-Pure apart from `time.sleep` for the `latency_ms` option: `complete(body)` takes a
+Pure apart from `time.sleep` for the `latency_ms` option and the per-process token
+buckets of the `rpm` option: `complete(body)` takes a
 chat-completions request body (a dict) and returns the response body (a dict) that the
 official API would send. A request's `model` names a registered model plus options:
 
@@ -24,7 +25,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -117,6 +120,12 @@ class Model:
 
 COMMON_OPTIONS = {
     "latency_ms": Option(float, 0.0, help="sleep this long before answering"),
+    "rpm": Option(
+        float,
+        0.0,
+        help="requests per minute it takes (0: any); beyond that 429 with retry-after-ms "
+        "and Retry-After, like a provider's rate limit (counted per server process)",
+    ),
     "seed": Option(int, 0, help="mixed into the hash that seeds the model's RNG"),
 }
 
@@ -200,6 +209,49 @@ def parse_model(spec: Any) -> tuple[Model, dict[str, Any]]:
     return model, options
 
 
+class _Bucket:
+    """A token bucket: `rpm` requests per minute, at most one second's worth at once."""
+
+    def __init__(self, rpm: float):
+        self.rate = rpm / 60.0
+        self.capacity = max(1.0, self.rate)
+        self.tokens = self.capacity
+        self.at = time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self) -> float:
+        """0 if a request may go now (and counts it), else the seconds until it may."""
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
+            self.at = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return 0.0
+            return (1 - self.tokens) / self.rate
+
+
+_BUCKETS: dict[str, _Bucket] = {}
+_BUCKETS_LOCK = threading.Lock()
+
+
+def _rate_limit(name: str, rpm: float) -> None:
+    """Raise the 429 a provider sends past its rate limit, telling when to retry."""
+    with _BUCKETS_LOCK:
+        bucket = _BUCKETS.setdefault(name, _Bucket(rpm))
+    wait = bucket.take()
+    if wait > 0:
+        ms = max(1, math.ceil(wait * 1000))
+        raise ModelError(
+            429,
+            f"Rate limit reached for {name}: limit {rpm:g} requests per minute. "
+            f"Please try again in {ms}ms.",
+            type="requests",
+            code="rate_limit_exceeded",
+            headers={"retry-after-ms": str(ms), "retry-after": f"{math.ceil(wait)}"},
+        )
+
+
 def complete(body: Any, attempt: int = 0) -> dict[str, Any]:
     """Answer one chat-completions request body like the official API would. `attempt`
     counts earlier identical requests (0 for the first)."""
@@ -211,6 +263,8 @@ def complete(body: Any, attempt: int = 0) -> dict[str, Any]:
         raise ModelError(400, "`messages` must be a non-empty array.", param="messages")
     if body.get("stream"):
         raise ModelError(400, "Local models do not support `stream`.", param="stream")
+    if options["rpm"]:
+        _rate_limit(str(body.get("model")), options["rpm"])
     if options["latency_ms"]:
         time.sleep(options["latency_ms"] / 1000)
     digest = hashlib.sha256(
