@@ -34,6 +34,7 @@ from .settings import (
     path_setting,
     report_dir,
     setting,
+    tally_of,
 )
 
 
@@ -201,6 +202,8 @@ class EpisodeItem(pytest.Function):
         writer = None
         if setting(self.config, "trace_dir"):
             writer = trace.TraceWriter(path_setting(self.config, "trace_dir") / where)
+        tally = tally_of(self.config)
+        tally.started()
         try:
             result = run_episode(
                 self.run,
@@ -211,6 +214,7 @@ class EpisodeItem(pytest.Function):
                 on_step=trace.chain(film, writer),
             )
         finally:
+            tally.ended()
             if writer is not None:
                 writer.close()
         gif = Path("episodes", where).with_suffix(".gif")

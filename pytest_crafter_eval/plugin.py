@@ -43,6 +43,7 @@ from .settings import (
     run_dir,
     setting,
     shard_setting,
+    tally_of,
 )
 
 GROUP = "crafter-eval"
@@ -160,6 +161,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "outcome (passed, failed, xfailed) and the same settings",
     )
     parser.addini("crafter_resume", "see --resume", type="bool", default=False)
+    group.addoption(
+        "--progress",
+        nargs="?",
+        const="5",
+        dest="crafter_progress",
+        metavar="SECONDS",
+        help="print a progress line (episodes, calls, tokens, cost, ETA) every SECONDS "
+        "(default 5) even when the output is not a terminal; -q turns it off",
+    )
+    parser.addini("crafter_progress", "see --progress: seconds between lines", default=None)
     parser.addini(
         "crafter_eval_dirs",
         "directory names whose YAML files are eval files",
@@ -209,11 +220,45 @@ def pytest_configure(config: pytest.Config) -> None:
     if not is_worker(config):
         config.stash[RECORDS] = {}
         config.pluginmanager.register(_Controller(config), "crafter-eval-controller")
+    tally_of(config)
+    every = _progress_every(config)
+    if every is not None and not is_worker(config):
+        from . import runstate
+        from .progress import Progress
+
+        config.pluginmanager.register(
+            Progress(
+                config,
+                every,
+                records=lambda: list(config.stash.get(RECORDS, {}).values()),
+                counts=lambda: runstate.tallies(run_dir(config)),
+            ),
+            "crafter-eval-progress",
+        )
     if limits(config)["concurrency"] > 1:
         from .scheduling import InflightHooks
 
         hooks = InflightHooks(config, limits(config)["concurrency"], record_unreported)
         config.pluginmanager.register(hooks, "crafter-eval-inflight")
+
+
+def _progress_every(config: pytest.Config) -> float | None:
+    """Seconds between progress lines, or None for none: on when asked (--progress) or
+    when the output is a terminal; never with -q or --collect-only."""
+    if config.option.verbose < 0 or config.option.collectonly:
+        return None
+    raw = setting(config, "progress")
+    if raw in (None, ""):
+        import sys
+
+        return 5.0 if sys.stdout.isatty() else None
+    try:
+        every = float(str(raw))
+        if not 0.1 <= every <= 3600:
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"--progress: expected seconds from 0.1 to 3600, got {raw!r}") from None
+    return every
 
 
 class _XdistHooks:

@@ -11,7 +11,10 @@ releases when a process dies (even by kill -9), so a crashed worker never holds 
 - `Pacer(run_dir, model)`: when the model answers 429 with a wait, every request to it,
   in every worker and thread, waits: the requests queue up, then go one per wait (the
   provider's own estimate of the time one request needs), so a run at the rate limit
-  goes at the limit instead of hammering it.
+  goes at the limit instead of hammering it;
+- `Tally(run_dir)`: this process's episodes in flight, model calls, tokens and cost, in
+  its own file `tally/<pid>.json` (no lock: one writer), for the controller's live
+  progress (`tallies` sums them).
 
 Touches only files under the run directory. The locks need POSIX `fcntl`; without it
 (Windows) only --max-concurrency, --max-tokens and --max-cost are unavailable.
@@ -24,6 +27,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -190,11 +194,8 @@ class Pacer:
         with _locked(self.lock):
             not_before, spacing = self._read()
             at = now()
-            if not_before > at - 5 * max(spacing, wait_s):  # queueing, or just drained
-                spacing = max(spacing, wait_s)
-            else:
-                spacing = wait_s
-            self._write(max(not_before, at + wait_s), spacing)
+            queueing = not_before > at - 5 * max(spacing, wait_s)  # or just drained
+            self._write(max(not_before, at + wait_s), max(spacing, wait_s) if queueing else wait_s)
 
     def _read(self) -> tuple[float, float]:
         try:
@@ -207,3 +208,60 @@ class Pacer:
         tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"not_before": not_before, "spacing": spacing}))
         os.replace(tmp, self.path)
+
+
+class Tally:
+    """This process's live counts, written to `tally/<pid>.json` when an episode starts
+    or ends and at most once a second on replies (never a lock: one writer per file).
+    Thread-safe within the process."""
+
+    FIELDS = ("in_flight", "calls", "tokens", "cost_usd")
+
+    def __init__(self, run_dir: Path, every_s: float = 1.0):
+        directory = Path(run_dir) / "tally"
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"{os.getpid()}.json"
+        self.every_s = every_s
+        self.counts: dict[str, float] = dict.fromkeys(self.FIELDS, 0)
+        self._lock = threading.Lock()
+        self._written = 0.0
+
+    def started(self) -> None:
+        self._add(force=True, in_flight=1)
+
+    def ended(self) -> None:
+        self._add(force=True, in_flight=-1)
+
+    def reply(self, tokens: int, cost_usd: float | None) -> None:
+        self._add(calls=1, tokens=tokens, cost_usd=cost_usd or 0.0)
+
+    def _add(self, force: bool = False, **deltas: float) -> None:
+        with self._lock:
+            for key, value in deltas.items():
+                self.counts[key] += value
+            now = time.monotonic()
+            if not force and now - self._written < self.every_s:
+                return
+            self._written = now
+            text = json.dumps(self.counts)
+            tmp = self.path.with_name(f"{self.path.name}.tmp")
+            try:
+                tmp.write_text(text)
+                os.replace(tmp, self.path)
+            except OSError:  # progress is best effort: never fail an episode for it
+                pass
+
+
+def tallies(run_dir: Path) -> dict[str, float]:
+    """The sum of every process's `Tally` of this run."""
+    total: dict[str, float] = dict.fromkeys(Tally.FIELDS, 0)
+    for path in (Path(run_dir) / "tally").glob("*.json"):
+        try:
+            counts = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        for key in Tally.FIELDS:
+            value = counts.get(key) if isinstance(counts, dict) else None
+            if isinstance(value, (int, float)):
+                total[key] += value
+    return total

@@ -29,7 +29,10 @@ NOTE = pytest.StashKey[str]()  # a line for the terminal summary
 
 LIMITS = pytest.StashKey[dict]()
 SHARD = pytest.StashKey[Any]()
-POOL = pytest.StashKey[Any]()  # this process's inflight.Pool, with --concurrency > 1
+POOL = pytest.StashKey[Any]()
+TALLY = pytest.StashKey[
+    Any
+]()  # this process's runstate.Tally (live progress counts)  # this process's inflight.Pool, with --concurrency > 1
 RUN_DIR = pytest.StashKey[Path]()
 OWN_RUN_DIR = pytest.StashKey[bool]()
 RUN_DIR_KEY = "crafter_run_dir"  # in xdist's workerinput
@@ -260,9 +263,18 @@ def connections(config: pytest.Config):
         if lim["max_concurrency"] is not None:
             limit = lim["max_concurrency"]
             slots = lambda model: runstate.Slots(run_dir(config), model, limit)  # noqa: E731
-        on_reply = None  # counting costs a locked file write per response: only with a budget
+        # The budget's count costs a locked file write per response: only with a budget.
+        usage = None
         if lim["max_tokens"] is not None or lim["max_cost"] is not None:
-            on_reply = runstate.recorder(runstate.Usage(run_dir(config)), price_usd)
+            usage = runstate.recorder(runstate.Usage(run_dir(config)), price_usd)
+        tally = tally_of(config)
+
+        def on_reply(model: str, body: dict) -> None:
+            tokens_in, tokens_out = runstate.response_tokens(body)
+            tally.reply(tokens_in + tokens_out, price_usd(model, tokens_in, tokens_out))
+            if usage is not None:
+                usage(model, body)
+
         config.stash[CONNECTIONS] = Connections(
             base_url=setting(config, "base_url"),
             api_key_env=setting(config, "api_key_env"),
@@ -277,6 +289,15 @@ def connections(config: pytest.Config):
             else None,
         )
     return config.stash[CONNECTIONS]
+
+
+def tally_of(config: pytest.Config):
+    """This process's live counts (`runstate.Tally`), made in pytest_configure."""
+    if TALLY not in config.stash:
+        from . import runstate
+
+        config.stash[TALLY] = runstate.Tally(run_dir(config))
+    return config.stash[TALLY]
 
 
 def price_usd(model: str, tokens_in: int, tokens_out: int) -> float | None:
