@@ -12,11 +12,19 @@ on a noisy shared machine:
   overhead_ratio            steps/s of episodes of local/random over loopback HTTP, over
                             steps/s of the raw floor (Crafter step, frame, PNG, data URI)
                             on the same seeds and actions; 64x64 frames.
-  parallel_wall_over_ideal  wall time of `pytest -n 8` on E episodes x S steps of a model
-                            answering in 200 ms, start-up included, over E*S*0.2/8. The
-                            model plays one random action per call: with 1-8, most
-                            episodes die within 50 calls, and uneven episodes would
-                            measure the workload's imbalance, not the harness.
+  parallel_wall_over_ideal  wall time of `pytest -n 2 --concurrency 4` on E episodes x S
+                            steps of a model answering in 200 ms, start-up included, over
+                            E*S*0.2/8 (8 in flight). The model plays one random action per
+                            call: with 1-8, most episodes die within 50 calls, and uneven
+                            episodes would measure the workload's imbalance, not the harness.
+  inflight_wall_over_ideal  wall time of `pytest -n 2 --concurrency 64` on 128 episodes x 20
+                            calls of a model answering in 1 s, over 128*20*1/128 = 20 s.
+  inflight_peak_rss_mb      the peak RSS of all that run's processes together (controller
+                            and workers, each with its loopback server), 128 in flight.
+  rate_limited_wall_over_ideal  wall time of `pytest -n 2 --concurrency 8` against one
+                            `crafter-eval serve` of a model that takes R requests a minute
+                            (429 with retry-after-ms beyond it), over requests / R; the
+                            run must end with no error.
   reset_median_s            median seconds of `CrafterEnv(seed).reset()`.
   collect_20k_s             seconds to collect 20 models x 1,000 seeds (pytest's own
                             collection, measured inside the pytest process; the file's
@@ -56,18 +64,34 @@ GOALS: dict[str, tuple[str, float, str]] = {
     "collect_20k_s": ("<=", 3.0, "s"),
     "snapshot_50_s": ("<=", 2.0, "s"),
     "worker_peak_rss_mb": ("<=", 200.0, "MB"),
+    "inflight_wall_over_ideal": ("<=", 1.15, ""),
+    "inflight_peak_rss_mb": ("<=", 400.0, "MB"),
+    "rate_limited_wall_over_ideal": ("<=", 1.2, ""),
 }
 
 SIZES: dict[str, dict[str, int]] = {
-    # parallel: 32 episodes x 50 steps x 0.2 s / 8 workers = an ideal of 40 s
+    # parallel: 32 episodes x 50 steps x 0.2 s / 8 in flight = an ideal of 40 s
+    # inflight: 128 episodes x 20 steps x 1 s / 128 in flight = an ideal of 20 s
+    # rate limited: 40 episodes x 12 steps at 600 requests a minute = an ideal of 48 s
     "full": {
         "overhead_seeds": 6,
         "overhead_steps": 50,
         "overhead_rounds": 3,
         "parallel_episodes": 32,
         "parallel_steps": 50,
-        "workers": 8,
+        "workers": 2,
+        "concurrency": 4,
         "latency_ms": 200,
+        "inflight_episodes": 128,
+        "inflight_steps": 20,
+        "inflight_workers": 2,
+        "inflight_concurrency": 64,
+        "inflight_latency_ms": 1000,
+        "limited_episodes": 40,
+        "limited_steps": 12,
+        "limited_rpm": 600,
+        "limited_workers": 2,
+        "limited_concurrency": 8,
         "reset_seeds": 10,
         "collect_models": 20,
         "collect_seeds": 1000,
@@ -80,7 +104,18 @@ SIZES: dict[str, dict[str, int]] = {
         "parallel_episodes": 2,
         "parallel_steps": 2,
         "workers": 1,
+        "concurrency": 2,
         "latency_ms": 20,
+        "inflight_episodes": 4,
+        "inflight_steps": 2,
+        "inflight_workers": 1,
+        "inflight_concurrency": 4,
+        "inflight_latency_ms": 50,
+        "limited_episodes": 4,
+        "limited_steps": 3,
+        "limited_rpm": 600,
+        "limited_workers": 1,
+        "limited_concurrency": 4,
         "reset_seeds": 2,
         "collect_models": 2,
         "collect_seeds": 10,
@@ -141,6 +176,7 @@ def pytest_sessionfinish(session):
     if _started[0] is not None:
         _seen["session_s"] = time.perf_counter() - _started[0]
     if not os.environ.get("PYTEST_XDIST_WORKER"):
+        _seen["controller_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         with open(os.environ["CRAFTER_BENCH_OUT"], "w") as f:
             json.dump(_seen, f)
 """
@@ -312,6 +348,7 @@ def _play(env, actions: list[str]) -> int:
 def measure_parallel(size: dict[str, int], workdir: Path) -> dict[str, dict[str, Any]]:
     """A real `pytest -n W` run: parallel_wall_over_ideal and worker_peak_rss_mb."""
     episodes, steps, workers = size["parallel_episodes"], size["parallel_steps"], size["workers"]
+    concurrency = size["concurrency"]
     latency = size["latency_ms"] / 1000
     eval_text = textwrap.dedent(f"""\
         models:
@@ -323,7 +360,8 @@ def measure_parallel(size: dict[str, int], workdir: Path) -> dict[str, dict[str,
     run = _pytest_run(
         workdir / "parallel",
         {"evals/parallel.yaml": eval_text},
-        ["evals", "-n", str(workers), "-m", "not crafter_payload"],
+        ["evals", "-n", str(workers), "--concurrency", str(concurrency)]
+        + ["-m", "not crafter_payload"],
     )
     probe = run["probe"]
     found = probe["episodes"]
@@ -333,7 +371,7 @@ def measure_parallel(size: dict[str, int], workdir: Path) -> dict[str, dict[str,
             f"pytest exit {run['returncode']}:\n{run['tail']}"
         )
     calls = sum(e["steps"] for e in found)
-    ideal = calls * latency / workers
+    ideal = calls * latency / (workers * concurrency)
     per_worker: dict[str, int] = {}
     first_start: dict[
         str, list[float]
@@ -353,14 +391,15 @@ def measure_parallel(size: dict[str, int], workdir: Path) -> dict[str, dict[str,
             "model_calls": calls,
             "latency_ms": size["latency_ms"],
             "workers": workers,
+            "concurrency": concurrency,
             "busiest_worker_calls": max(per_worker.values()),
-            "busiest_worker_ideal_s": round(max(per_worker.values()) * latency, 2),
+            "busiest_worker_ideal_s": round(max(per_worker.values()) * latency / concurrency, 2),
             "worker_start_s": round(
                 statistics.median(w for w, _ in first_start.values()) - run["started"], 2
             ),
             "worker_start_cpu_s": round(statistics.median(c for _, c in first_start.values()), 2),
             "ended_early": sum(e["steps"] < steps for e in found),
-            "command": f"pytest evals -n {workers}",
+            "command": f"pytest evals -n {workers} --concurrency {concurrency}",
         },
         "worker_peak_rss_mb": {
             "value": round(max(rss.values()) / 1024, 1),
@@ -368,6 +407,123 @@ def measure_parallel(size: dict[str, int], workdir: Path) -> dict[str, dict[str,
             "note": "ru_maxrss of each xdist worker after each of its episodes (64x64, "
             f"{steps} steps, loopback server in the worker)",
         },
+    }
+
+
+def measure_inflight(size: dict[str, int], workdir: Path) -> dict[str, dict[str, Any]]:
+    """A real `pytest -n W --concurrency C` run with W*C episodes in flight:
+    inflight_wall_over_ideal and inflight_peak_rss_mb."""
+    episodes, steps = size["inflight_episodes"], size["inflight_steps"]
+    workers, concurrency = size["inflight_workers"], size["inflight_concurrency"]
+    latency = size["inflight_latency_ms"] / 1000
+    eval_text = textwrap.dedent(f"""\
+        models:
+          - local/random?max_actions=1&latency_ms={size["inflight_latency_ms"]}
+        seeds: 0-{episodes - 1}
+        steps: {steps}
+        expect: {{min_tool_call_rate: 0.0, min_achievements: 0}}
+        """)
+    command = ["evals", "-n", str(workers), "--concurrency", str(concurrency)]
+    run = _pytest_run(
+        workdir / "inflight",
+        {"evals/inflight.yaml": eval_text},
+        command + ["-m", "not crafter_payload"],
+    )
+    probe = run["probe"]
+    found = probe["episodes"]
+    if len(found) != episodes or run["returncode"] != 0:
+        raise RuntimeError(
+            f"in-flight run: {len(found)} of {episodes} episodes, "
+            f"pytest exit {run['returncode']}:\n{run['tail']}"
+        )
+    calls = sum(e["steps"] for e in found)
+    in_flight = min(episodes, workers * concurrency)
+    ideal = calls * latency / in_flight
+    rss = probe["rss_kb"]
+    total_kb = sum(rss.values()) + probe["controller_rss_kb"]
+    return {
+        "inflight_wall_over_ideal": {
+            "value": round(run["wall_s"] / ideal, 3),
+            "wall_s": round(run["wall_s"], 2),
+            "ideal_s": round(ideal, 2),
+            "cpu_s": round(run["cpu_s"], 2),
+            "episodes": episodes,
+            "model_calls": calls,
+            "latency_ms": size["inflight_latency_ms"],
+            "in_flight": in_flight,
+            "command": "pytest " + " ".join(command),
+        },
+        "inflight_peak_rss_mb": {
+            "value": round(total_kb / 1024, 1),
+            "controller_mb": round(probe["controller_rss_kb"] / 1024, 1),
+            "per_worker_mb": {w: round(kb / 1024, 1) for w, kb in sorted(rss.items())},
+            "note": f"sum of the ru_maxrss of every process of the run, {in_flight} in flight",
+        },
+    }
+
+
+def measure_rate_limited(size: dict[str, int], workdir: Path) -> dict[str, Any]:
+    """Episodes against one `crafter-eval serve` that takes `limited_rpm` requests a
+    minute: wall time over requests / rpm, with no error allowed."""
+    import socket
+
+    episodes, steps, rpm = size["limited_episodes"], size["limited_steps"], size["limited_rpm"]
+    workers, concurrency = size["limited_workers"], size["limited_concurrency"]
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        port = probe_socket.getsockname()[1]
+    served = f"local/random?max_actions=1&rpm={rpm}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pytest_crafter_eval.cli", "serve", "--model", served]
+        + ["--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"crafter-eval serve did not start on port {port}") from None
+                time.sleep(0.05)
+        eval_text = textwrap.dedent(f"""\
+            models:
+              - gpt-4o-mini
+            seeds: 0-{episodes - 1}
+            steps: {steps}
+            expect: {{min_tool_call_rate: 0.0, min_achievements: 0}}
+            """)
+        command = ["evals", "-n", str(workers), "--concurrency", str(concurrency)]
+        run = _pytest_run(
+            workdir / "limited",
+            {"evals/limited.yaml": eval_text},
+            command + ["-m", "not crafter_payload", "--base-url", f"http://127.0.0.1:{port}/v1"],
+            extra_env={"OPENAI_API_KEY": "sk-bench-not-a-key"},
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    found = run["probe"]["episodes"]
+    errors = [e for e in found if e.get("outcome") != "passed"]
+    if len(found) != episodes or run["returncode"] != 0 or errors:
+        raise RuntimeError(
+            f"rate-limited run: {len(found)} of {episodes} episodes, {len(errors)} not "
+            f"passed, pytest exit {run['returncode']}:\n{run['tail']}"
+        )
+    calls = sum(e["steps"] for e in found)
+    ideal = calls / (rpm / 60)
+    return {
+        "value": round(run["wall_s"] / ideal, 3),
+        "wall_s": round(run["wall_s"], 2),
+        "ideal_s": round(ideal, 2),
+        "model_calls": calls,
+        "rpm": rpm,
+        "retried_429": sum(e["retries"].get("429", 0) for e in found),
+        "errors": 0,
+        "command": "pytest " + " ".join(command) + " --base-url <crafter-eval serve, rpm>",
     }
 
 
@@ -448,7 +604,11 @@ def measure_snapshot(size: dict[str, int], workdir: Path) -> dict[str, Any]:
 
 
 def _pytest_run(
-    directory: Path, files: dict[str, str], args: list[str], fresh: bool = True
+    directory: Path,
+    files: dict[str, str],
+    args: list[str],
+    fresh: bool = True,
+    extra_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run pytest in a fresh directory holding `files` and the probe; wall time included.
     `fresh=False` runs again in the same directory."""
@@ -461,6 +621,7 @@ def _pytest_run(
     out = directory / "probe.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "OPENAI_"))}
     env["CRAFTER_BENCH_OUT"] = str(out)
+    env.update(extra_env or {})
     command = [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider"]
     started, wall_started = time.perf_counter(), time.time()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -514,6 +675,14 @@ def run_all(size_name: str, only: set[str] | None) -> dict[str, dict[str, Any]]:
             (
                 ("parallel_wall_over_ideal", "worker_peak_rss_mb"),
                 lambda: measure_parallel(size, workdir),
+            ),
+            (
+                ("inflight_wall_over_ideal", "inflight_peak_rss_mb"),
+                lambda: measure_inflight(size, workdir),
+            ),
+            (
+                ("rate_limited_wall_over_ideal",),
+                lambda: {"rate_limited_wall_over_ideal": measure_rate_limited(size, workdir)},
             ),
         ]
         for keys, measure in steps:

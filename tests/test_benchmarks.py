@@ -18,6 +18,9 @@ KEYS = [
     "collect_20k_s",
     "snapshot_50_s",
     "worker_peak_rss_mb",
+    "inflight_wall_over_ideal",
+    "inflight_peak_rss_mb",
+    "rate_limited_wall_over_ideal",
 ]
 
 
@@ -47,6 +50,10 @@ def test_tiny_run_writes_every_key_with_its_goal(tmp_path):
     # the tiny sizes really ran: 2 models x 10 seeds collected, 2 episodes x 2 calls played
     assert data["collect_20k_s"]["items"] == 20
     assert data["parallel_wall_over_ideal"]["model_calls"] == 4
+    assert data["inflight_wall_over_ideal"]["model_calls"] == 8
+    assert data["inflight_wall_over_ideal"]["in_flight"] == 4
+    assert data["rate_limited_wall_over_ideal"]["model_calls"] == 12
+    assert data["rate_limited_wall_over_ideal"]["errors"] == 0
     assert set(data["worker_peak_rss_mb"]["per_worker_mb"]) == {"gw0"}  # a real xdist worker
     assert data["overhead_ratio"]["crafter_steps"] > 0
     table = done.stdout.splitlines()
