@@ -346,12 +346,14 @@ class Connections:
         record: str | None = None,
         replay: str | None = None,
         pace: Callable[[str], Any] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ):
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         self.api_key_env = api_key_env
         self.timeout = timeout
         self.policy = policy
         self._slots, self._on_reply, self._pace = slots, on_reply, pace
+        self._sleep = sleep  # waits between attempts (the plugin's can be cut short)
         self._sdks: dict[str, openai.OpenAI] = {}
         self._server: LocalServer | None = None
         self._recorder = None
@@ -385,6 +387,7 @@ class Connections:
             slot=slot,
             on_reply=self._on_reply,
             pace=self._pace(model) if self._pace is not None else None,
+            sleep=self._sleep,
         )
 
     def _sdk(self, base_url: str | None, key: str) -> openai.OpenAI:

@@ -287,8 +287,22 @@ def connections(config: pytest.Config):
             pace=(lambda model: runstate.Pacer(run_dir(config), model))
             if runstate.fcntl is not None
             else None,
+            sleep=lambda seconds: _wait(config, seconds),
         )
     return config.stash[CONNECTIONS]
+
+
+def _wait(config: pytest.Config, seconds: float) -> None:
+    """A wait between attempts; with --concurrency, the run's stop (Ctrl-C, -x) cuts it
+    short and cancels the episode (`inflight.Cancelled`)."""
+    import time
+
+    pool = config.stash.get(POOL, None)
+    if pool is None:
+        time.sleep(seconds)
+        return
+    pool.stopping.wait(seconds)
+    pool.check_stop()
 
 
 def tally_of(config: pytest.Config):
