@@ -167,3 +167,28 @@ def test_ctrl_c_stops_promptly_and_records_every_finished_episode(pytester):
         assert record["steps"] == 12 or record["end"] == "done", record
     summary = json.loads((pytester.path / "reports" / "summary.json").read_text())
     assert summary["episodes"] == len(recorded)
+
+
+STOPS = """\
+models:
+  - local/silent
+  - local/random?latency_ms=100:
+      expect: {min_achievements: 0}
+seeds: 0-7
+steps: 6
+"""
+
+
+def test_x_stops_at_the_first_failure_and_records_what_finished(pytester):
+    pytester.makefile(".yaml", **{"evals/stops": STOPS})
+    done = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-m", "not crafter_payload", "evals", "-x", "--concurrency", "4"
+    )
+    assert done.ret == 1
+    done.assert_outcomes(failed=1)  # local/silent seed 0, then the run stopped
+    lines = (pytester.path / "reports" / "results.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert records[0]["model"] == "local/silent" and records[0]["outcome"] == "failed"
+    assert len(records) < 16  # the episodes not started were not played
+    for record in records:  # those that finished before the stop are recorded, judged
+        assert record["steps"] == 6 or record["end"] in ("done", "no_tool_call"), record
