@@ -5,13 +5,17 @@
 Episodes done and errors are the controller's own records; episodes in flight, model
 calls, tokens and cost are the sum of every process's `runstate.Tally` in the run
 directory (xdist workers included). A thread of the controller writes the line every
-`every_s` seconds, only when something changed, through pytest's terminal reporter.
+`every_s` seconds, only when something changed, to the terminal (past pytest's capture of
+the test running meanwhile in this process).
 On by default only when the output is a terminal; `--progress` turns it on anyway
 (a CI log), `-q` turns it off. `line` is pure.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -78,6 +82,13 @@ class Progress:
         self.total: int | None = None
         self._stop = threading.Event()
         self._last = ""
+        # The terminal, as it is now (pytest_configure, capture suspended): while a test
+        # runs in this process, pytest captures file descriptor 1, and the line would
+        # land in the test's captured output.
+        try:
+            self._fd: int | None = os.dup(sys.stdout.fileno())
+        except (AttributeError, OSError, ValueError):  # no real stdout (an in-process run)
+            self._fd = None
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
@@ -103,6 +114,9 @@ class Progress:
         finally:
             self._stop.set()
             thread.join()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def _loop(self, started: float) -> None:
         while not self._stop.wait(self.every_s):
@@ -110,11 +124,18 @@ class Progress:
             if text == self._last or text is None:
                 continue
             self._last = text
-            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-            if reporter is not None:
-                if self.config.get_terminal_writer().width_of_current_line:  # after dots
-                    reporter.write("\n")
-                reporter.write_line(text)
+            self._write(text)
+
+    def _write(self, text: str) -> None:
+        writer = self.config.get_terminal_writer()
+        if writer.width_of_current_line:  # after a row of dots: a line of its own
+            text = "\n" + text
+        if self._fd is None:
+            writer.line(text)
+            return
+        writer.flush()
+        with contextlib.suppress(OSError):
+            os.write(self._fd, (text + "\n").encode())
 
     def snapshot(self, elapsed_s: float) -> str | None:
         """The progress line now; None before any episode has started."""
