@@ -269,11 +269,11 @@ def connections(config: pytest.Config):
             usage = runstate.recorder(runstate.Usage(run_dir(config)), price_usd)
         tally = tally_of(config)
 
-        def on_reply(model: str, body: dict) -> None:
-            tokens_in, tokens_out = runstate.response_tokens(body)
-            tally.reply(tokens_in + tokens_out, price_usd(model, tokens_in, tokens_out))
+        def on_reply(model: str, tokens: Any) -> None:  # tokens: a conversation.Usage
+            price = price_usd(model, tokens.input, tokens.output)
+            tally.reply(tokens.input + tokens.output, price)
             if usage is not None:
-                usage(model, body)
+                usage(model, tokens)
 
         config.stash[CONNECTIONS] = Connections(
             base_url=setting(config, "base_url"),
