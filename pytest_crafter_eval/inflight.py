@@ -91,12 +91,12 @@ class Pool:
 
 
 class Checked:
-    """A model client (anything with `complete(body)`) whose every call first runs
+    """A model client (anything with `complete(...)`) whose every call first runs
     `check` (a `Pool.check_stop`)."""
 
     def __init__(self, client: Any, check: Callable[[], None]):
         self.client, self.check = client, check
 
-    def complete(self, body: dict[str, Any]) -> Any:
+    def complete(self, *args: Any, **kwargs: Any) -> Any:
         self.check()
-        return self.client.complete(body)
+        return self.client.complete(*args, **kwargs)
