@@ -73,6 +73,8 @@ class EpisodeResult:
     noops: int = 0  # noops played for invalid answers (answer.on_invalid: noop or retry)
     reasks: int = 0  # model calls that asked a step again (answer.on_invalid: retry)
     no_tool_call: dict[str, Any] | None = None  # {step, class, message, finish_reason}
+    # with on_invalid noop or retry: the first answer without a valid action (same keys)
+    first_invalid: dict[str, Any] | None = None
     tokens_in: int = 0
     tokens_out: int = 0
     tokens_reasoning: int = 0
@@ -293,8 +295,10 @@ def run_episode(
                 }
                 if reply.reasoning_summary:
                     missed["reasoning"] = reply.reasoning_summary[:500]
-                if result.no_tool_call is None:
+                if answer.on_invalid == "end":  # the episode ends: why
                     result.no_tool_call = missed
+                elif result.first_invalid is None:  # it goes on: the first one, for check
+                    result.first_invalid = missed
             if missed is None or answer.on_invalid != "retry" or attempt >= answer.retries:
                 break
             # re-ask the same step, saying what was wrong
@@ -525,7 +529,7 @@ def check(result: EpisodeResult, expect: spec.Expect) -> list[str]:
     if result.error:
         return []  # an error is not a verdict on the model
     problems: list[str] = []
-    missed = result.no_tool_call
+    missed = result.no_tool_call or result.first_invalid
     if missed and expect.tool_call_at_first_step and missed["step"] == 0:
         problems.append(f"no tool call at step 0: {missed['message']}{invalid_summary(result)}")
     elif result.tool_call_rate < expect.min_tool_call_rate:

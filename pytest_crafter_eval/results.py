@@ -33,8 +33,9 @@ removed or renamed while SCHEMA stays 1)::
     invalid_names   the unknown tool and action names the model used (a few, distinct)
     noops           noops played for invalid answers (answer.on_invalid: noop, retry)
     no_tool_call    None or {step, class, message, finish_reason}: why the episode
-                    ended early (with on_invalid noop or retry: the first invalid
-                    answer); no_tool_call_class repeats its class
+                    ended early; no_tool_call_class repeats its class
+    first_invalid   None or the same of the first answer without a valid action, in an
+                    episode that went on (answer.on_invalid: noop or retry)
     tokens_in, tokens_out, tokens_reasoning
     api             the wire API the episode used: chat | responses
     reasoning_summaries  steps whose answer carried a reasoning summary (the summaries

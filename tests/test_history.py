@@ -316,6 +316,9 @@ def test_the_plugin_records_invalid_answers_and_resume_replays_other_settings(py
     result.assert_outcomes(failed=1)
     (record,) = results.read(pytester.path / "out" / results.RESULTS)
     assert record["steps"] == 10 and record["end"] == "steps"
+    # it did not end early: no no_tool_call, but the first invalid answer is kept
+    assert record["no_tool_call"] is None and record["no_tool_call_class"] is None
+    assert record["first_invalid"]["class"] == "invalid_tool_call"
     assert record["invalid_answers"] == {"invalid_tool_call": record["noops"]}
     assert record["noops"] == 10 - record["tool_calls"] > 0
     names = record["invalid_names"]
