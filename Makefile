@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 N      ?= 8
+ARGS   ?=
 
 .PHONY: install eval test lint bench clean
 
@@ -14,13 +15,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
-## Run the offline eval matrices in evals/ with the built-in local models.
+## Run the offline eval matrices in evals/ with the built-in local models;
+## ARGS go to pytest: make eval ARGS="--model gpt-4o-mini-2024-07-18".
 eval: $(STAMP)
-	$(BIN)/pytest evals/ -n $(N) -rsx
+	$(BIN)/pytest evals/ -n $(N) -rsx $(ARGS)
 
-## Run the project's test suite.
+## Run the project's test suite; -rs prints why a test skipped (Chromium missing, say).
 test: $(STAMP)
-	$(BIN)/pytest tests/ -n 2
+	$(BIN)/pytest tests/ -n 2 -rs $(ARGS)
 
 ## Lint, format check and type check (ruff, mypy).
 lint: $(STAMP)

@@ -323,6 +323,14 @@ class PayloadItem(pytest.Function):
                 pytest.fail(unsupported, pytrace=False)
             if snapshot != snapshot_view(body, api=api_name(self.run)):
                 which = "first request" if step == 0 else f"request of step {step}"
+                executions = getattr(snapshot, "executions", None)
+                if executions and executions[max(executions)].recalled_data is None:
+                    pytest.fail(
+                        f"the {which} of {self.run.model} (eval {self.spec.name}, seed "
+                        f"{self.seed}) has no snapshot yet in __snapshots__/"
+                        f"{self.path.stem}.ambr: create it with pytest --snapshot-update",
+                        pytrace=False,
+                    )
                 pytest.fail(
                     f"the {which} of {self.run.model} (eval {self.spec.name}, seed "
                     f"{self.seed}) does not match its snapshot in __snapshots__/"

@@ -573,11 +573,25 @@ def normalise_settings(
 _WARNED: set[str] = set()
 
 
-def warn_once(message: str) -> None:
-    """A `CrafterEvalWarning`, once per process for each message."""
-    if message not in _WARNED:
-        _WARNED.add(message)
+def warn_once(message: str, where: tuple[str | None, int | None] = (None, None)) -> None:
+    """A `CrafterEvalWarning`, once per process for each message, located at `where`
+    (the eval file and line that asked for the setting) when known."""
+    if message in _WARNED:
+        return
+    _WARNED.add(message)
+    filename, line = where
+    if filename and line:
+        warnings.warn_explicit(CrafterEvalWarning(message), CrafterEvalWarning, filename, line)
+    else:
         warnings.warn(CrafterEvalWarning(message), stacklevel=3)
+
+
+def warn_note(run: spec.Run, message: str) -> None:
+    """`warn_once` a note about `run` at the eval file's line that set what it names
+    (`request.temperature=...`), else at the model's entry."""
+    key = re.search(r"\brequest\.(\w+)", message)
+    line = run.line_of(f"request.{key[1]}") if key else run.line
+    warn_once(message, (getattr(run, "source", None), line))
 
 
 def for_run(run: spec.Run) -> Profile:

@@ -141,6 +141,12 @@ class Run:
     gate: Gate = Gate()
     history: History = History()
     answer: Answer = Answer()
+    source: str | None = None  # the eval file, for warnings that point at its lines
+    lines: tuple[tuple[str, int], ...] = ()  # ("request.temperature", line) where each is set
+
+    def line_of(self, key: str) -> int | None:
+        """The eval file's line that sets `key` (`request.temperature`), else the model's."""
+        return dict(self.lines).get(key, self.line)
 
 
 @dataclass(frozen=True)
@@ -344,6 +350,12 @@ def load(path: str | Path, text: str | None = None) -> EvalSpec:
         request=_section(doc, data.get("request", {}), "request", Request(), REQUEST_KEYS),
         expect=_section(doc, data.get("expect", {}), "expect", Expect(), EXPECT_KEYS),
         gate=_gate(doc, data.get("gate", {}), "gate", Gate()),
+        source=str(path),
+        lines=tuple(
+            (f"request.{k}", doc.lines[f"request.{k}"])
+            for k in sorted(REQUEST_KEYS)
+            if f"request.{k}" in doc.lines
+        ),
     )
     seeds = _seeds(doc, data.get("seeds", 1), "seeds")
     runs = _models(doc, data["models"], base)
@@ -399,6 +411,17 @@ def _models(doc: _Doc, value: Any, base: Run) -> tuple[Run, ...]:
                 ),
                 xfail=xfail,
                 line=doc.lines.get(key),
+                source=base.source,
+                lines=tuple(
+                    {
+                        **dict(base.lines),
+                        **{
+                            f"request.{k}": doc.lines[f"{sub}.request.{k}"]
+                            for k in sorted(REQUEST_KEYS)
+                            if f"{sub}.request.{k}" in doc.lines
+                        },
+                    }.items()
+                ),
                 profiles=base.profiles,
                 gate=_gate(doc, overrides.get("gate", {}), f"{sub}.gate", base.gate),
                 history=_history(doc, overrides.get("history", {}), f"{sub}.history", base.history),
@@ -464,7 +487,8 @@ def _steps(doc: _Doc, value: Any, key: str) -> int:
 
 
 def parse_seeds(value: Any) -> tuple[int, ...]:
-    """`10` -> 0..9; `"0-99"`; `"3,5,8"`; `[3, 5, 8]`. Raises ValueError with a reason."""
+    """`10` -> 0..9; `"0-99"`; `"3,5,8"`; `[3, 5, 8]`; a trailing comma makes a list, so
+    `"3,"` (like `[3]`) is the one seed 3. Raises ValueError with a reason."""
     if isinstance(value, bool):
         raise ValueError(f"expected a count, a range 'a-b' or a list, got {value!r}")
     if isinstance(value, int):
@@ -487,7 +511,7 @@ def parse_seeds(value: Any) -> tuple[int, ...]:
             if hi - lo + 1 > MAX_SEEDS:
                 raise ValueError(f"at most {MAX_SEEDS} seeds, got {hi - lo + 1}")
             return tuple(range(lo, hi + 1))
-        if re.fullmatch(r"\d+(\s*,\s*\d+)+,?", text):
+        if re.fullmatch(r"\d+(\s*,\s*\d+)*\s*,|\d+(\s*,\s*\d+)+", text):
             return parse_seeds([int(x) for x in text.split(",") if x.strip()])
         raise ValueError(f"expected a count, a range 'a-b' or a list 'a,b,c', got {value!r}")
     if isinstance(value, list):

@@ -308,3 +308,43 @@ def test_a_bad_profiles_file_is_a_one_line_usage_error(pytester, where):
         ]
     )
     assert "Traceback" not in result.stderr.str()
+
+
+def test_a_missing_snapshot_says_it_is_missing_and_how_to_create_it(evals):
+    result = run(evals, "evals", "-m", "crafter_payload", "-k", "local")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            (
+                "the first request of local/random (eval smoke, seed 0) has no snapshot yet in "
+                "__snapshots__/smoke.ambr: create it with pytest --snapshot-update"
+            )
+        ]
+    )
+    assert "does not match" not in result.stdout.str()
+
+
+def test_normalisation_warnings_point_at_the_eval_files_line(pytester):
+    pytester.makefile(
+        ".yaml",
+        **{
+            "evals/w": (
+                "models:\n"
+                "  - gpt-5-nano\n"
+                "  - acme-unknown-model\n"
+                "request:\n"
+                "  max_output_tokens: 300\n"
+                "  temperature: 0.6\n"
+            )
+        },
+    )
+    result = run(pytester, "evals", "-m", "crafter_payload", "--snapshot-update")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*evals/w.yaml:6: CrafterEvalWarning: gpt-5-nano: request.temperature=0.6 dropped*",
+            "*evals/w.yaml:3: CrafterEvalWarning: acme-unknown-model: no profile of its own*",
+        ],
+        consecutive=False,
+    )
+    assert "episode.py" not in result.stdout.str() and "profiles.py" not in result.stdout.str()

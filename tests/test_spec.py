@@ -138,3 +138,9 @@ def test_command_line_overrides_keep_file_settings_of_named_models(tmp_path):
 def test_seed_ranges_stay_within_crafters_seed_range():
     with pytest.raises(ValueError, match="2\\*\\*31-1"):
         spec.parse_seeds("2147483647-2147483648")
+
+
+@pytest.mark.parametrize(("text", "seeds"), [("3,", (3,)), ("3, ", (3,)), ("3,5,", (3, 5))])
+def test_a_trailing_comma_makes_a_list_so_one_seed_is_written_3_comma(text, seeds):
+    assert spec.parse_seeds(text) == seeds
+    assert spec.parse_seeds([3]) == (3,) and spec.parse_seeds("3") == (0, 1, 2)

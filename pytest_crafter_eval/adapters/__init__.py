@@ -121,11 +121,11 @@ def prepare(
     adapter: Adapter, run: spec.Run, profile: profiles.Profile, instructions: str
 ) -> Prepared:
     """`adapter.prepare`, warning once per process for each note and an assumed profile."""
-    from ..profiles import warn_once
+    from ..profiles import warn_note
 
-    if profile.assumed:
-        warn_once(profile.assumed)
+    if profile.assumed:  # at the eval file's line (the model's entry, or the setting's)
+        warn_note(run, profile.assumed)
     prepared = adapter.prepare(run, profile, instructions)
     for note in prepared.notes:
-        warn_once(str(note))
+        warn_note(run, str(note))
     return prepared
