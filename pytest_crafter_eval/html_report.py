@@ -9,8 +9,11 @@ and the animated GIF of its frames (`record["gif"]`, relative to the report dir)
 Everything else is inline: CSS, and Crafter's own textures as data URIs for the
 achievement icons. The page makes no network request and runs no script.
 
-`records` are episode result dicts (`episode.EpisodeResult.to_dict()` plus
-`outcome`); `summary` may add per eval and model the intervals and gate verdicts.
+Every number on the page is the summary's (`report.summarize`; metrics are computed
+once, there): the evals, models and their order, metrics with intervals, outcome counts,
+gates. `records` (results.jsonl records) only give each episode's row. Leaderboard
+medals go to models that passed their gate, or, without a gate, passed an episode;
+the others are listed unranked below them.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .metrics import ACHIEVEMENTS, crafter_score, success_rates
+from .metrics import ACHIEVEMENTS
 
 # Crafter's texture (crafter/assets/<name>.png) that stands for each achievement.
 _ICONS = {
@@ -53,13 +56,12 @@ _ICONS = {
     "wake_up": "player-sleep",
 }
 OUTCOMES = ("passed", "failed", "xfailed", "error", "skipped")
-_PLAYED = ("passed", "failed", "xfailed", None)  # episodes that are a verdict on the model
 
 
 def write_html(
     report_dir: str | os.PathLike,
     records: Sequence[Mapping[str, Any]],
-    summary: Mapping[str, Any] | None = None,
+    summary: Mapping[str, Any],
 ) -> Path:
     """Write `<report_dir>/index.html`. A record whose GIF file is missing is shown
     with a placeholder instead of a broken image."""
@@ -74,16 +76,18 @@ def write_html(
     return path
 
 
-def render_html(
-    records: Sequence[Mapping[str, Any]], summary: Mapping[str, Any] | None = None
-) -> str:
-    """The report page for `records` (and `summary`, if any) as one HTML string."""
-    summary = summary or {}
-    evals: dict[str, list[Mapping[str, Any]]] = {}
-    for record in sorted(records, key=lambda r: str(r.get("eval", "?"))):
-        evals.setdefault(str(record.get("eval", "?")), []).append(record)
+def render_html(records: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> str:
+    """The report page as one HTML string. Every number is the summary's
+    (`report.summarize`): evals, models and their order, metrics, intervals, gates; the
+    records only give each episode's row (its GIF, facts and why it ended)."""
+    by_eval: dict[str, list[Mapping[str, Any]]] = {}
+    for record in records:
+        by_eval.setdefault(str(record.get("eval", "?")), []).append(record)
+    entries = summary.get("evals") or {}
+    evals = {name: by_eval.get(name, []) for name in entries}
+    records = [r for name in evals for r in evals[name]]
+    models = {(name, m) for name, entry in entries.items() for m in entry.get("models") or {}}
     totals = _count(r.get("outcome") for r in records)
-    models = {r.get("model") for r in records}
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
         "<meta name=viewport content='width=device-width,initial-scale=1'>",
@@ -117,10 +121,10 @@ def render_html(
 
         line = incomplete_line(summary) or ""
         parts.append(f"<p class=incomplete>{_e(line[0].upper() + line[1:])}.</p>")
-    if not records:
+    if not models:
         parts.append("<p class=empty>No episodes were recorded.</p>")
     for name, eval_records in evals.items():
-        parts.append(_eval_section(name, eval_records, _eval_summary(summary, name)))
+        parts.append(_eval_section(name, eval_records, entries[name]))
     parts.append(
         "<footer>pytest-crafter-eval · success rate = share of episodes that "
         "unlocked an achievement at least once · Crafter score = exp(mean ln(1 + s)) − 1 "
@@ -136,18 +140,13 @@ def _eval_section(name: str, records: list[Mapping[str, Any]], summary: Mapping[
     by_model: dict[str, list[Mapping[str, Any]]] = {}
     for record in records:
         by_model.setdefault(str(record.get("model", "?")), []).append(record)
-    rows = [
-        _model_stats(model, recs, _model_summary(summary, model))
-        for model, recs in by_model.items()
-    ]
-    rows.sort(
-        key=lambda s: (s["score"] is None, -(s["score"] or 0), -(s["mean_ach"] or 0), s["model"])
-    )
+    models = summary.get("models") or {}
+    rows = _ranked([_model_stats(item, by_model.get(m, [])) for m, item in models.items()])
     seeds = sorted({r["seed"] for r in records if isinstance(r.get("seed"), int)})
     out = [
         f"<section id='{_anchor(name)}'><div class=evalhead><h2>{_e(name)}</h2>",
         (
-            f"<span class=meta>{len(by_model)} model{'s' * (len(by_model) != 1)} · "
+            f"<span class=meta>{len(models)} model{'s' * (len(models) != 1)} · "
             f"{len(records)} episodes · seeds {_e(_ranges(seeds))}</span></div>"
         ),
         "<div class=card><h3>Leaderboard</h3>",
@@ -167,48 +166,50 @@ def _eval_section(name: str, records: list[Mapping[str, Any]], summary: Mapping[
     return "".join(out)
 
 
-def _model_stats(model: str, records: list[Mapping[str, Any]], summary: Mapping[str, Any]) -> dict:
-    played = [r for r in records if r.get("outcome") in _PLAYED]
-    stats: dict[str, Any] = {
-        "model": model,
+def _model_stats(item: Mapping[str, Any], records: list[Mapping[str, Any]]) -> dict:
+    """A model's row: the summary's numbers (`item`, from summary["evals"][eval]["models"])
+    and its episode records."""
+    values = item.get("metrics") or {}
+
+    def value(metric: str, scale: float = 1.0) -> float | None:
+        est = values.get(metric)
+        return None if not isinstance(est, Mapping) else scale * float(est["value"])
+
+    rates = values.get("success_rates")
+    outcomes = dict(item.get("outcomes") or {})
+    gate = item.get("gate") or {}
+    return {
+        "model": item["model"],
         "records": records,
-        "n": len(played),
-        "outcomes": _count(r.get("outcome") for r in records),
-        "summary": summary,
-        "rates": None,
-        "score": None,
-        "mean_ach": None,
-        "mean_reward": None,
-        "tool_rate": None,
-        "cost": None,
+        "n": values.get("episodes", 0),
+        "outcomes": {o: int(outcomes.get(o, 0)) for o in OUTCOMES},
+        "summary": item,
+        "rates": None if not rates else {a: float(rates[a]["value"]) for a in ACHIEVEMENTS},
+        "score": value("crafter_score"),
+        "mean_ach": value("mean_achievements"),
+        "mean_reward": value("mean_reward"),
+        "tool_rate": value("tool_call_rate"),
+        "cost": values.get("cost_usd"),
+        # a medal needs a passed gate, or without a gate a passed episode
+        "medal": gate.get("status") in ("passed", "xpassed")
+        if gate
+        else bool(outcomes.get("passed")),
     }
-    if played:
-        rates = success_rates(r.get("achievements") or {} for r in played)
-        stats["rates"] = rates
-        stats["score"] = crafter_score(rates)
-        stats["mean_ach"] = sum(len(r.get("achievements") or {}) for r in played) / len(played)
-        stats["mean_reward"] = sum(float(r.get("reward") or 0) for r in played) / len(played)
-        steps = sum(int(r.get("steps") or 0) for r in played)
-        stats["tool_rate"] = (
-            sum(int(r.get("tool_calls") or 0) for r in played) / steps if steps else 0.0
-        )
-    costs = [
-        r.get("cost_usd")
-        for r in records
-        if r.get("outcome") != "skipped" and isinstance(r.get("cost_usd"), (int, float))
-    ]
-    stats["cost"] = sum(costs) if costs else None
-    # The summary's numbers win when there are any: the page then agrees with summary.md.
-    for key, metric in (
-        ("score", "crafter_score"),
-        ("mean_ach", "mean_achievements"),
-        ("mean_reward", "mean_reward"),
-        ("tool_rate", "tool_call_rate"),
-    ):
-        estimate = _estimate(summary, metric)
-        if estimate is not None:
-            stats[key] = float(estimate["value"])
-    return stats
+
+
+def _ranked(rows: list[dict]) -> list[dict]:
+    """Models with a medal first, by Crafter score, achievements, then name; then the rest,
+    unranked, in the same order."""
+    return sorted(
+        rows,
+        key=lambda s: (
+            not s["medal"],
+            s["score"] is None,
+            -(s["score"] or 0),
+            -(s["mean_ach"] or 0),
+            s["model"],
+        ),
+    )
 
 
 def _leaderboard(rows: list[dict]) -> str:
@@ -228,9 +229,9 @@ def _leaderboard(rows: list[dict]) -> str:
         summ = s["summary"]
         score = s["score"]
         medal = (
-            "<tr class=unranked><td></td>"
-            if score is None
-            else f"<tr><td><span class='rank r{rank}'>{rank}</span></td>"
+            f"<tr><td><span class='rank r{rank}'>{rank}</span></td>"
+            if s["medal"] and score is not None
+            else "<tr class=unranked><td></td>"
         )
         bar = (
             ""
@@ -372,26 +373,6 @@ def _note(r: Mapping[str, Any]) -> str:
 
 
 # -- summary lookups -------------------------------------------------------------------
-
-
-def _eval_summary(summary: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    """The summary entry of eval `name` (`summary["evals"]` is keyed by eval name)."""
-    return _entry(summary.get("evals"), "eval", name)
-
-
-def _model_summary(summary: Mapping[str, Any], model: str) -> Mapping[str, Any]:
-    return _entry(summary.get("models"), "model", model)
-
-
-def _entry(entries: Any, key: str, name: str) -> Mapping[str, Any]:
-    """entries[name] of a mapping, or the item whose `key` is `name` of a list."""
-    if isinstance(entries, Mapping):
-        found = entries.get(name)
-        return found if isinstance(found, Mapping) else {}
-    for item in entries or []:
-        if isinstance(item, Mapping) and item.get(key) == name:
-            return item
-    return {}
 
 
 def _estimate(summary: Mapping[str, Any], metric: str) -> Mapping[str, Any] | None:

@@ -231,3 +231,52 @@ def test_the_report_renders_in_headless_chromium(report, tmp_path):
             shutil.copy(shot, os.environ["CRAFTER_REPORT_SCREENSHOT"])
     finally:
         browser.quit()
+
+
+def _record(model, seed, outcome="passed", steps=10, tool_calls=10, achievements=None):
+    return {
+        "nodeid": f"evals/e.yaml::{model}[seed={seed}]",
+        "path": "evals/e.yaml",
+        "eval": "e",
+        "model": model,
+        "seed": seed,
+        "outcome": outcome,
+        "steps": steps,
+        "tool_calls": tool_calls,
+        "achievements": achievements or {},
+        "reward": float(len(achievements or {})),
+    }
+
+
+def test_the_page_shows_the_summarys_numbers_and_computes_none():
+    from pytest_crafter_eval import report
+
+    # pooled over steps 10/11 = 91 %; the summary's mean of per-episode rates is 50 %
+    records = [_record("m", 0, steps=10, tool_calls=10), _record("m", 1, steps=1, tool_calls=0)]
+    summary = report.summarize(records)
+    assert summary["evals"]["e"]["models"]["m"]["metrics"]["tool_call_rate"]["value"] == 0.5
+    page = render_html(records, summary)
+    board = re.search(r"<table class=board>.*?</table>", page).group(0)
+    assert "<td class=num>50%" in board and "91%" not in page
+    with pytest.raises(TypeError):
+        render_html(records)  # type: ignore[call-arg]  # no summary, no page
+
+
+def test_medals_go_only_to_models_that_passed_and_the_order_is_fixed():
+    from pytest_crafter_eval import report
+
+    wood = {"collect_wood": 1, "place_table": 1, "collect_sapling": 1}
+    records = [
+        # strong scores, but every episode failed (no gate): no medal
+        _record("failing", s, outcome="failed", achievements=wood)
+        for s in (0, 1)
+    ] + [_record("passing", s, achievements={"collect_wood": 1}) for s in (0, 1)]
+    pages = {
+        render_html(order, report.summarize(order)).split("<footer")[0].split("</header>")[1]
+        for order in (records, records[::-1])
+    }
+    assert len(pages) == 1  # the order episodes ended in changes nothing
+    board = re.search(r"<table class=board>.*?</table>", pages.pop()).group(0)
+    rows = re.findall(r"<tr[^>]*>.*?</tr>", board.split("<tbody>")[1])
+    assert "passing" in rows[0] and "rank r1" in rows[0]
+    assert "failing" in rows[1] and "class=unranked" in rows[1] and "rank r" not in rows[1]
