@@ -276,6 +276,8 @@ def test_medals_go_only_to_models_that_passed_and_the_order_is_fixed():
         for order in (records, records[::-1])
     }
     assert len(pages) == 1  # the order episodes ended in changes nothing
+    orders = {tuple(report.summarize(o)["evals"]["e"]["models"]) for o in (records, records[::-1])}
+    assert orders == {("failing", "passing")}  # the summary's too (no file here: by name)
     board = re.search(r"<table class=board>.*?</table>", pages.pop()).group(0)
     rows = re.findall(r"<tr[^>]*>.*?</tr>", board.split("<tbody>")[1])
     assert "passing" in rows[0] and "rank r1" in rows[0]
