@@ -80,6 +80,8 @@ class EpisodeResult:
     tokens_reasoning: int = 0
     reasoning_summaries: int = 0  # steps whose answer carried a reasoning summary
     api: str = ""  # the wire API used (adapters.REGISTRY name)
+    # USD from the run's profile prices, summed per response; None once one is unpriced
+    cost_usd: float | None = 0.0
     latencies_s: list[float] = field(default_factory=list)
     retries: dict[str, int] = field(default_factory=dict)  # cause ("429", "timeout", ...) -> count
     retry_wait_s: float = 0.0  # time spent waiting between attempts
@@ -234,8 +236,10 @@ def run_episode(
     `request`, `response` (the bodies sent and received), `adapter` (the wire adapter
     that made and parsed them), `reply` (the parsed `conversation.Reply`), `actions`
     (the actions played: the valid ones, or noop), `reward` (the total so far),
-    `achievements` (unlocked so far, in order) and `no_tool_call` (None, or why the
-    answer had no usable tool call).
+    `achievements` (unlocked so far, in order), `no_tool_call` (None, or why the
+    answer had no usable tool call), and the response's `tokens_in`, `tokens_out` and
+    `cost_usd` (from the run's profile prices; None when unknown), which
+    `--max-tokens` and `--max-cost` add up.
     """
     from .client import ModelCallError
 
@@ -280,6 +284,15 @@ def run_episode(
             reply = adapter.parse(response.body)
             _count_usage(result, reply.usage)
             result.reasoning_summaries += reply.reasoning_summary is not None
+            cost = profile.cost(reply.usage.input, reply.usage.output)  # the run's profile
+            result.cost_usd = (
+                None if cost is None or result.cost_usd is None else result.cost_usd + cost
+            )
+            priced = {  # what --max-tokens and --max-cost add up, as the record does
+                "tokens_in": reply.usage.input,
+                "tokens_out": reply.usage.output,
+                "cost_usd": cost,
+            }
             parsed, from_text = read_answer(reply, answer.format)
             _count_parsed(result, parsed, reply)
             missed = None
@@ -304,7 +317,7 @@ def run_episode(
             # re-ask the same step, saying what was wrong
             if on_step is not None:
                 event = _event(step, attempt, frame, body, response.body, adapter, reply, [], env)
-                on_step({**event, "no_tool_call": missed})
+                on_step({**event, "no_tool_call": missed, **priced})
             attempt += 1
             result.reasks += 1
             problem = answer_problem(parsed, answer.format, reply)
@@ -354,18 +367,21 @@ def run_episode(
             )
         if on_step is not None:
             on_step(
-                _event(
-                    step,
-                    attempt,
-                    frame,
-                    body,
-                    response.body,
-                    adapter,
-                    reply,
-                    played,
-                    env,
-                    missed,
-                )
+                {
+                    **_event(
+                        step,
+                        attempt,
+                        frame,
+                        body,
+                        response.body,
+                        adapter,
+                        reply,
+                        played,
+                        env,
+                        missed,
+                    ),
+                    **priced,
+                }
             )
         if result.end == "no_tool_call":
             break

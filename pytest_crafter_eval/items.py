@@ -35,6 +35,7 @@ from .settings import (
     report_dir,
     setting,
     tally_of,
+    usage_recorder,
 )
 
 
@@ -211,7 +212,7 @@ class EpisodeItem(pytest.Function):
                 client,
                 eval_name=self.spec.name,
                 instructions=self.spec.instructions,
-                on_step=trace.chain(film, writer),
+                on_step=trace.chain(film, writer, usage_recorder(self.config)),
             )
         finally:
             tally.ended()
@@ -284,7 +285,6 @@ class EpisodeItem(pytest.Function):
             path=self.nodeid.split("::")[0],
             fingerprint=self.fingerprint,
             resumed=self.resumed_from is not None,
-            user_profiles=self.run.profiles,
         )
 
     def reportinfo(self):

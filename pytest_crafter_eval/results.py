@@ -41,6 +41,9 @@ removed or renamed while SCHEMA stays 1)::
     reasoning_summaries  steps whose answer carried a reasoning summary (the summaries
                     are in the traces; no_tool_call.reasoning holds the failing step's)
     cost_usd        estimated cost, or None when the model's price is unknown
+    cost_usd        estimated cost: the episode's sum over its responses of
+                    `Profile.cost` with the run's profile (file and --profiles prices, as
+                    --max-cost counts them); None when the model's price is unknown
     latencies_s     seconds per model call; latency_p50_s, latency_p95_s
     duration_s      wall time of the episode
     end             steps | done | no_tool_call | error | unsupported (the model lacks
@@ -115,10 +118,9 @@ def make_record(
     path: str,
     fingerprint: str,
     resumed: bool = False,
-    user_profiles: tuple = (),
 ) -> dict[str, Any]:
-    """The record of an `episode.EpisodeResult` judged `outcome`; `user_profiles` are the
-    eval's profile entries, for prices."""
+    """The record of an `episode.EpisodeResult` judged `outcome` (its cost is the
+    episode's own, priced with the run's profile)."""
     if outcome not in OUTCOMES:
         raise ValueError(f"unknown outcome {outcome!r}")
     record = {
@@ -137,22 +139,7 @@ def make_record(
     for key, value in result.to_dict().items():
         record.setdefault(key, value)
     record["outcome"] = outcome
-    record["cost_usd"] = cost_usd(result.model, result.tokens_in, result.tokens_out, user_profiles)
     return record
-
-
-def cost_usd(
-    model: str, tokens_in: int, tokens_out: int, user_profiles: tuple = ()
-) -> float | None:
-    """The estimated cost in USD from the model's profile prices (`profiles.Profile.cost`;
-    reasoning tokens are billed as output and are part of tokens_out); None when the
-    prices are unknown. Cached prompt tokens are not tracked, so this is an upper bound."""
-    from . import profiles
-
-    try:
-        return profiles.resolve(model, user_profiles).cost(tokens_in, tokens_out)
-    except Exception:  # an unresolvable profile has no price; the record is never lost for it
-        return None
 
 
 def _clip(message: str | None) -> str | None:

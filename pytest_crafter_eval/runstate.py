@@ -151,14 +151,15 @@ class Budget:
         return None
 
 
-def recorder(usage: Usage, price: Callable[[str, int, int], float | None]):
-    """An `on_reply(model, tokens)` for `client.Connections` that adds to `usage`;
-    `tokens` is the response's `conversation.Usage`, as its wire adapter read it."""
+def recorder(usage: Usage) -> Callable[[dict[str, Any]], None]:
+    """An episode's `on_step` that adds the response's tokens and cost (the step's
+    `tokens_in`, `tokens_out` and `cost_usd`, priced by the episode) to `usage`."""
 
-    def on_reply(model: str, tokens: Any) -> None:
-        usage.add(tokens.input + tokens.output, price(model, tokens.input, tokens.output))
+    def on_step(step: dict[str, Any]) -> None:
+        tokens = int(step.get("tokens_in") or 0) + int(step.get("tokens_out") or 0)
+        usage.add(tokens, step.get("cost_usd"))
 
-    return on_reply
+    return on_step
 
 
 class Pacer:

@@ -263,25 +263,12 @@ def connections(config: pytest.Config):
         if lim["max_concurrency"] is not None:
             limit = lim["max_concurrency"]
             slots = lambda model: runstate.Slots(run_dir(config), model, limit)  # noqa: E731
-        # The budget's count costs a locked file write per response: only with a budget.
-        usage = None
-        if lim["max_tokens"] is not None or lim["max_cost"] is not None:
-            usage = runstate.recorder(runstate.Usage(run_dir(config)), price_usd)
-        tally = tally_of(config)
-
-        def on_reply(model: str, tokens: Any) -> None:  # tokens: a conversation.Usage
-            price = price_usd(model, tokens.input, tokens.output)
-            tally.reply(tokens.input + tokens.output, price)
-            if usage is not None:
-                usage(model, tokens)
-
         config.stash[CONNECTIONS] = Connections(
             base_url=setting(config, "base_url"),
             api_key_env=setting(config, "api_key_env"),
             timeout=lim["request_timeout"],
             policy=RetryPolicy(max_retries=lim["max_retries"], deadline_s=lim["step_deadline"]),
             slots=slots,
-            on_reply=on_reply,
             record=setting(config, "record"),
             replay=setting(config, "replay"),
             pace=(lambda model: runstate.Pacer(run_dir(config), model))
@@ -314,15 +301,27 @@ def tally_of(config: pytest.Config):
     return config.stash[TALLY]
 
 
-def price_usd(model: str, tokens_in: int, tokens_out: int) -> float | None:
-    """Estimated cost of one response from the model's profile prices (`Profile.cost`);
-    None when they are unknown. Built-in local models are free."""
-    from . import profiles
-    from .spec import is_local
+def usage_recorder(config: pytest.Config):
+    """An episode's `on_step` that adds each response's tokens and cost, priced by the
+    episode with its run's profile (eval file `profiles:`, --profiles), as its record
+    is, to this process's live tally and, with --max-tokens or --max-cost, to the run's
+    usage (a locked file write per response: only with a budget)."""
+    from . import runstate
 
-    cost = getattr(profiles.resolve(model), "cost", None)
-    value = cost(tokens_in, tokens_out) if callable(cost) else None
-    return 0.0 if value is None and is_local(model) else value
+    lim = limits(config)
+    tally = tally_of(config)
+    usage = None
+    if lim["max_tokens"] is not None or lim["max_cost"] is not None:
+        usage = runstate.recorder(runstate.Usage(run_dir(config)))
+
+    def on_step(step: dict[str, Any]) -> None:
+        tally.reply(
+            int(step.get("tokens_in") or 0) + int(step.get("tokens_out") or 0), step.get("cost_usd")
+        )
+        if usage is not None:
+            usage(step)
+
+    return on_step
 
 
 def budget_reason(config: pytest.Config) -> str | None:

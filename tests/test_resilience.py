@@ -214,6 +214,45 @@ def test_cost_budget_uses_profile_prices(pytester, monkeypatch):
     )
 
 
+@pytest.mark.parametrize("where", ["eval file", "--profiles"])
+def test_cost_budget_prices_with_the_runs_profiles_as_the_records_do(pytester, monkeypatch, where):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    profile = "mystery-model: {like: gpt-4o-mini, price: {input: 300, output: 300}}"
+    text = "models: [mystery-model]\nseeds: 3\nsteps: 1\nexpect: {min_achievements: 0}\n"
+    args = []
+    if where == "eval file":
+        text += f"profiles:\n  {profile}\n"
+    else:
+        pytester.makefile(".yaml", prices=f"profiles:\n  {profile}\n")
+        args = ["--profiles", "prices.yaml"]
+    pytester.makefile(".yaml", **{"evals/priced": text})
+    with LocalServer(model="local/random") as server:
+        result = run(
+            pytester,
+            "evals",
+            "-p",
+            "no:xdist",
+            "-rs",
+            "--base-url",
+            server.base_url,
+            "--max-cost",
+            "0.01",
+            "-W",
+            "ignore::UserWarning",
+            *args,
+        )
+    result.assert_outcomes(passed=1, skipped=2)
+    (played,) = [
+        json.loads(line)
+        for line in (pytester.path / "reports" / "results.jsonl").open()
+        if json.loads(line)["outcome"] == "passed"
+    ]
+    assert played["cost_usd"] > 0.01  # ~700 tokens at $300 per million
+    result.stdout.fnmatch_lines(
+        [f"*cost budget reached: ${played['cost_usd']:.6f} spent, --max-cost 0.01*"]
+    )
+
+
 def test_max_concurrency_caps_requests_across_workers(pytester, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     pytester.makefile(

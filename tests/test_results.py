@@ -203,8 +203,10 @@ def test_concurrent_appends_never_interleave(tmp_path):
 
 
 def test_cost_comes_from_the_profile_prices():
-    assert results.cost_usd("gpt-4o-mini", 1_000_000, 1_000_000) == pytest.approx(0.15 + 0.6)
-    assert results.cost_usd("acme-unknown-model", 10, 10) is None
+    from pytest_crafter_eval import profiles
+
+    assert profiles.resolve("gpt-4o-mini").cost(1_000_000, 1_000_000) == pytest.approx(0.15 + 0.6)
+    assert profiles.resolve("acme-unknown-model").cost(10, 10) is None
 
 
 def test_read_passes_over_partial_lines(tmp_path):
