@@ -227,9 +227,7 @@ class ModelClient:
             remaining = deadline - time.monotonic()
             with self._slot():
                 start = time.perf_counter()
-                outcome = self._attempt(
-                    adapter.endpoint, body, max(0.001, min(self.timeout, remaining))
-                )
+                outcome = self._attempt(adapter, body, max(0.001, min(self.timeout, remaining)))
                 latency = time.perf_counter() - start
             if isinstance(outcome, dict):
                 if self._on_reply is not None:
@@ -276,14 +274,22 @@ class ModelClient:
                 self._sleep(wait)
 
     def _attempt(
-        self, endpoint: str, body: dict[str, Any], timeout: float
+        self, adapter: adapters.Adapter, body: dict[str, Any], timeout: float
     ) -> dict[str, Any] | Attempt:
         """One request: the response body, or the verdict on its failure."""
         try:
             # The SDK's low-level post: same timeouts and errors as chat.completions.create
             # or responses.create, without re-walking the finished body against the SDK's
             # type hints (about 1 ms a step, a third of the harness's cost).
-            text = self._sdk.post(endpoint, body=body, cast_to=str, options={"timeout": timeout})
+            headers = adapter.headers(self._sdk.api_key)  # an API's own, if any
+            text = self._sdk.post(
+                adapter.endpoint,
+                body=body,
+                cast_to=str,
+                options={"timeout": timeout, "headers": headers}
+                if headers
+                else {"timeout": timeout},
+            )
         except openai.APIStatusError as exc:
             body_json: Any = exc.body
             with suppress(Exception):  # not JSON: keep what the SDK made of it

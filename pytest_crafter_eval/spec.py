@@ -619,7 +619,6 @@ _CHOICES = {
     "on_invalid": ("end", "noop", "retry"),
     "reasoning_effort": ("none", "minimal", "low", "medium", "high", "xhigh", "max"),
     "tool_choice": ("auto", "required", "none"),
-    "api": adapters.names(),
 }
 _NULLABLE = {
     "max_output_tokens",
@@ -649,8 +648,9 @@ def _section(doc: _Doc, value: Any, key: str, base, allowed: set[str]):
             raw = float(raw)
         if not isinstance(raw, kind) or (kind is int and isinstance(raw, bool)):
             raise doc.error(sub, f"must be {_KIND_NAMES[kind]}, got {_type(raw)}")
-        if name in _CHOICES and raw not in _CHOICES[name]:
-            raise doc.error(sub, f"must be one of {', '.join(_CHOICES[name])}, got {raw!r}")
+        choices = adapters.names() if name == "api" else _CHOICES.get(name)  # registered APIs
+        if choices and raw not in choices:
+            raise doc.error(sub, f"must be one of {', '.join(choices)}, got {raw!r}")
         if name in _RANGES:
             lo, hi = _RANGES[name]
             if not lo <= float(raw) <= hi:  # type: ignore[arg-type]  # numeric: checked above

@@ -2,13 +2,19 @@
 replies, the registry; each request body against the official schema (pure)."""
 
 import json
+import threading
+import warnings
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import jsonschema
 import pytest
 
-from pytest_crafter_eval import adapters, profiles, spec
+from pytest_crafter_eval import adapters, episode, profiles, spec
 from pytest_crafter_eval.adapters import chat
+from pytest_crafter_eval.client import Connections
 from pytest_crafter_eval.conversation import (
     Conversation,
     Observation,
@@ -177,3 +183,83 @@ def test_chat_redaction_describes_images_and_keeps_the_rest(frame_uri):
     url = shown["messages"][0]["content"][0]["image_url"]["url"]
     assert url.startswith("<image/png 64x64, pixels sha256:") and images_in(shown) == 0
     assert images_in(body) == 1  # a copy: the body is untouched
+
+
+# -- a third wire API: one module and a registration line ---------------------------------
+
+ECHO_MODULE = """
+from pytest_crafter_eval.adapters.chat import Chat
+
+
+class Echo(Chat):
+    name = "echo"
+    endpoint = "/echo/completions"
+
+    def headers(self, api_key):
+        return {"x-echo-version": "1", "x-echo-key": api_key or ""}
+
+
+ADAPTER = Echo()
+"""
+
+
+class _EchoServer(BaseHTTPRequestHandler):
+    """Chat completions at /v1/echo/completions, for the adapter above; logs headers."""
+
+    protocol_version = "HTTP/1.1"
+    seen: ClassVar[list] = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).seen.append((self.path, self.headers.get("x-echo-key"), body["model"]))
+        call = {
+            "id": "c1",
+            "type": "function",
+            "function": {"name": "interact_many", "arguments": '{"actions": ["do"]}'},
+        }
+        answer = {
+            "id": "x",
+            "object": "chat.completion",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": None, "tool_calls": [call]},
+                    "finish_reason": "tool_calls",
+                }
+            ],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 2},
+        }
+        data = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def test_a_third_api_is_one_module_and_a_registration_line(tmp_path, monkeypatch):
+    (tmp_path / "echo_adapter.py").write_text(ECHO_MODULE)
+    monkeypatch.syspath_prepend(tmp_path)
+    monkeypatch.setitem(adapters.REGISTRY, "echo", "echo_adapter")  # the registration line
+    monkeypatch.setenv("ECHO_KEY", "k-echo")
+    loaded = spec.load(tmp_path / "e.yaml", "models: [acme-vl]\nrequest: {api: echo}\n")
+    run = replace(loaded.runs[0], steps=2)
+    _EchoServer.seen = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _EchoServer)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+        with (
+            warnings.catch_warnings(),
+            Connections(base_url=url, api_key_env="ECHO_KEY") as connections,
+        ):
+            warnings.simplefilter("ignore", profiles.CrafterEvalWarning)
+            result = episode.run_episode(run, 0, connections.for_model(run.model), eval_name="t")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert (result.api, result.steps, result.tool_calls, result.error) == ("echo", 2, 2, None)
+    assert _EchoServer.seen == [("/v1/echo/completions", "k-echo", "acme-vl")] * 2

@@ -9,7 +9,9 @@ An adapter owns everything that depends on a wire format, and nothing else knows
 - `body(template, turns, keep_images)`: the request body of one step: the template plus
   the turns of the conversation rendered (earlier turns first, then the current
   observation; only the last `keep_images` earlier turns keep their frame);
-- `endpoint`: the path the body is POSTed to, below the base URL;
+- `endpoint`: the path the body is POSTed to, below the base URL; `headers(api_key)`
+  the API's own headers, if any (a version header; a key header besides the SDK's
+  `Authorization: Bearer`);
 - `parse(response)`: a response body as a format-neutral `conversation.Reply`;
 - `usage(response)`: its tokens, cheaply (for the run's budget);
 - `diagnose(reply, request, parsed)`: why a reply had no usable tool call, in the API's words;
@@ -67,6 +69,8 @@ class Adapter(Protocol):
     def body(
         self, template: dict[str, Any], turns: Sequence[Turn], keep_images: int = 0
     ) -> dict[str, Any]: ...
+
+    def headers(self, api_key: str | None) -> dict[str, str]: ...
 
     def parse(self, response: dict[str, Any]) -> Reply: ...
 

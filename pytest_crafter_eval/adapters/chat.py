@@ -70,6 +70,9 @@ class Chat:
     ) -> dict[str, Any]:
         return {**template, "messages": [template["messages"][0], *render(turns, keep_images)]}
 
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        return {}  # the SDK's Authorization header is all it takes
+
     # -- response -----------------------------------------------------------------------
 
     def parse(self, response: dict[str, Any]) -> Reply:

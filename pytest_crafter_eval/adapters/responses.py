@@ -108,6 +108,9 @@ class Responses:
     ) -> dict[str, Any]:
         return {**template, "input": render(turns, keep_images)}
 
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        return {}  # the SDK's Authorization header is all it takes
+
     # -- response -----------------------------------------------------------------------
 
     def parse(self, response: dict[str, Any]) -> Reply:
