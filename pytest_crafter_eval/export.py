@@ -19,9 +19,10 @@ with the size of the traces or of the files written.
 
 Rules kept here and nowhere else:
 
-* A step becomes an example only when its answer was a valid tool call: `no_tool_call`
-  null, and every tool call parses (`adapters.chat.parse_message`: traces are in chat form) with no malformed JSON,
-  unknown tool, invalid or surplus action.
+* A step becomes an example only when its answer was a valid call: `no_tool_call`
+  null, and every call parses (`adapters.chat.parse_message`: traces are in chat form;
+  a call written in the text, with `answer.format` text or auto, by `answers.parse_text`)
+  with no malformed JSON, unknown tool, invalid or surplus action.
 * An episode's reward is the sum of the per-step `reward`s, never `reward_total` (a
   running total); `reward_total` and the results record are only checked against it,
   and any mismatch is listed in the manifest.
@@ -128,7 +129,7 @@ class Step:
     index: int  # position in the episode (0-based)
     line: int  # line number in steps.jsonl (1-based)
     offset: int  # where the line starts in steps.jsonl, to read it again when writing
-    problem: str | None  # None, "no_tool_call" or "invalid_tool_call"
+    problem: str | None  # None, or the first of STEP_FILTERS that drops it always
     reward: float  # the step's own reward
     new_achievements: tuple[str, ...]
     actions: tuple[str, ...]

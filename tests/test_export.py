@@ -263,6 +263,27 @@ def test_a_trace_changed_while_exporting_is_an_error(traces, tmp_path):
         export.openai_example(episode, episode.steps[0])
 
 
+def test_a_call_written_in_text_is_an_example_as_written(traces, tmp_path):
+    """An answer whose call is written in its text (Hermes tags, with answer.format
+    auto) is trained as it was written; a text with no call is no example."""
+    copy = tmp_path / "copy"
+    shutil.copytree(traces / "f", copy / "f")
+    steps = copy / trace.episode_path("f", "local/heuristic", 0) / "steps.jsonl"
+    lines = jsonl(steps)
+    call = lines[1]["messages"][-1].pop("tool_calls")[0]["function"]
+    written = f"<tool_call>{json.dumps(call)}</tool_call>"
+    lines[1]["messages"][-1]["content"] = written
+    lines[2]["messages"][-1].pop("tool_calls")
+    lines[2]["messages"][-1]["content"] = "I will go left."
+    steps.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    manifest = export.export([copy], tmp_path / "out", Options(val_fraction=0))
+    assert manifest["counts"]["steps"]["dropped"]["no_tool_call"] == 1
+    assert manifest["counts"]["steps"]["kept"] == len(lines) - 1
+    example = jsonl(tmp_path / "out" / "train.jsonl")[1]
+    assert example["messages"][-1] == {"role": "assistant", "content": written}
+    assert not list(jsonschema.Draft202012Validator(SCHEMA).iter_errors(example))
+
+
 def test_only_new_achievement_keeps_unlocking_steps_and_a_window_before(episodes):
     heuristic = [e for e in episodes if e.model == "local/heuristic" and e.achievements]
     assert len(heuristic) >= 4
