@@ -427,11 +427,17 @@ def _pixel_digest(png: bytes) -> str:
 
 
 def _join_record(episode: Episode, records: dict[str, list[dict[str, Any]]]) -> None:
-    """Attach the episode's results record (the last with its number of steps), and
-    check its reward and achievements against the trace's."""
+    """Attach the episode's results record (the last with its number of steps: the
+    trace's lines, one more when an error stopped it), and check its reward and
+    achievements against the trace's."""
     where = "/".join(Path(episode.trace).parts[-3:])
     candidates = records.get(where, [])
-    matching = [r for r in candidates if r.get("steps") == len(episode.steps)]
+    n = len(episode.steps)  # an episode stopped by an error made one call more, unanswered
+    matching = [
+        r
+        for r in candidates
+        if r.get("steps") == n or (r.get("end") == "error" and r.get("steps") == n + 1)
+    ]
     if not matching:
         if candidates:
             episode.checks.append(

@@ -489,7 +489,7 @@ def test_a_reward_total_that_is_not_the_sum_is_flagged_not_used(traces, tmp_path
 def test_results_records_are_checked_against_the_trace(traces, tmp_path, episodes):
     """A record with another reward or other achievements is flagged; one with another
     number of steps is from another run and not used."""
-    first, second, third = [e for e in episodes if e.model == "local/heuristic"][:3]
+    first, second, third, fourth = [e for e in episodes if e.model == "local/heuristic"][:4]
 
     def record(episode, **changes):
         return {
@@ -508,6 +508,7 @@ def test_results_records_are_checked_against_the_trace(traces, tmp_path, episode
         record(first, reward=first.reward + 1),
         record(second, achievements={"collect_diamond": 1}),
         record(third, steps=len(third.steps) + 1, outcome="failed"),
+        record(fourth, steps=len(fourth.steps) + 1, outcome="error", end="error"),
     ]
     results.write_text("".join(json.dumps(r) + "\n" for r in records))
     manifest = export.export([traces], tmp_path / "out", Options(), [results])
@@ -535,6 +536,7 @@ def test_results_records_are_checked_against_the_trace(traces, tmp_path, episode
     outcomes = {e["trace"]: (e["outcome"], e["fingerprint"]) for e in manifest["episodes"]}
     assert outcomes[first.trace] == outcomes[second.trace] == ("passed", "f" * 16)
     assert outcomes[third.trace] == (None, None)
+    assert outcomes[fourth.trace] == ("error", "f" * 16)  # its last call got no answer
     (tmp_path / "broken.jsonl").write_text('{"eval": "e"}\n')
     with pytest.raises(ExportError, match=r"broken.jsonl:1: not a results record \(KeyError"):
         export.export([traces], tmp_path / "out", Options(), [tmp_path / "broken.jsonl"])
