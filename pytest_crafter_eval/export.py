@@ -128,6 +128,7 @@ class Step:
 
     index: int  # position in the episode (0-based)
     line: int  # line number in steps.jsonl (1-based)
+    step: int  # the episode step it answers (a step asked again has a line per attempt)
     offset: int  # where the line starts in steps.jsonl, to read it again when writing
     problem: str | None  # None, or the first of STEP_FILTERS that drops it always
     reward: float  # the step's own reward
@@ -285,6 +286,7 @@ def load_episode(source: int, directory: Path, records: dict[str, list[dict[str,
             Step(
                 index=index,
                 line=number,
+                step=line["step"] if isinstance(line.get("step"), int) else index,
                 offset=offset,
                 problem=_problem(messages, line.get("no_tool_call")),
                 reward=float(line["reward"]),
@@ -432,7 +434,8 @@ def _join_record(episode: Episode, records: dict[str, list[dict[str, Any]]]) -> 
     achievements against the trace's."""
     where = "/".join(Path(episode.trace).parts[-3:])
     candidates = records.get(where, [])
-    n = len(episode.steps)  # an episode stopped by an error made one call more, unanswered
+    # steps, not lines (a step asked again has several); an error stops after one more
+    n = len({s.step for s in episode.steps})
     matching = [
         r
         for r in candidates
@@ -442,7 +445,7 @@ def _join_record(episode: Episode, records: dict[str, list[dict[str, Any]]]) -> 
         if candidates:
             episode.checks.append(
                 f"results: {len(candidates)} record(s) for this episode, none with its "
-                f"{len(episode.steps)} steps (from another run?); not used"
+                f"{n} steps (from another run?); not used"
             )
         return
     record = episode.record = matching[-1]

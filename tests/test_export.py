@@ -562,6 +562,9 @@ EVAL = """\
 models:
   - local/heuristic
   - local/random: {expect: {min_achievements: 5}}
+  - "local/chaos?rate_malformed=0.5&malformed=action&seed=1":
+      answer: {on_invalid: retry, retries: 1}
+      expect: {min_achievements: 0, min_tool_call_rate: 0}
 seeds: 0-1
 steps: 4
 expect: {min_achievements: 1}
@@ -584,7 +587,7 @@ def test_pytest_trace_dir_then_crafter_eval_export(pytester, monkeypatch, capsys
     manifest = json.loads((root / "data" / "manifest.json").read_text())
     check_counts(manifest)
     assert capsys.readouterr().err == (
-        f"crafter-eval export: {manifest['counts']['episodes']['kept']} of 4 episodes, "
+        f"crafter-eval export: {manifest['counts']['episodes']['kept']} of 6 episodes, "
         f"{manifest['counts']['examples']['train']} train + "
         f"{manifest['counts']['examples']['val']} val examples -> data\n"
     )
@@ -594,7 +597,17 @@ def test_pytest_trace_dir_then_crafter_eval_export(pytester, monkeypatch, capsys
     }
     passed = {k for k, r in records.items() if r["outcome"] == "passed"}
     assert {(e["model"], e["seed"]) for e in manifest["episodes"]} == passed
-    assert manifest["counts"]["episodes"]["dropped"]["outcome"] == 4 - len(passed) > 0
+    assert manifest["counts"]["episodes"]["dropped"]["outcome"] == 6 - len(passed) > 0
+    # every record joined its trace, also where a step was asked again (more lines)
+    assert manifest["mismatches"] == []
+    chaos = [(m, s) for m, s in records if m.startswith("local/chaos")]
+    lines = [
+        len(
+            (root / "t" / trace.episode_path("tiny", m, s) / "steps.jsonl").read_text().splitlines()
+        )
+        for m, s in chaos
+    ]
+    assert any(n > records[k]["steps"] for n, k in zip(lines, chaos))
     for episode in manifest["episodes"]:
         record = records[(episode["model"], episode["seed"])]
         assert episode["fingerprint"] == record["fingerprint"] and episode["outcome"] == "passed"
