@@ -28,6 +28,7 @@ removed or renamed while SCHEMA stays 1)::
     text_tool_calls of tool_calls, steps whose call was written in the text
                     (answer.format: text or auto)
     valid_actions, invalid_actions, malformed_calls, unknown_tools
+    too_many_actions  calls cut to 8 actions (the cut ones are not in invalid_actions)
     invalid_answers {class: count} of the answers without a valid action (re-asked
                     ones included), classes as in no_tool_call
     invalid_names   the unknown tool and action names the model used (a few, distinct)

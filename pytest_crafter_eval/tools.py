@@ -18,6 +18,7 @@ from .env import ACTIONS
 
 TOOL_NAME = "interact_many"
 MAX_ACTIONS = 8
+MAX_NAMES = 5  # wrong names kept per answer, to say what was wrong
 
 TOOL: dict[str, Any] = {
     "type": "function",
@@ -51,11 +52,12 @@ class ParsedCalls:
     actions: list[str] = field(default_factory=list)
     tool_calls: int = 0  # tool calls in the message, valid or not
     valid_calls: int = 0  # calls that yielded at least one valid action
-    invalid_actions: int = 0  # unknown names, non-strings, or beyond MAX_ACTIONS
+    invalid_actions: int = 0  # unknown names or non-strings (not those cut at MAX_ACTIONS)
     malformed_json: int = 0  # arguments that are not a JSON object
     unknown_tools: int = 0  # calls to a function other than TOOL_NAME
-    too_many_actions: int = 0  # calls with more than MAX_ACTIONS actions
-    invalid_names: list[str] = field(default_factory=list)  # the invalid actions, as given
+    too_many_actions: int = 0  # calls with more than MAX_ACTIONS actions (cut to MAX_ACTIONS)
+    invalid_names: list[str] = field(default_factory=list)  # invalid actions, as given
+    unknown_tool_names: list[str] = field(default_factory=list)  # the unknown tools called
 
     @property
     def ok(self) -> bool:
@@ -72,6 +74,7 @@ def parse_calls(calls: Iterable[ToolCall]) -> ParsedCalls:
         parsed.tool_calls += 1
         if call.name != TOOL_NAME:
             parsed.unknown_tools += 1
+            _note(parsed.unknown_tool_names, call.name)
             continue
         try:
             arguments = json.loads(call.arguments)
@@ -86,17 +89,25 @@ def parse_calls(calls: Iterable[ToolCall]) -> ParsedCalls:
             continue
         if len(actions) > MAX_ACTIONS:
             parsed.too_many_actions += 1
-            parsed.invalid_actions += len(actions) - MAX_ACTIONS
             actions = actions[:MAX_ACTIONS]
         valid = [a for a in actions if isinstance(a, str) and a in ACTIONS]
         parsed.invalid_actions += len(actions) - len(valid)
-        parsed.invalid_names.extend(
-            str(a) for a in actions if not (isinstance(a, str) and a in ACTIONS)
-        )
+        for action in actions:
+            if not (isinstance(action, str) and action in ACTIONS):
+                _note(
+                    parsed.invalid_names, action if isinstance(action, str) else json.dumps(action)
+                )
         if valid:
             parsed.valid_calls += 1
             parsed.actions.extend(valid)
     return parsed
+
+
+def _note(names: list[str], name: str) -> None:
+    """Keep `name` (clipped to 40 characters) among the first MAX_NAMES distinct ones."""
+    name = name if len(name) <= 40 else name[:37] + "..."
+    if name not in names and len(names) < MAX_NAMES:
+        names.append(name)
 
 
 # Why a response carried no usable tool call. Episode results carry the class.
@@ -106,6 +117,16 @@ REFUSAL = "refusal"
 CONTENT_FILTER = "content_filter"
 EMPTY_RESPONSE = "empty_response"
 INVALID_CALL = "invalid_tool_call"
+TOOL_CALL_IN_TEXT = "tool_call_in_text"
+
+# form of a call written in text (answers.FORMS) -> what to do about it
+_TEXT_FIXES = {
+    "tool_call_tag": "the server did not parse it: for vLLM start it with "
+    "--enable-auto-tool-choice --tool-call-parser hermes, or set answer.format: auto",
+    "json": "the server did not parse it: for vLLM start it with --enable-auto-tool-choice "
+    "and the model's --tool-call-parser (llama3_json for Llama 3), or set answer.format: auto",
+    "actions_line": "the model wrote the text answer format: set answer.format: text",
+}
 
 
 def diagnose(
@@ -135,11 +156,11 @@ def diagnose(
         )
     if parsed is not None and parsed.tool_calls:
         problems = [
-            f"{n} {what}"
-            for n, what in (
-                (parsed.malformed_json, "with malformed JSON arguments"),
-                (parsed.unknown_tools, "to an unknown tool"),
-                (parsed.invalid_actions, "invalid action name(s)"),
+            f"{n} {what}" + (f" ({', '.join(map(repr, names))})" if names else "")
+            for n, what, names in (
+                (parsed.malformed_json, "with malformed JSON arguments", []),
+                (parsed.unknown_tools, "to an unknown tool", parsed.unknown_tool_names),
+                (parsed.invalid_actions, "invalid action name(s)", parsed.invalid_names),
             )
             if n
         ]
@@ -148,6 +169,14 @@ def diagnose(
         )
     text = reply.text or ""
     if text.strip():
+        from .answers import find_calls  # answers imports this module
+
+        found = find_calls(text)
+        if found.form is not None:
+            return TOOL_CALL_IN_TEXT, (
+                f"{finish}, a tool call in the text ({TOOL_CALL_IN_TEXT}): {_clip(text)}; "
+                + _TEXT_FIXES[found.form]
+            )
         return TEXT_ANSWER, (
             f"{finish}, text answer: {_clip(text)}; the model "
             "answered in text: set request.tool_choice: required, or check the instructions"

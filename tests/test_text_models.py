@@ -7,6 +7,7 @@ import json
 import openai
 import pytest
 
+from pytest_crafter_eval import results
 from pytest_crafter_eval.answers import LINE, TAG, parse_text
 from pytest_crafter_eval.env import ACTIONS
 from pytest_crafter_eval.local.models import UNKNOWN_ACTIONS, UNKNOWN_TOOLS
@@ -115,3 +116,25 @@ def test_fumble_without_tools_names_unknown_actions_in_its_line(sdk):
     parsed = parse_text(response.choices[0].message.content)
     assert parsed.form == LINE and parsed.tool_calls == 1 and not parsed.ok
     assert parsed.invalid_actions >= 1
+
+
+def test_a_tool_call_left_in_the_text_fails_as_tool_call_in_text_with_the_fix(pytester):
+    """local/hermes with the default answer format: the eval fails and says why and how
+    to fix it (a real pytest run over the loopback server)."""
+    pytester.makefile(".yaml", **{"evals/hermes": "models: [local/hermes]\nseeds: 1\nsteps: 2\n"})
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-m", "not crafter_payload", "evals", "--report-dir", "out"
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            (
+                "*no tool call at step 0: finish_reason=stop, a tool call in the text "
+                "(tool_call_in_text): '<tool_call> *'; the server did not parse it: for vLLM "
+                "start it with --enable-auto-tool-choice --tool-call-parser hermes, or set "
+                "answer.format: auto*"
+            )
+        ]
+    )
+    (record,) = results.read(pytester.path / "out" / results.RESULTS)
+    assert record["no_tool_call_class"] == "tool_call_in_text" and record["steps"] == 1
