@@ -433,7 +433,7 @@ def read_answer(reply: Reply, format: str = "tool") -> tuple[tools.ParsedCalls, 
 
 def unknown_tools(parsed: tools.ParsedCalls, reply: Reply | None = None) -> list[str]:
     """The unknown tools an answer called (from `parsed`, else the reply's native calls)."""
-    names = list(getattr(parsed, "unknown_tool_names", []))
+    names = list(parsed.unknown_tool_names)
     if not names and reply is not None and parsed.unknown_tools:
         for call in reply.tool_calls:
             if call.name != tools.TOOL_NAME and call.name not in names:
@@ -468,7 +468,7 @@ def answer_problem(
 
 
 def tools_max_names() -> int:
-    return getattr(tools, "MAX_NAMES", 5)
+    return tools.MAX_NAMES
 
 
 def _ask_again(format: str) -> str:
