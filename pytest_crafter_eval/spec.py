@@ -620,16 +620,7 @@ _CHOICES = {
     "reasoning_effort": ("none", "minimal", "low", "medium", "high", "xhigh", "max"),
     "tool_choice": ("auto", "required", "none"),
 }
-_NULLABLE = {
-    "max_output_tokens",
-    "temperature",
-    "top_p",
-    "reasoning_effort",
-    "reasoning_budget",
-    "tool_choice",
-    "parallel_tool_calls",
-    "api",
-}
+_NULLABLE = REQUEST_KEYS  # null: leave the setting to the model's default
 
 
 def _section(doc: _Doc, value: Any, key: str, base, allowed: set[str]):
