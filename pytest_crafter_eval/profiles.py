@@ -148,14 +148,16 @@ def check_entries(data: Any, error: Callable[[str, str], Exception]) -> Entries:
     """Validate a `profiles:` mapping (name -> fields); return it in hashable form.
     `error(key, message)` makes the exception to raise, `key` relative to the mapping."""
     if not isinstance(data, Mapping):
-        raise error("", f"must be a mapping of model names to profile fields, got {_type(data)}")
+        raise error(
+            "", f"must be a mapping of model names to profile fields, got {spec.type_name(data)}"
+        )
     entries = []
     for name, fields in data.items():
         if not isinstance(name, str) or not name:
             raise error(str(name), "a profile name must be a model name or a pattern like 'gpt-5*'")
         fields = {} if fields is None else fields
         if not isinstance(fields, Mapping):
-            raise error(name, f"must be a mapping of profile fields, got {_type(fields)}")
+            raise error(name, f"must be a mapping of profile fields, got {spec.type_name(fields)}")
         entries.append(
             (name, tuple((k, _check_field(name, k, v, error)) for k, v in fields.items()))
         )
@@ -179,7 +181,7 @@ def _check_field(name: str, key: str, value: Any, error) -> Any:
         )
     if key == "like":
         if not isinstance(value, str):
-            raise error(where, f"must name another profile, got {_type(value)}")
+            raise error(where, f"must name another profile, got {spec.type_name(value)}")
     elif key == "api":
         from .adapters import names
 
@@ -204,11 +206,13 @@ def _check_field(name: str, key: str, value: Any, error) -> Any:
         )
     elif key in ("reasoning", "image_input", "tool_call", "parallel_tool_calls"):
         if not isinstance(value, bool):
-            raise error(where, f"must be true or false, got {_type(value)}")
+            raise error(where, f"must be true or false, got {spec.type_name(value)}")
     elif key in ("reasoning_efforts", "tool_choice"):
         allowed = EFFORTS if key == "reasoning_efforts" else TOOL_CHOICES
         if not isinstance(value, (list, tuple)):
-            raise error(where, f"must be a list of {', '.join(allowed)}, got {_type(value)}")
+            raise error(
+                where, f"must be a list of {', '.join(allowed)}, got {spec.type_name(value)}"
+            )
         for v in value:
             _choice(v, allowed, where, error)
         return tuple(value)
@@ -216,7 +220,7 @@ def _check_field(name: str, key: str, value: Any, error) -> Any:
         _choice(value, EFFORTS, where, error)
     elif key in ("reasoning_budget", "max_output_tokens", "context_tokens"):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise error(where, f"must be a whole number of tokens, got {_type(value)}")
+            raise error(where, f"must be a whole number of tokens, got {spec.type_name(value)}")
     elif key == "price":
         if (
             not isinstance(value, Mapping)
@@ -230,7 +234,9 @@ def _check_field(name: str, key: str, value: Any, error) -> Any:
             )
         for k, v in value.items():
             if not _number(v) or v < 0:
-                raise error(f"{where}.{k}", f"must be a price of 0 or more, got {_type(v)}")
+                raise error(
+                    f"{where}.{k}", f"must be a price of 0 or more, got {spec.type_name(v)}"
+                )
         return Prices(
             float(value["input"]),
             float(value["output"]),
@@ -246,21 +252,6 @@ def _choice(value: Any, allowed: Iterable[str], where: str, error) -> None:
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _type(value: Any) -> str:
-    return (
-        "nothing (null)"
-        if value is None
-        else {
-            bool: "a boolean",
-            int: "a number",
-            float: "a number",
-            str: f"the string {value!r}",
-            list: "a list",
-            dict: "a mapping",
-        }.get(type(value), type(value).__name__)
-    )
 
 
 @functools.lru_cache(maxsize=1)

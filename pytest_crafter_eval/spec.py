@@ -326,7 +326,7 @@ def load(path: str | Path, text: str | None = None) -> EvalSpec:
     if data is None:
         raise SpecError(path, None, "", "empty eval file: expected a mapping with a 'models' key")
     if not isinstance(data, dict):
-        raise doc.error("", f"expected a mapping at the top, got {_type(data)}")
+        raise doc.error("", f"expected a mapping at the top, got {type_name(data)}")
     _check_keys(doc, data, TOP_KEYS, "")
 
     name = data.get("name", path.stem)
@@ -336,7 +336,7 @@ def load(path: str | Path, text: str | None = None) -> EvalSpec:
         )
     instructions = data.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
-        raise doc.error("instructions", f"must be a string, got {_type(instructions)}")
+        raise doc.error("instructions", f"must be a string, got {type_name(instructions)}")
     if "models" not in data:
         raise doc.error("", "missing key 'models'")
     user_profiles = _profiles(doc, data["profiles"], "profiles") if "profiles" in data else ()
@@ -366,7 +366,7 @@ def load(path: str | Path, text: str | None = None) -> EvalSpec:
 
 def _models(doc: _Doc, value: Any, base: Run) -> tuple[Run, ...]:
     if not isinstance(value, list):
-        raise doc.error("models", f"must be a list of model names, got {_type(value)}")
+        raise doc.error("models", f"must be a list of model names, got {type_name(value)}")
     if not value:
         raise doc.error("models", "the model list is empty")
     runs: list[Run] = []
@@ -381,7 +381,7 @@ def _models(doc: _Doc, value: Any, base: Run) -> tuple[Run, ...]:
             overrides = {} if overrides is None else overrides
             if not isinstance(overrides, dict):
                 raise doc.error(
-                    key, f"overrides of {name!r} must be a mapping, got {_type(overrides)}"
+                    key, f"overrides of {name!r} must be a mapping, got {type_name(overrides)}"
                 )
         else:
             name = entry
@@ -467,7 +467,7 @@ def load_profiles(path: str | Path) -> tuple:
 def check_model_name(name: Any, error) -> str:
     """Model names end up in node ids and file names: keep them plain."""
     if not isinstance(name, str) or not name:
-        raise error(f"a model name must be a non-empty string, got {_type(name)}")
+        raise error(f"a model name must be a non-empty string, got {type_name(name)}")
     if not _MODEL_NAME.match(name) or ".." in name.split("?")[0] or "//" in name:
         raise error(
             f"invalid model name {name!r}: use letters, digits and . _ - : @ + /, "
@@ -478,7 +478,7 @@ def check_model_name(name: Any, error) -> str:
 
 def _steps(doc: _Doc, value: Any, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise doc.error(key, f"must be a whole number of model calls, got {_type(value)}")
+        raise doc.error(key, f"must be a whole number of model calls, got {type_name(value)}")
     if value < 1:
         raise doc.error(key, f"must be at least 1, got {value}")
     if value > 10_000:
@@ -526,7 +526,7 @@ def parse_seeds(value: Any) -> tuple[int, ...]:
             dup = next(s for s in value if value.count(s) > 1)
             raise ValueError(f"seed {dup} is listed twice")
         return tuple(value)
-    raise ValueError(f"expected a count, a range 'a-b' or a list, got {_type(value)}")
+    raise ValueError(f"expected a count, a range 'a-b' or a list, got {type_name(value)}")
 
 
 def _seeds(doc: _Doc, value: Any, key: str) -> tuple[int, ...]:
@@ -538,7 +538,7 @@ def _seeds(doc: _Doc, value: Any, key: str) -> tuple[int, ...]:
 
 def _observation(doc: _Doc, value: Any, key: str, base: Observation) -> Observation:
     if not isinstance(value, dict):
-        raise doc.error(key, f"must be a mapping, got {_type(value)}")
+        raise doc.error(key, f"must be a mapping, got {type_name(value)}")
     _check_keys(doc, value, OBSERVATION_KEYS, key)
     image = base.image
     if "image" in value:
@@ -560,11 +560,12 @@ def _observation(doc: _Doc, value: Any, key: str, base: Observation) -> Observat
                 )
         else:
             raise doc.error(
-                f"{key}.image", f"must be false or a mapping like {{size: 64}}, got {_type(raw)}"
+                f"{key}.image",
+                f"must be false or a mapping like {{size: 64}}, got {type_name(raw)}",
             )
     text = value.get("text", base.text)
     if not isinstance(text, bool):
-        raise doc.error(f"{key}.text", f"must be true or false, got {_type(text)}")
+        raise doc.error(f"{key}.text", f"must be true or false, got {type_name(text)}")
     if image is None and not text:
         raise doc.error(key, "image and text are both off: the model would see nothing")
     return Observation(image=image, text=text)
@@ -625,7 +626,7 @@ _NULLABLE = REQUEST_KEYS  # null: leave the setting to the model's default
 
 def _section(doc: _Doc, value: Any, key: str, base, allowed: set[str]):
     if not isinstance(value, dict):
-        raise doc.error(key, f"must be a mapping, got {_type(value)}")
+        raise doc.error(key, f"must be a mapping, got {type_name(value)}")
     _check_keys(doc, value, allowed, key)
     changes: dict[str, Any] = {}
     for name, raw in value.items():
@@ -638,7 +639,7 @@ def _section(doc: _Doc, value: Any, key: str, base, allowed: set[str]):
         if kind is float and isinstance(raw, int) and not isinstance(raw, bool):
             raw = float(raw)
         if not isinstance(raw, kind) or (kind is int and isinstance(raw, bool)):
-            raise doc.error(sub, f"must be {_KIND_NAMES[kind]}, got {_type(raw)}")
+            raise doc.error(sub, f"must be {_KIND_NAMES[kind]}, got {type_name(raw)}")
         choices = adapters.names() if name == "api" else _CHOICES.get(name)  # registered APIs
         if choices and raw not in choices:
             raise doc.error(sub, f"must be one of {', '.join(choices)}, got {raw!r}")
@@ -656,7 +657,7 @@ def _gate(doc: _Doc, value: Any, key: str, base: Gate) -> Gate:
     if value is None:
         return Gate()
     if not isinstance(value, dict):
-        raise doc.error(key, f"must be a mapping of thresholds, got {_type(value)}")
+        raise doc.error(key, f"must be a mapping of thresholds, got {type_name(value)}")
     if True in value:  # YAML 1.1 reads a bare `on:` key as true
         if f"{key}.True" in doc.lines:
             doc.lines.setdefault(f"{key}.on", doc.lines[f"{key}.True"])
@@ -667,7 +668,7 @@ def _gate(doc: _Doc, value: Any, key: str, base: Gate) -> Gate:
         sub = f"{key}.{name}"
         if name == "on":
             if raw not in ("mean", "lower_bound"):
-                raise doc.error(sub, f"must be mean or lower_bound, got {_type(raw)}")
+                raise doc.error(sub, f"must be mean or lower_bound, got {type_name(raw)}")
             changes[name] = raw
         elif name == "success_rate":
             if raw is None:
@@ -701,7 +702,7 @@ def _gate(doc: _Doc, value: Any, key: str, base: Gate) -> Gate:
 
 def _number(doc: _Doc, raw: Any, key: str, lo: float, hi: float) -> float:
     if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw != raw:
-        raise doc.error(key, f"must be a number, got {_type(raw)}")
+        raise doc.error(key, f"must be a number, got {type_name(raw)}")
     if not lo <= raw <= hi:
         raise doc.error(key, f"must be from {lo:g} to {hi:g}, got {raw}")
     return float(raw)
@@ -723,7 +724,8 @@ def _check_keys(doc: _Doc, value: dict, allowed: set[str], key: str) -> None:
             raise doc.error(sub, f"unknown key{extra}")
 
 
-def _type(value: Any) -> str:
+def type_name(value: Any) -> str:
+    """How an error message names the kind of a YAML value."""
     if value is None:
         return "nothing (null)"
     return {

@@ -34,7 +34,7 @@ plus one line here.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -133,3 +133,29 @@ def prepare(
     for note in prepared.notes:
         warn_note(run, str(note))
     return prepared
+
+
+def read_usage(response: dict[str, Any], keys: tuple[str, str], details: tuple[str, str]) -> Usage:
+    """A response's `usage` as `Usage`: `keys` names its input and output token counts,
+    `details` the objects holding `cached_tokens` (input) and `reasoning_tokens`
+    (output), in the API's own words. Missing, negative or non-integer counts are 0."""
+    from ..conversation import Usage
+
+    usage = response.get("usage")
+    if not isinstance(usage, Mapping):
+        return Usage()
+    into, out = (_mapping(usage.get(key)) for key in details)
+    return Usage(
+        input=_count(usage.get(keys[0])),
+        output=_count(usage.get(keys[1])),
+        reasoning=_count(out.get("reasoning_tokens")),
+        cached=_count(into.get("cached_tokens")),
+    )
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

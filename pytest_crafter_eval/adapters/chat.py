@@ -20,7 +20,7 @@ from typing import Any
 from .. import profiles, spec, tools
 from ..conversation import Observation, Reply, ToolCall, Turn, Usage
 from ..payload import describe_image
-from . import Prepared
+from . import Prepared, read_usage
 
 TOKEN_PARAMS = ("max_completion_tokens", "max_tokens")
 
@@ -97,16 +97,10 @@ class Chat:
         )
 
     def usage(self, response: dict[str, Any]) -> Usage:
-        usage = response.get("usage")
-        if not isinstance(usage, Mapping):
-            return Usage()
-        out = _details(usage, "completion_tokens_details")
-        into = _details(usage, "prompt_tokens_details")
-        return Usage(
-            input=_count(usage.get("prompt_tokens")),
-            output=_count(usage.get("completion_tokens")),
-            reasoning=_count(out.get("reasoning_tokens")),
-            cached=_count(into.get("cached_tokens")),
+        return read_usage(
+            response,
+            ("prompt_tokens", "completion_tokens"),
+            ("prompt_tokens_details", "completion_tokens_details"),
         )
 
     def diagnose(
@@ -250,15 +244,6 @@ def first_choice(response: Mapping[str, Any]) -> Mapping[str, Any]:
     if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
         return choices[0]
     return {}
-
-
-def _details(usage: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = usage.get(key)
-    return value if isinstance(value, Mapping) else {}
-
-
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _redact(value: Any, byte_count: bool) -> Any:

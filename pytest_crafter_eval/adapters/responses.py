@@ -25,7 +25,8 @@ from typing import Any
 
 from .. import profiles, spec, tools
 from ..conversation import Observation, Reply, ToolCall, Turn, Usage
-from . import Prepared
+from . import Prepared, read_usage
+from .chat import ADAPTER as CHAT
 from .chat import _redact as _redact_chat
 
 MIN_OUTPUT_TOKENS = 16  # CreateResponse: max_output_tokens minimum
@@ -156,16 +157,10 @@ class Responses:
         )
 
     def usage(self, response: dict[str, Any]) -> Usage:
-        usage = response.get("usage")
-        if not isinstance(usage, Mapping):
-            return Usage()
-        out = _details(usage, "output_tokens_details")
-        into = _details(usage, "input_tokens_details")
-        return Usage(
-            input=_count(usage.get("input_tokens")),
-            output=_count(usage.get("output_tokens")),
-            reasoning=_count(out.get("reasoning_tokens")),
-            cached=_count(into.get("cached_tokens")),
+        return read_usage(
+            response,
+            ("input_tokens", "output_tokens"),
+            ("input_tokens_details", "output_tokens_details"),
         )
 
     def diagnose(
@@ -296,15 +291,12 @@ class Responses:
         )
         message = _mapping(choice.get("message"))
         finish = choice.get("finish_reason")
-        usage = _mapping(chat.get("usage"))
-        reasoning_tokens = _count(
-            _details(usage, "completion_tokens_details").get("reasoning_tokens")
-        )
+        used = CHAT.usage(chat)
         ident = str(chat.get("id") or "local").rsplit("-", 1)[-1]
         output: list[dict[str, Any]] = []
         wants_reasoning = isinstance(request.get("reasoning"), Mapping)
         summary = message.get("reasoning_content")
-        if wants_reasoning and (reasoning_tokens or summary):
+        if wants_reasoning and (used.reasoning or summary):
             item: dict[str, Any] = {"type": "reasoning", "id": f"rs_{ident}", "summary": []}
             if isinstance(summary, str) and summary and request["reasoning"].get("summary"):
                 item["summary"] = [{"type": "summary_text", "text": summary}]
@@ -350,8 +342,7 @@ class Responses:
         reason = {"length": "max_output_tokens", "content_filter": "content_filter"}.get(
             finish if isinstance(finish, str) else ""
         )
-        prompt = _count(usage.get("prompt_tokens"))
-        completion = _count(usage.get("completion_tokens"))
+        prompt, completion, reasoning_tokens = used.input, used.output, used.reasoning
         text = "".join(p["text"] for p in content if p["type"] == "output_text")
         return {
             "id": f"resp_{ident}",
@@ -487,12 +478,3 @@ def _text(content: Any) -> str:
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
-
-
-def _details(usage: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = usage.get(key)
-    return value if isinstance(value, Mapping) else {}
-
-
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
