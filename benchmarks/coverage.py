@@ -1,4 +1,4 @@
-"""Coverage of the interval methods of `pytest_crafter_eval.metrics`, by simulation.
+"""Coverage of the interval methods of `pytest_crafter_eval.report.metrics`, by simulation.
 
     python benchmarks/coverage.py              # the README's tables (Statistics), ~1 min
     python benchmarks/coverage.py --reps 300   # quicker, noisier
@@ -38,7 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pytest_crafter_eval import metrics  # noqa: E402
+from pytest_crafter_eval.report import metrics  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
 A = metrics.ACHIEVEMENTS

@@ -19,10 +19,10 @@ import warnings
 
 import openai
 
-from pytest_crafter_eval import spec
-from pytest_crafter_eval.client import ModelClient
-from pytest_crafter_eval.episode import run_episode
-from pytest_crafter_eval.local import LocalServer
+from pytest_crafter_eval.agent.episode import run_episode
+from pytest_crafter_eval.config import spec
+from pytest_crafter_eval.wire.client import ModelClient
+from pytest_crafter_eval.wire.local import LocalServer
 
 
 def measure(client, history: int, images: int, calls: int) -> dict:

@@ -265,10 +265,10 @@ def measure_overhead(size: dict[str, int]) -> dict[str, Any]:
     of each counts: what other processes on the machine add is not the harness's cost.
     The server runs in this process, so process CPU time covers both ends of the HTTP.
     """
-    from pytest_crafter_eval import spec
-    from pytest_crafter_eval.client import Connections
-    from pytest_crafter_eval.env import CrafterEnv, data_uri
-    from pytest_crafter_eval.episode import run_episode
+    from pytest_crafter_eval.agent.env import CrafterEnv, data_uri
+    from pytest_crafter_eval.agent.episode import run_episode
+    from pytest_crafter_eval.config import spec
+    from pytest_crafter_eval.wire.client import Connections
 
     run = spec.Run(
         model="local/random",
@@ -529,7 +529,7 @@ def measure_rate_limited(size: dict[str, int], workdir: Path) -> dict[str, Any]:
 
 def measure_reset(size: dict[str, int]) -> dict[str, Any]:
     """Median seconds of `CrafterEnv(seed).reset()`: world generation dominates."""
-    from pytest_crafter_eval.env import CrafterEnv
+    from pytest_crafter_eval.agent.env import CrafterEnv
 
     times, cpu = [], []
     for seed in range(size["reset_seeds"]):

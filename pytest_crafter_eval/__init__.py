@@ -28,24 +28,24 @@ except PackageNotFoundError:  # run from a source tree that is not installed
 # public name -> the module that defines it
 _EXPORTS = {
     # eval files
-    "load": "spec",
-    "EvalSpec": "spec",
-    "Run": "spec",
-    "SpecError": "spec",
+    "load": "config.spec",
+    "EvalSpec": "config.spec",
+    "Run": "config.spec",
+    "SpecError": "config.spec",
     # playing episodes
-    "run_episode": "episode",
-    "check": "episode",
-    "EpisodeResult": "episode",
-    "Connections": "client",
-    "CrafterEnv": "env",
-    "LocalServer": "local.server",
+    "run_episode": "agent.episode",
+    "check": "agent.episode",
+    "EpisodeResult": "agent.episode",
+    "Connections": "wire.client",
+    "CrafterEnv": "agent.env",
+    "LocalServer": "wire.local.server",
     # metrics and reports
-    "success_rates": "metrics",
-    "crafter_score": "metrics",
-    "progression": "metrics",
-    "render_html": "html_report",
+    "success_rates": "report.metrics",
+    "crafter_score": "report.metrics",
+    "progression": "report.metrics",
+    "render_html": "report.html",
     # traces
-    "sft_examples": "trace",
+    "sft_examples": "data.trace",
 }
 
 __all__ = [
@@ -68,14 +68,14 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .client import Connections
-    from .env import CrafterEnv
-    from .episode import EpisodeResult, check, run_episode
-    from .html_report import render_html
-    from .local.server import LocalServer
-    from .metrics import crafter_score, progression, success_rates
-    from .spec import EvalSpec, Run, SpecError, load
-    from .trace import sft_examples
+    from .agent.env import CrafterEnv
+    from .agent.episode import EpisodeResult, check, run_episode
+    from .config.spec import EvalSpec, Run, SpecError, load
+    from .data.trace import sft_examples
+    from .report.html import render_html
+    from .report.metrics import crafter_score, progression, success_rates
+    from .wire.client import Connections
+    from .wire.local.server import LocalServer
 
 
 def __getattr__(name: str) -> Any:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import adapters
+from .wire import adapters
 
 USAGE_ERROR = 4
 CANNOT_SERVE = 2
@@ -118,8 +118,10 @@ def payload(args) -> int:
     import warnings
     from dataclasses import replace
 
-    from . import adapters, episode, profiles, spec
-    from .payload import redact
+    from .agent import episode
+    from .config import profiles, spec
+    from .wire import adapters
+    from .wire.payload import redact
 
     def fail(code: int, message: str) -> int:
         print(f"crafter-eval payload: error: {message}", file=sys.stderr)
@@ -158,7 +160,7 @@ def payload(args) -> int:
         profiles.check_capabilities(run, profile)
     except profiles.Unsupported as exc:
         return fail(CANNOT_SERVE, str(exc))
-    from .local import ModelError
+    from .wire.local import ModelError
 
     with warnings.catch_warnings():  # the notes are printed below, as plain lines
         warnings.simplefilter("ignore", profiles.CrafterEvalWarning)
@@ -181,8 +183,8 @@ def payload(args) -> int:
 
 def report(args) -> int:
     """`crafter-eval report`: the merged summary table; 1 on a failed gate."""
-    from . import merge
-    from . import report as reports
+    from .report import files, merge
+    from .report import summary as reports
 
     try:
         records, origin = merge.load(args.sources)
@@ -199,7 +201,7 @@ def report(args) -> int:
         print(f"crafter-eval report: warning: {note}", file=sys.stderr)
     summary = reports.summarize(records, runs)
     merge.write(args.out, records, origin)
-    reports.write_reports(args.out, records, summary)
+    files.write_reports(args.out, records, summary)
     for line in reports.terminal_lines(summary):
         print(line)
     failed = reports.gate_failure_lines(summary)
@@ -308,7 +310,7 @@ def _add_export(sub) -> None:
 def export(args) -> int:
     """`crafter-eval export`: writes the files, prints one summary line (and one line
     per reward or results mismatch) on stderr."""
-    from . import export as exporting
+    from .data import export as exporting
 
     options = exporting.Options(
         format=args.format,
@@ -352,7 +354,7 @@ def export(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
-        from .local import ModelError, serve
+        from .wire.local import ModelError, serve
 
         try:
             serve(args.model, args.host, args.port)

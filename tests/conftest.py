@@ -3,7 +3,7 @@
 import openai
 import pytest
 
-from pytest_crafter_eval.local import LocalServer
+from pytest_crafter_eval.wire.local import LocalServer
 
 
 @pytest.fixture(autouse=True)

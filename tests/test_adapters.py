@@ -12,10 +12,13 @@ from typing import ClassVar
 import jsonschema
 import pytest
 
-from pytest_crafter_eval import adapters, episode, profiles, spec
-from pytest_crafter_eval.adapters import chat
-from pytest_crafter_eval.client import Connections
-from pytest_crafter_eval.conversation import (
+from pytest_crafter_eval.agent import episode
+from pytest_crafter_eval.agent.env import CrafterEnv, data_uri
+from pytest_crafter_eval.config import profiles, spec
+from pytest_crafter_eval.wire import adapters
+from pytest_crafter_eval.wire.adapters import chat
+from pytest_crafter_eval.wire.client import Connections
+from pytest_crafter_eval.wire.conversation import (
     Conversation,
     Observation,
     Outcome,
@@ -23,7 +26,6 @@ from pytest_crafter_eval.conversation import (
     ToolCall,
     Usage,
 )
-from pytest_crafter_eval.env import CrafterEnv, data_uri
 
 DATA = Path(__file__).parent / "data"
 CHAT_SCHEMA = json.loads((DATA / "openai-CreateChatCompletionRequest.schema.json").read_text())
@@ -188,7 +190,7 @@ def test_chat_redaction_describes_images_and_keeps_the_rest(frame_uri):
 # -- a third wire API: one module and a registration line ---------------------------------
 
 ECHO_MODULE = """
-from pytest_crafter_eval.adapters.chat import Chat
+from pytest_crafter_eval.wire.adapters.chat import Chat
 
 
 class Echo(Chat):

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from pytest_crafter_eval import answers
-from pytest_crafter_eval.answers import (
+from pytest_crafter_eval.wire import answers
+from pytest_crafter_eval.wire.answers import (
     JSON,
     LINE,
     TAG,
@@ -14,7 +14,7 @@ from pytest_crafter_eval.answers import (
     find_calls,
     parse_text,
 )
-from pytest_crafter_eval.tools import MAX_ACTIONS
+from pytest_crafter_eval.wire.tools import MAX_ACTIONS
 
 
 def hermes(arguments, name="interact_many", key="arguments"):

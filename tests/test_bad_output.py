@@ -6,10 +6,10 @@ from __future__ import annotations
 import openai
 import pytest
 
-from pytest_crafter_eval import spec
-from pytest_crafter_eval.client import ModelClient, RetryPolicy
-from pytest_crafter_eval.episode import check, run_episode
-from pytest_crafter_eval.local import LocalServer
+from pytest_crafter_eval.agent.episode import check, run_episode
+from pytest_crafter_eval.config import spec
+from pytest_crafter_eval.wire.client import ModelClient, RetryPolicy
+from pytest_crafter_eval.wire.local import LocalServer
 
 POLICY = RetryPolicy(max_retries=2, deadline_s=10, backoff_s=0.01, max_backoff_s=0.02)
 

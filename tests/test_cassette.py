@@ -7,8 +7,8 @@ import json
 import openai
 import pytest
 
-from pytest_crafter_eval import cassette, redact
-from pytest_crafter_eval.local import LocalServer
+from pytest_crafter_eval.wire import cassette, redact
+from pytest_crafter_eval.wire.local import LocalServer
 
 
 def png(payload: bytes) -> str:

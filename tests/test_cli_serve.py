@@ -8,9 +8,9 @@ import time
 import openai
 import pytest
 
-from pytest_crafter_eval.adapters.chat import parse_message as parse_tool_calls
-from pytest_crafter_eval.env import CrafterEnv
-from pytest_crafter_eval.tools import TOOL
+from pytest_crafter_eval.agent.env import CrafterEnv
+from pytest_crafter_eval.wire.adapters.chat import parse_message as parse_tool_calls
+from pytest_crafter_eval.wire.tools import TOOL
 
 
 def _free_port() -> int:

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from pytest_crafter_eval import inflight
+from pytest_crafter_eval.run import inflight
 
 EVAL = """\
 models:

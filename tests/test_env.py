@@ -21,7 +21,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pytest_crafter_eval.env import ACHIEVEMENTS, ACTIONS, VITALS, CrafterEnv, data_uri, png_bytes
+from pytest_crafter_eval.agent.env import (
+    ACHIEVEMENTS,
+    ACTIONS,
+    VITALS,
+    CrafterEnv,
+    data_uri,
+    png_bytes,
+)
 
 WORLDS = Path(__file__).parent / "data" / "worlds_opensimplex04.json"
 
@@ -35,7 +42,7 @@ rng = random.Random(3)
 moves = ["noop", "move_left", "move_right", "move_up", "move_down", "do"]
 actions = rng.choices(moves, weights=[1, 2, 2, 2, 2, 3], k=450)
 if kind == "ours":
-    from pytest_crafter_eval.env import CrafterEnv
+    from pytest_crafter_eval.agent.env import CrafterEnv
     env = CrafterEnv(23)
     env.reset()
     step, render = env.step, env.frame
@@ -300,7 +307,7 @@ def test_envs_made_after_the_first_share_its_textures_and_play_the_same():
     the first env of a process and a later one must give the same frames and text."""
     code = r"""
 import hashlib, json
-from pytest_crafter_eval.env import CrafterEnv
+from pytest_crafter_eval.agent.env import CrafterEnv
 first = CrafterEnv(7)           # builds the template
 other = CrafterEnv(8)
 later = CrafterEnv(7)

@@ -1,7 +1,7 @@
 """episode.check: the per-episode expectations, judged on a result (pure)."""
 
-from pytest_crafter_eval import spec
-from pytest_crafter_eval.episode import EpisodeResult, check
+from pytest_crafter_eval.agent.episode import EpisodeResult, check
+from pytest_crafter_eval.config import spec
 
 MISSED = {"step": 99, "class": "text_answer", "message": "finish_reason=stop, text answer: 'hm'"}
 

@@ -13,10 +13,12 @@ import jsonschema
 import pytest
 from PIL import Image
 
-from pytest_crafter_eval import cli, export, spec, trace
-from pytest_crafter_eval.client import Connections
-from pytest_crafter_eval.episode import run_episode
-from pytest_crafter_eval.export import ExportError, Options
+from pytest_crafter_eval import cli
+from pytest_crafter_eval.agent.episode import run_episode
+from pytest_crafter_eval.config import spec
+from pytest_crafter_eval.data import export, trace
+from pytest_crafter_eval.data.export import ExportError, Options
+from pytest_crafter_eval.wire.client import Connections
 
 SCHEMA = json.loads(
     (Path(__file__).parent / "data" / "openai-FineTuneChatRequestInput.schema.json").read_text()

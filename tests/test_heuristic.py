@@ -8,8 +8,8 @@ from __future__ import annotations
 import random
 import statistics
 
-from pytest_crafter_eval.env import ACTIONS, CrafterEnv
-from pytest_crafter_eval.local.heuristic import choose_actions, parse
+from pytest_crafter_eval.agent.env import ACTIONS, CrafterEnv
+from pytest_crafter_eval.wire.local.heuristic import choose_actions, parse
 
 CALLS = 100
 

@@ -12,10 +12,13 @@ import jsonschema
 import openai
 import pytest
 
-from pytest_crafter_eval import cli, results, spec, trace
-from pytest_crafter_eval.client import ModelClient, RetryPolicy
-from pytest_crafter_eval.episode import check, run_episode
-from pytest_crafter_eval.local import LocalServer
+from pytest_crafter_eval import cli
+from pytest_crafter_eval.agent.episode import check, run_episode
+from pytest_crafter_eval.config import spec
+from pytest_crafter_eval.data import trace
+from pytest_crafter_eval.report import results
+from pytest_crafter_eval.wire.client import ModelClient, RetryPolicy
+from pytest_crafter_eval.wire.local import LocalServer
 
 DATA = Path(__file__).parent / "data"
 SCHEMA = jsonschema.Draft202012Validator(

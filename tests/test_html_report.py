@@ -13,9 +13,9 @@ import sys
 import pytest
 from PIL import Image
 
-from pytest_crafter_eval import trace
-from pytest_crafter_eval.html_report import render_html, write_html
-from pytest_crafter_eval.metrics import ACHIEVEMENTS
+from pytest_crafter_eval.data import trace
+from pytest_crafter_eval.report.html import render_html, write_html
+from pytest_crafter_eval.report.metrics import ACHIEVEMENTS
 
 SMOKE = """\
 models:
@@ -249,7 +249,7 @@ def _record(model, seed, outcome="passed", steps=10, tool_calls=10, achievements
 
 
 def test_the_page_shows_the_summarys_numbers_and_computes_none():
-    from pytest_crafter_eval import report
+    from pytest_crafter_eval.report import summary as report
 
     # pooled over steps 10/11 = 91 %; the summary's mean of per-episode rates is 50 %
     records = [_record("m", 0, steps=10, tool_calls=10), _record("m", 1, steps=1, tool_calls=0)]
@@ -263,7 +263,7 @@ def test_the_page_shows_the_summarys_numbers_and_computes_none():
 
 
 def test_medals_go_only_to_models_that_passed_and_the_order_is_fixed():
-    from pytest_crafter_eval import report
+    from pytest_crafter_eval.report import summary as report
 
     wood = {"collect_wood": 1, "place_table": 1, "collect_sapling": 1}
     records = [

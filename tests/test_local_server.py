@@ -13,10 +13,10 @@ import jsonschema
 import openai
 import pytest
 
-from pytest_crafter_eval.adapters.chat import parse_message as parse_tool_calls
-from pytest_crafter_eval.env import ACTIONS
-from pytest_crafter_eval.local import LocalServer, ModelError
-from pytest_crafter_eval.tools import MAX_ACTIONS, TOOL
+from pytest_crafter_eval.agent.env import ACTIONS
+from pytest_crafter_eval.wire.adapters.chat import parse_message as parse_tool_calls
+from pytest_crafter_eval.wire.local import LocalServer, ModelError
+from pytest_crafter_eval.wire.tools import MAX_ACTIONS, TOOL
 
 SCHEMA = json.loads(
     (Path(__file__).parent / "data" / "openai-CreateChatCompletionResponse.schema.json").read_text()
@@ -304,7 +304,7 @@ def test_close_is_quick_with_idle_connections_and_frees_the_port():
 
 
 def test_heuristic_reads_the_text_parts_of_the_last_user_message():
-    from pytest_crafter_eval.local.models import last_user_text
+    from pytest_crafter_eval.wire.local.models import last_user_text
 
     parts = [{"type": "text", "text": "a"}, IMAGE[0]["content"][0], {"type": "text", "text": "b"}]
     assert (

@@ -10,7 +10,7 @@ from pathlib import Path
 import crafter.constants
 import pytest
 
-from pytest_crafter_eval import metrics
+from pytest_crafter_eval.report import metrics
 
 DATA = Path(__file__).parent / "data"
 

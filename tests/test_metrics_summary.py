@@ -3,7 +3,9 @@ completed episodes beside the metrics, and the note on episodes cut short."""
 
 import pytest
 
-from pytest_crafter_eval import metrics, report, spec
+from pytest_crafter_eval.config import spec
+from pytest_crafter_eval.report import metrics
+from pytest_crafter_eval.report import summary as report
 
 
 def record(

@@ -9,9 +9,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from pytest_crafter_eval import adapters, episode, profiles, spec
-from pytest_crafter_eval.adapters import chat
-from pytest_crafter_eval.profiles import CrafterEvalWarning, resolve
+from pytest_crafter_eval.agent import episode
+from pytest_crafter_eval.config import profiles, spec
+from pytest_crafter_eval.config.profiles import CrafterEvalWarning, resolve
+from pytest_crafter_eval.wire import adapters
+from pytest_crafter_eval.wire.adapters import chat
 
 DATA = Path(__file__).parent / "data"
 FACTS = json.loads((DATA / "openai-models.json").read_text())["models"]

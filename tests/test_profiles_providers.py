@@ -15,9 +15,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from pytest_crafter_eval import cli, episode, spec
-from pytest_crafter_eval.adapters import chat
-from pytest_crafter_eval.profiles import CrafterEvalWarning, resolve
+from pytest_crafter_eval import cli
+from pytest_crafter_eval.agent import episode
+from pytest_crafter_eval.config import spec
+from pytest_crafter_eval.config.profiles import CrafterEvalWarning, resolve
+from pytest_crafter_eval.wire.adapters import chat
 
 ROOT = Path(__file__).parent.parent
 DATA = Path(__file__).parent / "data"

@@ -1,6 +1,6 @@
 """progress: the live line on the controller (pure formatting, and a real run)."""
 
-from pytest_crafter_eval import progress
+from pytest_crafter_eval.run import progress
 
 EVAL = """\
 models:

@@ -6,9 +6,9 @@ import threading
 
 import openai
 
-from pytest_crafter_eval import runstate
-from pytest_crafter_eval.client import ModelClient, RetryPolicy
-from pytest_crafter_eval.tools import TOOL
+from pytest_crafter_eval.run import runstate
+from pytest_crafter_eval.wire.client import ModelClient, RetryPolicy
+from pytest_crafter_eval.wire.tools import TOOL
 
 
 def test_pacer_queues_requests_one_wait_apart_after_a_429(tmp_path):

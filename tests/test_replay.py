@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from pytest_crafter_eval.local import LocalServer
+from pytest_crafter_eval.wire.local import LocalServer
 
 EVAL = """\
 models:

@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import pytest
 
-from pytest_crafter_eval.local import LocalServer
+from pytest_crafter_eval.wire.local import LocalServer
 
 CHAOS = "local/chaos?rate_429=0.2&rate_500=0.05&rate_malformed=0.05&retry_after=0.2&seed=1"
 

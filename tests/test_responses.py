@@ -15,18 +15,21 @@ from typing import ClassVar
 import jsonschema
 import pytest
 
-from pytest_crafter_eval import adapters, cli, episode, profiles, spec
-from pytest_crafter_eval.adapters import responses
-from pytest_crafter_eval.client import Connections
-from pytest_crafter_eval.conversation import (
+from pytest_crafter_eval import cli
+from pytest_crafter_eval.agent import episode
+from pytest_crafter_eval.config import profiles, spec
+from pytest_crafter_eval.wire import adapters
+from pytest_crafter_eval.wire.adapters import responses
+from pytest_crafter_eval.wire.client import Connections
+from pytest_crafter_eval.wire.conversation import (
     Conversation,
     Observation,
     Outcome,
     Reply,
     ToolCall,
 )
-from pytest_crafter_eval.local import LocalServer
-from pytest_crafter_eval.local.models import list_models
+from pytest_crafter_eval.wire.local import LocalServer
+from pytest_crafter_eval.wire.local.models import list_models
 
 DATA = Path(__file__).parent / "data"
 REQUEST_SCHEMA = json.loads((DATA / "openai-CreateResponseRequest.schema.json").read_text())
@@ -197,7 +200,7 @@ def test_each_no_tool_call_class_over_the_responses_api(connections, model, kind
 
 
 def test_reasoning_summaries_and_tokens_reach_records_and_traces(connections, tmp_path):
-    from pytest_crafter_eval.trace import TraceWriter
+    from pytest_crafter_eval.data.trace import TraceWriter
 
     run = replace(
         make_run("local/exhaust"),
@@ -375,7 +378,7 @@ def test_the_api_option_and_ini_key_choose_the_api_and_records_name_it(pytester)
 
 
 def test_fingerprints_of_runs_without_request_api_are_unchanged():
-    from pytest_crafter_eval.results import fingerprint
+    from pytest_crafter_eval.report.results import fingerprint
 
     run = replace(make_run("local/random"), request=spec.Request())
     before_the_key = json.dumps(  # what fingerprint hashed before request.api existed

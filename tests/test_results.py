@@ -6,7 +6,9 @@ import multiprocessing
 
 import pytest
 
-from pytest_crafter_eval import report, results, spec
+from pytest_crafter_eval.config import spec
+from pytest_crafter_eval.report import results
+from pytest_crafter_eval.report import summary as report
 
 EVAL = """\
 models:
@@ -203,7 +205,7 @@ def test_concurrent_appends_never_interleave(tmp_path):
 
 
 def test_cost_comes_from_the_profile_prices():
-    from pytest_crafter_eval import profiles
+    from pytest_crafter_eval.config import profiles
 
     assert profiles.resolve("gpt-4o-mini").cost(1_000_000, 1_000_000) == pytest.approx(0.15 + 0.6)
     assert profiles.resolve("acme-unknown-model").cost(10, 10) is None

@@ -10,7 +10,7 @@ import time
 import openai
 import pytest
 
-from pytest_crafter_eval.client import (
+from pytest_crafter_eval.wire.client import (
     Attempt,
     ModelCallError,
     ModelClient,
@@ -18,8 +18,8 @@ from pytest_crafter_eval.client import (
     classify,
     parse_retry_after,
 )
-from pytest_crafter_eval.local import LocalServer
-from pytest_crafter_eval.tools import TOOL
+from pytest_crafter_eval.wire.local import LocalServer
+from pytest_crafter_eval.wire.tools import TOOL
 
 FAST = RetryPolicy(max_retries=4, deadline_s=10, backoff_s=0.02, max_backoff_s=0.1)
 

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pytest_crafter_eval.local.models import complete
+from pytest_crafter_eval.wire.local.models import complete
 
 KEY = "sk-SENTINEL-7f3a9c2e5b1d4f60a8"
 PASSWORD = "PW-SENTINEL-41c2e9"

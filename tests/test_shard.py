@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from pytest_crafter_eval import shard
+from pytest_crafter_eval.run import shard
 
 EVAL = """\
 name: split

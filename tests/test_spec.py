@@ -2,7 +2,7 @@
 
 import pytest
 
-from pytest_crafter_eval import spec
+from pytest_crafter_eval.config import spec
 
 GOOD = """\
 name: smoke

@@ -7,11 +7,11 @@ import json
 import openai
 import pytest
 
-from pytest_crafter_eval import results
-from pytest_crafter_eval.answers import LINE, TAG, parse_text
-from pytest_crafter_eval.env import ACTIONS
-from pytest_crafter_eval.local.models import UNKNOWN_ACTIONS, UNKNOWN_TOOLS
-from pytest_crafter_eval.tools import TOOL, TOOL_NAME
+from pytest_crafter_eval.agent.env import ACTIONS
+from pytest_crafter_eval.report import results
+from pytest_crafter_eval.wire.answers import LINE, TAG, parse_text
+from pytest_crafter_eval.wire.local.models import UNKNOWN_ACTIONS, UNKNOWN_TOOLS
+from pytest_crafter_eval.wire.tools import TOOL, TOOL_NAME
 
 
 def messages(i):

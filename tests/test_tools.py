@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from pytest_crafter_eval import tools
-from pytest_crafter_eval.adapters.chat import first_choice
-from pytest_crafter_eval.adapters.chat import parse_message as parse_tool_calls
-from pytest_crafter_eval.conversation import Reply
-from pytest_crafter_eval.tools import MAX_ACTIONS, MAX_NAMES
+from pytest_crafter_eval.wire import tools
+from pytest_crafter_eval.wire.adapters.chat import first_choice
+from pytest_crafter_eval.wire.adapters.chat import parse_message as parse_tool_calls
+from pytest_crafter_eval.wire.conversation import Reply
+from pytest_crafter_eval.wire.tools import MAX_ACTIONS, MAX_NAMES
 
 
 def call(arguments, name="interact_many"):

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pytest_crafter_eval import spec, trace
-from pytest_crafter_eval.client import Connections
-from pytest_crafter_eval.episode import run_episode
+from pytest_crafter_eval.agent.episode import run_episode
+from pytest_crafter_eval.config import spec
+from pytest_crafter_eval.data import trace
+from pytest_crafter_eval.wire.client import Connections
 
 
 @pytest.fixture(scope="module")

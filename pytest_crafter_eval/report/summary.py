@@ -1,0 +1,479 @@
+"""Stage: report (summary and gates). Episode records -> per-model metrics, gate verdicts, files.
+
+`summarize(records, runs)` is pure: it groups records by eval and model, computes every
+metric with its 95% interval (`metrics`), and checks each model's `gate`. `markdown` renders summary.md (`report.files` writes it,
+with summary.json and index.html); `terminal_lines` and `gate_failure_lines` are what the
+plugin prints.
+
+Which episodes count: passed, failed and xfailed episodes are *completed* and feed the
+capability metrics (achievements, reward, score, success and tool-call rates); errors are
+not a verdict on the model and only feed `error_rate` (errors / completed + errors);
+skipped episodes feed nothing and their models are listed with the skip reasons.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from . import metrics
+from .results import OUTCOMES
+
+SCHEMA = 1
+COMPLETED = frozenset({"passed", "failed", "xfailed"})
+
+# Said beside the metrics of episodes that ended before Crafter's own end.
+SCORE_NOTE = (
+    "{cut} of {n} episodes ended before Crafter's own end (death or 10,000 steps): cut at"
+    " the `steps` limit of model calls, or stopped at a step without a tool call or a"
+    " missing capability. The Crafter paper's scores come from full-length episodes;"
+    " scores of cut episodes are not comparable with them."
+)
+
+# gate key -> (metric name in the summary, "at least" (>=) or "at most" (<=))
+_GATE_METRICS = {
+    "mean_achievements": ("mean_achievements", ">="),
+    "mean_reward": ("mean_reward", ">="),
+    "crafter_score": ("crafter_score", ">="),
+    "progression": ("progression", ">="),
+    "min_tool_call_rate": ("tool_call_rate", ">="),
+    "max_error_rate": ("error_rate", "<="),
+}
+
+
+def model_metrics(records: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Every metric of one model's records, each estimate as a dict {value, low, high,
+    n, method}, or None when no episode it needs exists. Rates of achievements and
+    progression are in percent; tool-call and error rates are fractions, as in the YAML thresholds."""
+    done = [r for r in records if r.get("outcome") in COMPLETED]
+    errors = sum(1 for r in records if r.get("outcome") == "error")
+    # `episodes` and `episodes_completed` (the same number) are the episodes behind every
+    # capability metric; `episodes_cut` of them ended before Crafter's own end (death or
+    # 10,000 steps), which makes the score incomparable with the paper's (SCORE_NOTE).
+    out: dict[str, Any] = {
+        "episodes": len(done),
+        "episodes_completed": len(done),
+        "episodes_cut": sum(1 for r in done if r.get("end") != "done"),
+        "errors": errors,
+    }
+    ran = len(done) + errors
+    out["error_rate"] = metrics.clopper_pearson(errors, ran).to_dict() if ran else None
+    if not done:
+        for name in (
+            "mean_achievements",
+            "mean_reward",
+            "crafter_score",
+            "progression",
+            "tool_call_rate",
+            "success_rates",
+            "mean_steps",
+        ):
+            out[name] = None
+    else:
+        unlocked = [r.get("achievements") or {} for r in done]
+        # Bounded quantities get intervals within their bounds, valid for any distribution
+        # (metrics.bounded_mean_interval); the score's is the conservative Bonferroni box.
+        out["mean_achievements"] = metrics.mean(
+            [sum(1 for c in a.values() if c) for a in unlocked],
+            bounds=(0, len(metrics.ACHIEVEMENTS)),
+        ).to_dict()
+        out["mean_reward"] = metrics.mean(
+            [float(r.get("reward") or 0.0) for r in done], bounds=metrics.REWARD_RANGE
+        ).to_dict()
+        out["crafter_score"] = metrics.score_interval(unlocked, method="bonferroni").to_dict()
+        out["progression"] = metrics.progression(unlocked).to_dict()
+        out["success_rates"] = {
+            name: metrics.clopper_pearson(sum(1 for a in unlocked if a.get(name)), len(done))
+            .scaled(100)
+            .to_dict()
+            for name in metrics.ACHIEVEMENTS
+        }
+        # The mean of per-episode rates: an episode's steps are not independent trials (it
+        # stops at its first miss), so pooling them would give an interval too narrow for
+        # `on: lower_bound`; and a t interval misses the long tail of episodes that stop
+        # early (measured: tests/test_metrics_coverage.py).
+        rates = [int(r.get("tool_calls") or 0) / int(r["steps"]) for r in done if r.get("steps")]
+        out["tool_call_rate"] = metrics.mean(rates, bounds=(0.0, 1.0)).to_dict() if rates else None
+        out["mean_steps"] = metrics.mean([float(r.get("steps") or 0) for r in done]).to_dict()
+    ran_records = [r for r in records if r.get("outcome") != "skipped"]
+    for key in ("tokens_in", "tokens_out", "tokens_reasoning", "duration_s"):
+        out[key] = sum(r.get(key) or 0 for r in ran_records)
+    costs = [r.get("cost_usd") for r in ran_records]
+    known = [c for c in costs if c is not None]
+    out["cost_usd"] = sum(known) if known else None
+    out["cost_complete"] = len(known) == len(costs)
+    latencies = [x for r in ran_records for x in (r.get("latencies_s") or [])]
+    out["latency_p50_s"] = metrics.percentile(latencies, 50)
+    out["latency_p95_s"] = metrics.percentile(latencies, 95)
+    out["no_tool_call_classes"] = dict(
+        Counter(r["no_tool_call_class"] for r in done if r.get("no_tool_call_class"))
+    )
+    return out
+
+
+def check_gate(gate: Any, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per threshold of `gate` (a `spec.Gate`) against `model_metrics` output:
+    metric, value, low, high, op, threshold, compared (the number held against the
+    threshold), passed, note."""
+    rows = []
+    items = [(key, getattr(gate, key)) for key in _GATE_METRICS if getattr(gate, key) is not None]
+    items += [(f"success_rate.{name}", percent) for name, percent in gate.success_rate]
+    for key, threshold in items:
+        if key.startswith("success_rate."):
+            rates = values.get("success_rates")
+            est, op = (rates or {}).get(key.split(".", 1)[1]), ">="
+            metric = key
+        else:
+            metric, op = _GATE_METRICS[key]
+            est = values.get(metric)
+        row = {
+            "metric": metric,
+            "op": op,
+            "threshold": threshold,
+            "on": gate.on,
+            "value": None,
+            "low": None,
+            "high": None,
+            "compared": None,
+            "passed": False,
+            "note": None,
+        }
+        if est is None:
+            row["note"] = "no completed episodes"
+        else:
+            row.update(value=est["value"], low=est["low"], high=est["high"])
+            compared = est["value"]
+            if gate.on == "lower_bound":  # the conservative end of the interval
+                compared = est["low"] if op == ">=" else est["high"]
+            if compared is None:
+                row["note"] = "no interval: the data cannot bound it (on lower_bound)"
+            else:
+                row["compared"] = compared
+                row["passed"] = compared >= threshold if op == ">=" else compared <= threshold
+        rows.append(row)
+    return rows
+
+
+def summarize(
+    records: Iterable[Mapping[str, Any]],
+    runs: Mapping[tuple[str, str], Any] | None = None,
+    *,
+    unplayed: Iterable[Mapping[str, Any]] = (),
+    incomplete_reason: str | None = None,
+) -> dict[str, Any]:
+    """The summary of a run: per eval and model, outcome counts, metrics and gates.
+
+    Shape (summary.json): {schema, complete, not_played, incomplete_reason, created_at,
+    episodes, outcomes, evals: {eval name: {eval, path, models: {model: {model, xfail,
+    seeds, outcomes, not_played, resumed, metrics, gate: None | {status, on, checks:
+    [check_gate rows]}, skip_reasons?}}}}, skipped: [{eval, model, episodes, reasons}],
+    failed_gates: [{eval, model}]}. Evals come in the order of their files' paths, models
+    in the order their eval file lists them (then by name), whatever order episodes
+    ended in.
+
+    `unplayed` are the episodes selected to run that have no record ({path, eval, model,
+    seed}; a run stopped by -x, --maxfail or Ctrl-C): with any, the run is not
+    `complete`, `incomplete_reason` says why, and their models are listed even without
+    a record.
+
+    `runs` maps (eval name, model) -> `spec.Run` (for its `gate`, `xfail` and its line
+    in the file); a model without one is reported ungated. Gate status per model:
+    passed, failed, xfailed (failed, but the model is xfail: does not fail the run),
+    xpassed (an xfail model that meets its gate: reported), not_judged (some of its
+    episodes were not played: neither passed nor failed), skipped (no episode ran) or
+    None (no gate).
+    """
+    runs = runs or {}
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    paths: dict[str, str | None] = {}
+    missing: Counter[tuple[str, str]] = Counter()
+    for record in records:
+        groups.setdefault((record["eval"], record["model"]), []).append(record)
+        paths.setdefault(record["eval"], record.get("path"))
+    for episode in unplayed:
+        key = (episode["eval"], episode["model"])
+        groups.setdefault(key, [])
+        missing[key] += 1
+        paths.setdefault(episode["eval"], episode.get("path"))
+
+    def order(key: tuple[str, str]) -> tuple[str, str, float, str]:
+        line = getattr(runs.get(key), "line", None)
+        return (paths.get(key[0]) or "", key[0], line if line is not None else float("inf"), key[1])
+
+    evals: dict[str, dict[str, Any]] = {}
+    skipped, failed_gates = [], []
+    for key in sorted(groups, key=order):
+        eval_name, model = key
+        group = sorted(groups[key], key=lambda r: r.get("seed", 0))
+        entry = evals.setdefault(
+            eval_name, {"eval": eval_name, "path": paths.get(eval_name), "models": {}}
+        )
+        outcomes = Counter(r.get("outcome") for r in group)
+        run = runs.get(key)
+        xfail = getattr(run, "xfail", None)
+        values = model_metrics(group)
+        item = {
+            "model": model,
+            "xfail": xfail,
+            "seeds": [r.get("seed") for r in group],
+            "outcomes": {o: outcomes.get(o, 0) for o in OUTCOMES},
+            "not_played": missing[key],
+            "resumed": sum(1 for r in group if r.get("resumed")),
+            "metrics": values,
+            "note": (
+                SCORE_NOTE.format(cut=values["episodes_cut"], n=values["episodes_completed"])
+                if values["episodes_cut"]
+                else None
+            ),
+            "gate": None,
+        }
+        if group and outcomes.get("skipped", 0) == len(group):
+            reasons = sorted({r.get("message") or "skipped" for r in group})
+            skipped.append(
+                {"eval": eval_name, "model": model, "episodes": len(group), "reasons": reasons}
+            )
+            item["skip_reasons"] = reasons
+        gate = getattr(run, "gate", None)
+        if gate is not None and not gate.empty:
+            if missing[key]:  # judged on part of its episodes, a gate could pass by luck
+                checks = check_gate(gate, values)
+                item["gate"] = {"status": "not_judged", "on": gate.on, "checks": checks}
+            elif values["episodes"] + values["errors"] == 0:
+                item["gate"] = {"status": "skipped", "on": gate.on, "checks": []}
+            else:
+                checks = check_gate(gate, values)
+                ok = all(c["passed"] for c in checks)
+                status = (
+                    ("xpassed" if ok else "xfailed") if xfail else ("passed" if ok else "failed")
+                )
+                item["gate"] = {"status": status, "on": gate.on, "checks": checks}
+                if status == "failed":
+                    failed_gates.append({"eval": eval_name, "model": model})
+        entry["models"][model] = item
+    all_outcomes = Counter(r.get("outcome") for g in groups.values() for r in g)
+    not_played = sum(missing.values())
+    return {
+        "schema": SCHEMA,
+        "complete": not not_played,
+        "not_played": not_played,
+        "incomplete_reason": (incomplete_reason or "not run") if not_played else None,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "episodes": sum(len(g) for g in groups.values()),
+        "outcomes": {o: all_outcomes.get(o, 0) for o in OUTCOMES},
+        "evals": evals,
+        "skipped": skipped,
+        "failed_gates": failed_gates,
+    }
+
+
+def incomplete_line(summary: Mapping[str, Any]) -> str | None:
+    """`incomplete run: 3 of 12 episodes not played (stopping after 1 failures); ...`,
+    or None for a complete run."""
+    if summary.get("complete", True):
+        return None
+    missing = summary["not_played"]
+    total = summary["episodes"] + missing
+    return (
+        f"incomplete run: {missing} of {total} episodes not played "
+        f"({summary['incomplete_reason']}); gates of models with unplayed episodes "
+        "are not judged"
+    )
+
+
+# -- formatting ---------------------------------------------------------------------
+
+
+def fmt_estimate(est: Mapping[str, Any] | None, digits: int = 2, unit: str = "") -> str:
+    """`2.25 [1.10, 3.40]`, `2.25` without an interval, `-` for none."""
+    if est is None:
+        return "-"
+    value = f"{est['value']:.{digits}f}{unit}"
+    if est.get("low") is None or est.get("high") is None:
+        return value
+    return f"{value} [{est['low']:.{digits}f}, {est['high']:.{digits}f}]"
+
+
+def fmt_cost(values: Mapping[str, Any]) -> str:
+    cost = values.get("cost_usd")
+    if cost is None:
+        return "-"
+    return f"${cost:.4f}" + ("" if values.get("cost_complete", True) else "+")
+
+
+def _gate_cell(item: Mapping[str, Any]) -> str:
+    gate = item.get("gate")
+    return "-" if gate is None else gate["status"].replace("_", " ")
+
+
+def _shown(entry: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The models of an eval with an episode played, errored or not played."""
+    return [
+        m
+        for m in entry["models"].values()
+        if m["metrics"]["episodes"] + m["metrics"]["errors"] or m.get("not_played")
+    ]
+
+
+def _model_name(item: Mapping[str, Any]) -> str:
+    return item["model"] + (" (xfail)" if item.get("xfail") else "")
+
+
+_COLUMNS = (
+    "model",
+    "completed",
+    "achievements (95% CI)",
+    "score % (95% CI)",
+    "reward",
+    "tool-call rate",
+    "errors",
+    "cost",
+    "gate",
+)
+
+
+def _row(item: Mapping[str, Any]) -> list[str]:
+    v, o = item["metrics"], item["outcomes"]
+    # the completed episodes, which every metric of the row is computed from
+    episodes = f"{v['episodes']}" + (f" ({item['resumed']} resumed)" if item.get("resumed") else "")
+    return [
+        _model_name(item),
+        episodes,
+        fmt_estimate(v.get("mean_achievements")),
+        fmt_estimate(v.get("crafter_score"), 1),
+        fmt_estimate(v.get("mean_reward"), 1),
+        fmt_estimate(v.get("tool_call_rate")),
+        str(o.get("error", 0)),
+        fmt_cost(v),
+        _gate_cell(item),
+    ]
+
+
+def markdown(summary: Mapping[str, Any]) -> str:
+    """summary.md: a compact table per eval, then skipped models and failed gates."""
+    o = summary["outcomes"]
+    lines = ["## Crafter eval", ""]
+    incomplete = incomplete_line(summary)
+    if incomplete:
+        lines += [f"**{incomplete[0].upper()}{incomplete[1:]}.**", ""]
+    lines += [
+        f"{summary['episodes']} episodes: " + ", ".join(f"{o[k]} {k}" for k in OUTCOMES if o[k]),
+        "",
+    ]
+    for entry in summary["evals"].values():
+        items = _shown(entry)
+        if not items:
+            continue
+        lines += [
+            f"### {entry['eval']} (`{entry['path']}`)",
+            "",
+            "| " + " | ".join(_COLUMNS) + " |",
+            "|" + "---|" * len(_COLUMNS),
+        ]
+        lines += [
+            "| " + " | ".join(cell.replace("|", "\\|") for cell in _row(m)) + " |" for m in items
+        ]
+        cut = sum(m["metrics"]["episodes_cut"] for m in items)
+        if cut:
+            completed = sum(m["metrics"]["episodes_completed"] for m in items)
+            lines += ["", SCORE_NOTE.format(cut=cut, n=completed)]
+        lines.append("")
+    if summary["skipped"]:
+        lines += ["**Skipped models**", ""]
+        lines += [
+            f"- {s['eval']}: {s['model']} ({s['episodes']} episodes): {'; '.join(s['reasons'])}"
+            for s in summary["skipped"]
+        ]
+        lines.append("")
+    rows = gate_rows(summary)
+    if rows:
+        lines += [
+            "**Gates**",
+            "",
+            "| eval | model | metric | value (95% CI) | threshold | result |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def gate_rows(summary: Mapping[str, Any], notable_only: bool = False) -> list[list[str]]:
+    """[eval, model, metric, value [interval], threshold, result] per gate check;
+    `notable_only`: only of models whose gate failed, or is xfail."""
+    rows = []
+    for entry in summary["evals"].values():
+        for item in entry["models"].values():
+            gate = item.get("gate")
+            if not gate or gate["status"] == "skipped":
+                continue
+            if notable_only and gate["status"] not in ("failed", "xfailed", "xpassed"):
+                continue
+            judged = gate["status"] != "not_judged"
+            for check in gate["checks"]:
+                digits = 1 if check["metric"].startswith(("success_rate", "crafter_score")) else 2
+                est = None if check["value"] is None else check
+                value = fmt_estimate(est, digits) + (f" ({check['note']})" if check["note"] else "")
+                bound = " on lower bound" if check["on"] == "lower_bound" else ""
+                if not judged:
+                    result = "not judged (episodes not played)"
+                elif check["passed"]:
+                    result = (
+                        "ok (xfail model passes its gate: remove the xfail?)"
+                        if gate["status"] == "xpassed"
+                        else "ok"
+                    )
+                else:
+                    result = "FAILED" if not item.get("xfail") else "failed (xfail: expected)"
+                rows.append(
+                    [
+                        entry["eval"],
+                        _model_name(item),
+                        check["metric"],
+                        value,
+                        f"{check['op']} {check['threshold']:g}{bound}",
+                        result,
+                    ]
+                )
+    return rows
+
+
+def _table(header: Iterable[str], rows: list[list[str]]) -> list[str]:
+    header = list(header)
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+
+    def line(cells):
+        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+    return [line(header)] + [line(r) for r in rows]
+
+
+def terminal_lines(summary: Mapping[str, Any]) -> list[str]:
+    """The end-of-run summary: a table per eval with one row per model, then skipped
+    models with their reasons."""
+    lines: list[str] = []
+    for entry in summary["evals"].values():
+        items = _shown(entry)
+        if not items:
+            continue
+        lines.append(f"{entry['eval']} ({entry['path']})")
+        lines += ["  " + x for x in _table(_COLUMNS, [_row(m) for m in items])]
+        cut = sum(m["metrics"]["episodes_cut"] for m in items)
+        if cut:
+            completed = sum(m["metrics"]["episodes_completed"] for m in items)
+            lines.append("  note: " + SCORE_NOTE.format(cut=cut, n=completed))
+    for s in summary["skipped"]:
+        lines.append(
+            f"skipped {s['eval']}: {s['model']} ({s['episodes']} episodes): "
+            + "; ".join(s["reasons"])
+        )
+    return lines
+
+
+def gate_failure_lines(summary: Mapping[str, Any]) -> list[str]:
+    """The table printed when a gate fails, or an xfail model's gate was checked."""
+    rows = gate_rows(summary, notable_only=True)
+    if not rows:
+        return []
+    return _table(("eval", "model", "metric", "value (95% CI)", "threshold", "result"), rows)

@@ -1,0 +1,102 @@
+"""Stage: run (episodes in flight). A per-process pool that plays episodes
+ahead of pytest, so that up to N of them wait on their models at once (`--concurrency`).
+
+Knows no pytest: `Pool(n)` runs jobs (callables) on `n` threads, first submitted first
+started, and keeps each job's future under its key until someone `claim`s it. The
+plugin submits the episodes of the items this process will run, in run order, and each
+item's setup claims its own future and waits on it, so items still pass, fail, error and
+skip one by one, in order, as pytest reports them.
+
+Threads, not asyncio: the openai SDK call is synchronous here, an episode spends nearly
+all its time waiting on the model (the GIL is free then), and Crafter's step is a short
+CPU burst either way. One SDK client per base URL is shared by the threads (httpx's pool
+is thread-safe).
+
+`stop()` (Ctrl-C, -x, the end of the run) starts nothing more, asks the episodes in
+flight to end (`Checked` wraps an episode's model client so that each model call first
+checks `stopping` and raises `Cancelled`: an episode that has made its last call is
+never cancelled), and joins every thread. `finished()` then lists the episodes that ran to
+the end, so that the plugin can record those that were never reported.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+
+class Cancelled(Exception):
+    """An episode stopped because the run is stopping (Ctrl-C, -x)."""
+
+
+class Pool:
+    def __init__(self, n: int):
+        if n < 1:
+            raise ValueError("a pool needs at least one thread")
+        self.n = n
+        self.stopping = threading.Event()
+        self._executor = ThreadPoolExecutor(max_workers=n, thread_name_prefix="crafter-episode")
+        self._futures: dict[Hashable, Future[Any]] = {}
+        self._claimed: set[Hashable] = set()
+        self._lock = threading.Lock()
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._futures
+
+    def submit(self, key: Hashable, job: Callable[[], Any]) -> None:
+        """Run `job` when a thread is free (at once if one is), unless stopping."""
+        with self._lock:
+            if self.stopping.is_set() or key in self._futures:
+                return
+            self._futures[key] = self._executor.submit(self._guarded, job)
+
+    def _guarded(self, job: Callable[[], Any]) -> Any:
+        self.check_stop()
+        return job()
+
+    def check_stop(self) -> None:
+        """Raise `Cancelled` once the pool is stopping."""
+        if self.stopping.is_set():
+            raise Cancelled("the run is stopping")
+
+    def claim(self, key: Hashable) -> Future[Any] | None:
+        """The future of `key`'s job, once (None if it was never submitted)."""
+        with self._lock:
+            future = self._futures.get(key)
+            if future is not None:
+                self._claimed.add(key)
+            return future
+
+    @property
+    def in_flight(self) -> int:
+        return sum(1 for f in self._futures.values() if f.running())
+
+    def stop(self) -> None:
+        """Start nothing more, cancel the episodes in flight at their next step, and
+        wait for every thread to end."""
+        with self._lock:
+            self.stopping.set()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def finished(self) -> list[Hashable]:
+        """Keys of the jobs that ran to the end without an exception, in submission
+        order (call after `stop`)."""
+        return [
+            key
+            for key, future in self._futures.items()
+            if future.done() and not future.cancelled() and future.exception() is None
+        ]
+
+
+class Checked:
+    """A model client (anything with `complete(...)`) whose every call first runs
+    `check` (a `Pool.check_stop`)."""
+
+    def __init__(self, client: Any, check: Callable[[], None]):
+        self.client, self.check = client, check
+
+    def complete(self, *args: Any, **kwargs: Any) -> Any:
+        self.check()
+        return self.client.complete(*args, **kwargs)

@@ -1,0 +1,371 @@
+"""Stage: run (items). Eval files and the test items collected from them.
+
+Each eval YAML file becomes an `EvalFile`; each (model, seed) in it one `EpisodeItem`
+with an id like `evals/smoke.yaml::local/heuristic[seed=3]`. An item plays its episode
+in the setup phase, so that an infrastructure failure is reported as an error, and
+judges it in the call phase, so that a missing capability is reported as a failure.
+Each model the file names also gets one `PayloadItem`, `evals/smoke.yaml::payload[gpt-5-nano]`:
+offline, it compares the first request body with a syrupy snapshot in evals/__snapshots__/,
+and with `history:` also the request of step `history.steps + 1` (a second snapshot,
+`payload[gpt-5-nano].1`; the steps before it answered in-process by local/heuristic).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from ..agent.episode import EpisodeResult
+
+from ..config import spec
+from ..report import results
+from .settings import (
+    LATEST,
+    POOL,
+    RESUMABLE,
+    budget_reason,
+    connections,
+    overrides,
+    path_setting,
+    report_dir,
+    setting,
+    tally_of,
+    usage_recorder,
+)
+
+
+class EvalFile(pytest.File):
+    """An eval YAML file: one item per (model, seed)."""
+
+    def collect(self):
+        try:
+            loaded = spec.load(self.path)
+        except spec.SpecError as exc:  # name the file as pytest shows it
+            raise self.CollectError(
+                str(spec.SpecError(self.nodeid, exc.line, exc.key, exc.message))
+            ) from None
+        options = overrides(self.config)
+        # One payload item per model the file names, on the file's first seed. Models left
+        # out by --model are deselected, not left uncollected, so that syrupy does not call
+        # their snapshots unused; models named only by --model have no snapshot: no item.
+        own = loaded.with_overrides(profiles=options["profiles"])
+        payload_info = None
+        for run in own.runs:
+            payload = PayloadItem.from_parent(
+                self,
+                **_parametrized("payload", run.model),
+                callobj=_payload,
+                fixtureinfo=payload_info,
+                eval_spec=own,
+                run=run,
+                seed=own.seeds[0],
+            )
+            payload_info = payload._fixtureinfo
+            payload.deselect = options["models"] is not None and run.model not in options["models"]
+            yield payload
+        loaded = loaded.with_overrides(**options)
+        fixtureinfo = None  # the same for every item of this file: compute it once
+        for run in loaded.runs:
+            skip = _missing_key_skip(self.config, run.model)
+            for seed in loaded.seeds:
+                item = EpisodeItem.from_parent(
+                    self,
+                    **_parametrized(run.model, f"seed={seed}"),
+                    callobj=_episode,
+                    fixtureinfo=fixtureinfo,
+                    eval_spec=loaded,
+                    run=run,
+                    seed=seed,
+                )
+                fixtureinfo = item._fixtureinfo
+                if skip is not None:
+                    item.add_marker(skip)
+                yield item
+
+
+def _parametrized(name: str, param: str) -> dict[str, Any]:
+    """The naming arguments of an item shown as `name[param]`, structured as pytest
+    structures a parametrized test: base name `name`, params `param`.
+
+    pytest (9.2) keeps node ids as (path, names, params) and compares the ids it caches
+    for --lf, --ff, --sw and --nf, parsed from strings (`local/heuristic` + `seed=0`),
+    with each item's; an item merely named `local/heuristic[seed=0]` has no params, so
+    it never matched and those options silently ran everything (pytest issue 15045).
+    The callspec gives the item the same structure as the parsed id; the id's text is
+    unchanged. pytest exports no constructor for it; where `CallSpec` is missing (older
+    pytest, whose ids are plain strings) the name alone is used.
+    """
+    try:
+        from _pytest.python import CallSpec
+    except ImportError:  # pragma: no cover (pytest < 9: string node ids match as they are)
+        return {"name": f"{name}[{param}]"}
+    return {
+        "name": f"{name}[{param}]",
+        "originalname": name,
+        "callspec": CallSpec(_idlist=(param,)),
+    }
+
+
+def _resumable(config: pytest.Config) -> dict[str, dict]:
+    """nodeid -> the last record with a final outcome in results.jsonl, with --resume."""
+    if RESUMABLE not in config.stash:
+        found: dict[str, dict] = {}
+        latest: dict[str, dict] = {}
+        if setting(config, "resume"):
+            latest = results.latest(results.read(report_dir(config) / results.RESULTS))
+            found = {k: r for k, r in latest.items() if r.get("outcome") in results.FINAL}
+        config.stash[RESUMABLE], config.stash[LATEST] = found, latest
+    return config.stash[RESUMABLE]
+
+
+def _missing_key_skip(config: pytest.Config, model: str):
+    """A skip mark for a model whose API key is missing, unless --require-api-key or --replay."""
+    # spec, not client: importing the openai SDK here would cost collection half a second
+    key_env = setting(config, "api_key_env")
+    if (
+        spec.is_local(model)
+        or os.environ.get(key_env)
+        or setting(config, "require_api_key")
+        or setting(config, "replay")
+    ):
+        return None
+    return pytest.mark.skip(reason=f"no API key for {model}: set {key_env} to run it")
+
+
+def _episode() -> None:
+    """Placeholder callable: EpisodeItem runs the episode itself."""
+
+
+# An episode item's node id: `evals/smoke.yaml::local/heuristic[seed=3]`.
+EPISODE_ID = re.compile(r"\.ya?ml::(?P<model>.+)\[seed=(?P<seed>\d+)\]$")
+
+
+class EpisodeItem(pytest.Function):
+    """One episode of one model on one seed."""
+
+    def __init__(self, *, eval_spec: spec.EvalSpec, run: spec.Run, seed: int, **kwargs):
+        super().__init__(**kwargs)
+        self.spec, self.run, self.seed = eval_spec, run, seed
+        self.result: EpisodeResult | None = None
+        self.resumed_from: dict | None = None  # the earlier record --resume reuses
+        self.add_marker(pytest.mark.crafter)
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        # on first use, not at collection, where it took half the time of 20,000 items
+        return results.fingerprint(self.run, self.spec.name, self.spec.instructions)
+
+    def setup(self) -> None:
+        super().setup()
+        pool = self.config.stash.get(POOL, None)
+        future = pool.claim(self.nodeid) if pool is not None else None
+        if future is not None:  # played ahead by the in-flight pool (--concurrency)
+            future.result()  # its skip or failure is raised here, in this item's setup
+        else:
+            self.play()
+        outcome, message = self.verdict()
+        if outcome == "error":
+            # Failing in setup makes pytest report an error: not a verdict on the model.
+            pytest.fail(message or "", pytrace=False)
+
+    def play(self, check_stop=None) -> None:
+        """Play this episode (or take it from --resume) into `self.result`. Raises
+        pytest's skip (budget spent) or fail (missing key with --require-api-key).
+        Needs no pytest state of the running test: the in-flight pool runs it on a
+        thread, ahead of `setup`; `check_stop` is called before each model call (it raises
+        `inflight.Cancelled` when the run stops)."""
+        from ..agent.episode import EpisodeResult, run_episode
+        from ..wire.client import MissingKey
+
+        prior = _resumable(self.config).get(self.nodeid)
+        if prior is not None and prior.get("fingerprint") == self.fingerprint:
+            self.resumed_from, self.result = prior, EpisodeResult.from_dict(prior)
+            return  # judged again in runtest, against today's expect and xfail
+        budget = budget_reason(self.config)
+        if budget is not None:
+            # reported at the eval file, like the skips of keyless models
+            raise pytest.skip.Exception(f"{budget}: episode not started", _use_item_location=True)
+        try:
+            client = connections(self.config).for_model(self.run.model)
+        except MissingKey as exc:
+            client, missing = None, str(exc)
+        if client is None:  # only with --require-api-key: collection skips these otherwise
+            pytest.fail(f"{missing} (--require-api-key is set)", pytrace=False)
+        if check_stop is not None:
+            from .inflight import Checked
+
+            client = Checked(client, check_stop)
+        from ..data import trace
+
+        where = trace.episode_path(self.spec.name, self.run.model, self.seed)
+        film = trace.Filmstrip()
+        writer = None
+        if setting(self.config, "trace_dir"):
+            writer = trace.TraceWriter(path_setting(self.config, "trace_dir") / where)
+        tally = tally_of(self.config)
+        tally.started()
+        try:
+            result = run_episode(
+                self.run,
+                self.seed,
+                client,
+                eval_name=self.spec.name,
+                instructions=self.spec.instructions,
+                on_step=trace.chain(film, writer, usage_recorder(self.config)),
+            )
+        finally:
+            tally.ended()
+            if writer is not None:
+                writer.close()
+        gif = Path("episodes", where).with_suffix(".gif")
+        if film.save(report_dir(self.config) / gif):
+            result.gif = gif.as_posix()
+        self.result = result
+
+    def verdict(self) -> tuple[str, str | None]:
+        """(outcome, message) of the played episode: error (the infrastructure stopped
+        it), failed, xfailed or passed. A replay miss is a failure (a payload change), and
+        so is a missing capability (end: unsupported; an xfail can expect it)."""
+        from ..agent.episode import check
+        from ..wire.cassette import is_miss
+
+        result = self.result
+        assert result is not None, "verdict() before play()"
+        if result.error and result.end != "unsupported":  # a missing capability: below
+            message = f"{self.run.model} seed {self.seed}: {result.error}"
+            return ("failed" if is_miss(result.error) else "error"), message
+        problems = check(result, self.run.expect)
+        if self.run.xfail:
+            if problems:
+                return "xfailed", f"{self.run.xfail} ({problems[0]})"
+            return "failed", (
+                f"capability gained: remove the xfail of {self.run.model} "
+                f"({self.run.xfail!r}): {_summary(result)}"
+            )
+        if problems:
+            return "failed", "; ".join(problems)
+        return "passed", None
+
+    def runtest(self) -> None:
+        outcome, message = self.verdict()
+        if outcome == "xfailed":
+            pytest.xfail(message or "")
+        if outcome == "failed":
+            pytest.fail(message or "", pytrace=False)
+
+    def repeats(self, record: dict[str, Any]) -> bool:
+        """With --resume: whether `record`, of an episode not played, says what this
+        episode's last record in results.jsonl says (a skip for the same reason), so
+        that appending it would only duplicate it."""
+        _resumable(self.config)
+        last = self.config.stash[LATEST].get(self.nodeid)
+        return (
+            last is not None
+            and not results.played(record)
+            and all(last.get(k) == record.get(k) for k in ("outcome", "message", "fingerprint"))
+        )
+
+    def record(self, outcome: str, message: str | None) -> dict[str, Any]:
+        """This episode's record (format in `results`), judged `outcome`; secrets in
+        its messages are redacted."""
+        from ..agent.episode import EpisodeResult
+        from ..wire import redact
+
+        result = self.result or EpisodeResult(
+            eval=self.spec.name, model=self.run.model, seed=self.seed, end="not_run"
+        )
+        result.outcome = outcome
+        result.error = result.error and redact.text(result.error)
+        return results.make_record(
+            result,
+            outcome=outcome,
+            message=message and redact.text(message),
+            nodeid=self.nodeid,
+            path=self.nodeid.split("::")[0],
+            fingerprint=self.fingerprint,
+            resumed=self.resumed_from is not None,
+        )
+
+    def reportinfo(self):
+        return self.path, (self.run.line or 1) - 1, f"{self.run.model}[seed={self.seed}]"
+
+
+def _payload(snapshot) -> None:
+    """Placeholder callable: it asks for syrupy's `snapshot` fixture; PayloadItem runs."""
+
+
+class PayloadItem(pytest.Function):
+    """The first request body of one model in one eval file, against its snapshot.
+    Needs no network and no key; images are redacted to size and pixel digest."""
+
+    def __init__(self, *, eval_spec: spec.EvalSpec, run: spec.Run, seed: int, **kwargs):
+        super().__init__(**kwargs)
+        self.spec, self.run, self.seed = eval_spec, run, seed
+        self.deselect = False  # True for a model --model leaves out
+        self.add_marker(pytest.mark.crafter_payload)
+
+    def runtest(self) -> None:
+        from ..agent.episode import StepNotReached, api_name, request_at
+        from ..config.profiles import Unsupported
+        from ..wire.payload import snapshot_view
+
+        snapshot = self.funcargs["snapshot"]
+        for step in self.steps:
+            try:  # built here, not at collection: it resets and renders the env
+                body, unsupported = (
+                    request_at(self.run, self.seed, step, self.spec.instructions),
+                    None,
+                )
+            except (Unsupported, StepNotReached) as exc:
+                body, unsupported = {}, str(exc)
+            if unsupported:  # failed outside the except block: no chained traceback
+                pytest.fail(unsupported, pytrace=False)
+            if snapshot != snapshot_view(body, api=api_name(self.run)):
+                which = "first request" if step == 0 else f"request of step {step}"
+                executions = getattr(snapshot, "executions", None)
+                if executions and executions[max(executions)].recalled_data is None:
+                    pytest.fail(
+                        f"the {which} of {self.run.model} (eval {self.spec.name}, seed "
+                        f"{self.seed}) has no snapshot yet in __snapshots__/"
+                        f"{self.path.stem}.ambr: create it with pytest --snapshot-update",
+                        pytrace=False,
+                    )
+                pytest.fail(
+                    f"the {which} of {self.run.model} (eval {self.spec.name}, seed "
+                    f"{self.seed}) does not match its snapshot in __snapshots__/"
+                    f"{self.path.stem}.ambr; if the change is intended, run pytest "
+                    f"--snapshot-update\n{self._diff(snapshot)}",
+                    pytrace=False,
+                )
+
+    @property
+    def steps(self) -> tuple[int, ...]:
+        """The steps whose request is snapshot: the first, and with `history` one whose
+        request holds a full history (steps before it answered by local/heuristic)."""
+        later = min(self.run.history.steps + 1, self.run.steps - 1)
+        return (0, later) if self.run.history.steps and later > 0 else (0,)
+
+    def _diff(self, snapshot) -> str:
+        from syrupy.terminal import disable_color
+
+        color = self.config.get_terminal_writer().hasmarkup and not self.config.option.no_colors
+        with contextlib.nullcontext() if color else disable_color():
+            return "\n".join(snapshot.get_assert_diff(diff_mode=self.config.option.diff_mode))
+
+    def reportinfo(self):
+        return self.path, (self.run.line or 1) - 1, f"payload[{self.run.model}]"
+
+
+def _summary(result) -> str:
+    names = ", ".join(result.achievements) or "none"
+    return (
+        f"{len(result.achievements)} achievement(s) ({names}), tool-call rate "
+        f"{result.tool_call_rate:.2f} over {result.steps} step(s)"
+    )

@@ -1,0 +1,268 @@
+"""Stage: run (runstate). Run-wide state shared by every xdist worker of one run.
+
+The controller makes one run directory (`make_run_dir`) and hands its path to each
+worker; all state lives in files under it, guarded by `flock` locks, which the kernel
+releases when a process dies (even by kill -9), so a crashed worker never holds a slot:
+
+- `Slots(run_dir, model, n)`: at most `n` requests in flight to `model` across all
+  workers (`--max-concurrency`);
+- `Usage(run_dir)`: tokens and estimated cost of every response so far, summed across
+  workers, and `Budget` to compare them with `--max-tokens` and `--max-cost`;
+- `Pacer(run_dir, model)`: when the model answers 429 with a wait, every request to it,
+  in every worker and thread, waits: the requests queue up, then go one per wait (the
+  provider's own estimate of the time one request needs), so a run at the rate limit
+  goes at the limit instead of hammering it;
+- `Tally(run_dir)`: this process's episodes in flight, model calls, tokens and cost, in
+  its own file `tally/<pid>.json` (no lock: one writer), for the controller's live
+  progress (`tallies` sums them).
+
+Touches only files under the run directory. The locks need POSIX `fcntl`; without it
+(Windows) only --max-concurrency, --max-tokens and --max-cost are unavailable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
+
+def make_run_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="crafter-eval-run-"))
+
+
+def remove_run_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[int]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+class Slots:
+    """A counting semaphore over processes: `n` lock files, one held per request.
+
+    `with slots():` waits until one of the model's lock files can be locked. Waiting
+    polls every few milliseconds; requests take far longer than that."""
+
+    def __init__(self, run_dir: Path, model: str, n: int, poll_s: float = 0.005):
+        digest = hashlib.sha256(model.encode()).hexdigest()[:16]
+        directory = Path(run_dir) / "slots"
+        directory.mkdir(parents=True, exist_ok=True)
+        self.paths = [directory / f"{digest}-{i}.lock" for i in range(n)]
+        self.poll_s = poll_s
+
+    @contextmanager
+    def __call__(self) -> Iterator[int]:
+        while True:
+            for index, path in enumerate(self.paths):
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    continue
+                try:
+                    yield index
+                finally:
+                    os.close(fd)
+                return
+            time.sleep(self.poll_s)
+
+
+@dataclass(frozen=True)
+class Totals:
+    tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced_tokens: int = 0  # tokens of models without a price
+
+
+class Usage:
+    """Tokens and cost so far, in `usage.json` under the run directory."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / "usage.json"
+        self.lock = Path(run_dir) / "usage.lock"
+
+    def add(self, tokens: int, cost_usd: float | None) -> Totals:
+        with _locked(self.lock):
+            now = self._read()
+            now = Totals(
+                now.tokens + tokens,
+                now.cost_usd + (cost_usd or 0.0),
+                now.unpriced_tokens + (tokens if cost_usd is None else 0),
+            )
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(now.__dict__))
+            os.replace(tmp, self.path)
+            return now
+
+    def totals(self) -> Totals:
+        with _locked(self.lock):
+            return self._read()
+
+    def _read(self) -> Totals:
+        try:
+            return Totals(**json.loads(self.path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return Totals()
+
+
+@dataclass(frozen=True)
+class Budget:
+    max_tokens: int | None = None
+    max_cost_usd: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.max_tokens is not None or self.max_cost_usd is not None
+
+    def exceeded(self, totals: Totals) -> str | None:
+        """Why the run's budget is spent, or None while it is not."""
+        if self.max_tokens is not None and totals.tokens >= self.max_tokens:
+            return (
+                f"token budget reached: {totals.tokens} tokens used, --max-tokens {self.max_tokens}"
+            )
+        if self.max_cost_usd is not None and totals.cost_usd >= self.max_cost_usd:
+            return (
+                f"cost budget reached: ${totals.cost_usd:.6f} spent, "
+                f"--max-cost {self.max_cost_usd:g}"
+            )
+        return None
+
+
+def recorder(usage: Usage) -> Callable[[dict[str, Any]], None]:
+    """An episode's `on_step` that adds the response's tokens and cost (the step's
+    `tokens_in`, `tokens_out` and `cost_usd`, priced by the episode) to `usage`."""
+
+    def on_step(step: dict[str, Any]) -> None:
+        tokens = int(step.get("tokens_in") or 0) + int(step.get("tokens_out") or 0)
+        usage.add(tokens, step.get("cost_usd"))
+
+    return on_step
+
+
+class Pacer:
+    """The shared "not before" time of one model's requests, and the spacing between
+    them while they queue behind it (in `pace/<digest>.json`).
+
+    `limited(wait_s)` (a 429 that asked for `wait_s`): no request before now + wait_s,
+    then one per wait_s. `turn()` before each request: the seconds to wait first (0 when
+    nothing queues, checked without a lock), taking the next place in the queue."""
+
+    def __init__(self, run_dir: Path, model: str):
+        digest = hashlib.sha256(model.encode()).hexdigest()[:16]
+        directory = Path(run_dir) / "pace"
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"{digest}.json"
+        self.lock = directory / f"{digest}.lock"
+
+    def turn(self, now: Callable[[], float] = time.time) -> float:
+        if self._read()[0] <= now():
+            return 0.0
+        with _locked(self.lock):
+            not_before, spacing = self._read()
+            at = now()
+            if not_before <= at:
+                return 0.0
+            self._write(not_before + spacing, spacing)
+            return not_before - at
+
+    def limited(self, wait_s: float, now: Callable[[], float] = time.time) -> None:
+        """A 429 asked for `wait_s`. The spacing is the largest wait asked for while the
+        queue lasts: a request that came just before the provider's next opening is
+        told a tiny wait, which is not the time a request needs."""
+        with _locked(self.lock):
+            not_before, spacing = self._read()
+            at = now()
+            queueing = not_before > at - 5 * max(spacing, wait_s)  # or just drained
+            self._write(max(not_before, at + wait_s), max(spacing, wait_s) if queueing else wait_s)
+
+    def _read(self) -> tuple[float, float]:
+        try:
+            data = json.loads(self.path.read_text())
+            return float(data["not_before"]), float(data["spacing"])
+        except (OSError, ValueError, TypeError, KeyError):
+            return 0.0, 0.0
+
+    def _write(self, not_before: float, spacing: float) -> None:
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"not_before": not_before, "spacing": spacing}))
+        os.replace(tmp, self.path)
+
+
+class Tally:
+    """This process's live counts, written to `tally/<pid>.json` when an episode starts
+    or ends and at most once a second on replies (never a lock: one writer per file).
+    Thread-safe within the process."""
+
+    FIELDS = ("in_flight", "calls", "tokens", "cost_usd")
+
+    def __init__(self, run_dir: Path, every_s: float = 1.0):
+        directory = Path(run_dir) / "tally"
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"{os.getpid()}.json"
+        self.every_s = every_s
+        self.counts: dict[str, float] = dict.fromkeys(self.FIELDS, 0)
+        self._lock = threading.Lock()
+        self._written = 0.0
+
+    def started(self) -> None:
+        self._add(force=True, in_flight=1)
+
+    def ended(self) -> None:
+        self._add(force=True, in_flight=-1)
+
+    def reply(self, tokens: int, cost_usd: float | None) -> None:
+        self._add(calls=1, tokens=tokens, cost_usd=cost_usd or 0.0)
+
+    def _add(self, force: bool = False, **deltas: float) -> None:
+        with self._lock:
+            for key, value in deltas.items():
+                self.counts[key] += value
+            now = time.monotonic()
+            if not force and now - self._written < self.every_s:
+                return
+            self._written = now
+            text = json.dumps(self.counts)
+            tmp = self.path.with_name(f"{self.path.name}.tmp")
+            try:
+                tmp.write_text(text)
+                os.replace(tmp, self.path)
+            except OSError:  # progress is best effort: never fail an episode for it
+                pass
+
+
+def tallies(run_dir: Path) -> dict[str, float]:
+    """The sum of every process's `Tally` of this run."""
+    total: dict[str, float] = dict.fromkeys(Tally.FIELDS, 0)
+    for path in (Path(run_dir) / "tally").glob("*.json"):
+        try:
+            counts = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        for key in Tally.FIELDS:
+            value = counts.get(key) if isinstance(counts, dict) else None
+            if isinstance(value, (int, float)):
+                total[key] += value
+    return total
