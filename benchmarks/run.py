@@ -25,7 +25,8 @@ on a noisy shared machine:
                             `crafter-eval serve` of a model that takes R requests a minute
                             (429 with retry-after-ms beyond it), over requests / R; the
                             run must end with no error.
-  reset_median_s            median seconds of `CrafterEnv(seed).reset()`.
+  reset_median_s            median CPU seconds of `CrafterEnv(seed).reset()` (the world
+                            generator's one-off set-up in a process is reported apart).
   collect_20k_s             seconds to collect 20 models x 1,000 seeds (pytest's own
                             collection, measured inside the pytest process; the file's
                             20 payload snapshot items are collected too, and deselected).
@@ -60,7 +61,7 @@ HERE = Path(__file__).resolve().parent
 GOALS: dict[str, tuple[str, float, str]] = {
     "overhead_ratio": (">=", 0.5, ""),
     "parallel_wall_over_ideal": ("<=", 1.25, ""),
-    "reset_median_s": ("<=", 0.25, "s"),
+    "reset_median_s": ("<=", 0.03, "s"),
     "collect_20k_s": ("<=", 3.0, "s"),
     "snapshot_50_s": ("<=", 2.0, "s"),
     "worker_peak_rss_mb": ("<=", 200.0, "MB"),
@@ -92,7 +93,7 @@ SIZES: dict[str, dict[str, int]] = {
         "limited_rpm": 600,
         "limited_workers": 2,
         "limited_concurrency": 8,
-        "reset_seeds": 10,
+        "reset_seeds": 50,
         "collect_models": 20,
         "collect_seeds": 1000,
         "snapshot_models": 50,
@@ -528,20 +529,26 @@ def measure_rate_limited(size: dict[str, int], workdir: Path) -> dict[str, Any]:
 
 
 def measure_reset(size: dict[str, int]) -> dict[str, Any]:
-    """Median seconds of `CrafterEnv(seed).reset()`: world generation dominates."""
+    """Median CPU seconds of `CrafterEnv(seed).reset()`: world generation dominates.
+
+    CPU, not wall time: other processes on a shared machine do not count. The first
+    reset of a process also sets up the world generator (agent/worldgen.py `_Plan`);
+    it is timed apart, as `first_reset_cpu_s`, and not in the median."""
     from pytest_crafter_eval.agent.env import CrafterEnv
 
-    times, cpu = [], []
-    for seed in range(size["reset_seeds"]):
+    def timed(seed: int) -> tuple[float, float]:
         env = CrafterEnv(seed)
         started, started_cpu = time.perf_counter(), time.process_time()
         env.reset()
-        times.append(time.perf_counter() - started)
-        cpu.append(time.process_time() - started_cpu)
+        return time.perf_counter() - started, time.process_time() - started_cpu
+
+    first = timed(size["reset_seeds"])
+    times, cpu = zip(*(timed(seed) for seed in range(size["reset_seeds"])))
     return {
-        "value": round(statistics.median(times), 4),
-        "max_s": round(max(times), 4),
-        "median_cpu_s": round(statistics.median(cpu), 4),
+        "value": round(statistics.median(cpu), 4),
+        "max_cpu_s": round(max(cpu), 4),
+        "median_wall_s": round(statistics.median(times), 4),
+        "first_reset_cpu_s": round(first[1], 4),
         "seeds": size["reset_seeds"],
     }
 
