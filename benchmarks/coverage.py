@@ -21,6 +21,11 @@ Settings, all from the Crafter paper's own data (tests/data):
       at its first miss; 50 steps); an achievement count that is 1 in 10 % of episodes.
   rates: exact coverage (binomial sums, no simulation), the minimum over true rates
       0.001..0.999.
+  paired differences (`report.paired`): a weak agent (8 achievements at rates 80 %
+      down to 5 %, 14 never: about 11 progression points, score 2.1 %) against itself
+      (false alarms) and against a candidate 3 progression points lower (power), on the
+      same seeds; `shared` is the share of a seed's achievement draws both sides share
+      (the world's difficulty). The paired spread is 7 points unshared, 5.5 at 0.5.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pytest_crafter_eval.report import metrics  # noqa: E402
+from pytest_crafter_eval.report import metrics, paired  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
 A = metrics.ACHIEVEMENTS
@@ -152,8 +157,10 @@ def betting_covers(values: np.ndarray, bounds: tuple[float, float], truth: float
     """(reps,) whether the true mean is in the betting confidence set of each sample
     (neither gambler rejects it): vectorised with the very function `metrics.mean` uses.
     The interval `metrics.mean` reports contains that set, so its coverage is at least
-    the share of True here."""
+    the share of True here. The values are played as `metrics.bounded_mean_interval`
+    plays them: sorted, then in its fixed seeded order."""
     lo, hi = bounds
+    values = np.sort(values, axis=-1)[..., metrics.play_order(values.shape[-1])]
     y = (values - lo) / (hi - lo)
     m = (truth - lo) / (hi - lo)
     alpha = 0.025
@@ -187,6 +194,68 @@ def rate_min_coverage(method: str, n: int) -> float:
         covered = (bounds[:, 0] <= p) & (p <= bounds[:, 1])
         worst = min(worst, float(np.exp(log_pmf)[covered].sum()))
     return worst
+
+
+# A weak agent's success rates: 8 achievements seen, 14 never.
+WEAK_RATES = np.array([0.8, 0.5, 0.4, 0.3, 0.2, 0.1, 0.1, 0.05] + [0.0] * 14)
+ALPHA = 0.025  # one-sided, as a regression gate's default
+
+
+def weak_pairs(
+    n: int, reps: int, rng: np.random.Generator, drop: float = 0.0, shared: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(base, cand): (reps, n) progressions (percent) of a weak agent and of a candidate
+    whose mean is `drop` points lower (every rate scaled down alike), paired by seed.
+    `shared`: the share of (seed, achievement) draws the two sides share."""
+    k = len(WEAK_RATES)
+    ub = rng.random((reps, n, k))
+    uc = np.where(rng.random((reps, n, k)) < shared, ub, rng.random((reps, n, k)))
+    scale = 1 - drop * k / 100 / WEAK_RATES.sum()
+    base = (ub < WEAK_RATES).sum(-1) * 100.0 / k
+    cand = (uc < WEAK_RATES * scale).sum(-1) * 100.0 / k
+    return base, cand
+
+
+def signflip_p(d: np.ndarray, delta: float = 0.0, resamples: int = paired.RESAMPLES) -> np.ndarray:
+    """(2, reps) the sign-flip p-values `paired.paired_difference` computes (exact up to
+    16 pairs, else Monte Carlo with `resamples` signs) of each row of d (reps, n) about
+    delta: [0] for "the mean is below delta", [1] "above"."""
+    signs, exact = paired.sign_matrix(d.shape[1], resamples)
+    chunks = np.array_split(d, max(1, len(d) // 200))
+    return np.concatenate([paired.signflip_p(c, delta, signs, exact) for c in chunks], axis=1)
+
+
+def t_p_worse(d: np.ndarray) -> np.ndarray:
+    """(reps,) one-sided paired t p-values for "the mean is below 0"."""
+    n = d.shape[1]
+    sd = d.std(axis=1, ddof=1)
+    t = d.mean(axis=1) / np.where(sd > 0, sd, np.inf) * math.sqrt(n)
+    return np.array([metrics.t_cdf(float(x), n - 1) for x in t])
+
+
+def unpaired_t_p_worse(base: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """(reps,) one-sided t p-values for "cand is below base", the seeds not paired."""
+    n = base.shape[1]
+    se = np.sqrt((base.var(axis=1, ddof=1) + cand.var(axis=1, ddof=1)) / n)
+    t = (cand.mean(axis=1) - base.mean(axis=1)) / np.where(se > 0, se, np.inf)
+    return np.array([metrics.t_cdf(float(x), 2 * n - 2) for x in t])
+
+
+def betting_rejects(d: np.ndarray, span: float = 100.0) -> np.ndarray:
+    """(reps,) whether the betting interval of the differences (within [-span, span],
+    played as `metrics.bounded_mean_interval` plays them) lies below 0."""
+    d = np.sort(d, axis=-1)[..., metrics.play_order(d.shape[-1])]
+    y = 1.0 - (d + span) / (2 * span)  # the gambler betting "below 0" bets on -d
+    capital = metrics.betting_log_capital(y, np.full(len(d), 0.5), ALPHA)
+    return capital >= math.log(1 / ALPHA)
+
+
+PAIRED_TESTS = {
+    "sign-flip, paired (gates)": lambda b, c: signflip_p(c - b)[0] <= ALPHA,
+    "t, paired (approximate)": lambda b, c: t_p_worse(c - b) <= ALPHA,
+    "t, unpaired (approximate)": lambda b, c: unpaired_t_p_worse(b, c) <= ALPHA,
+    "betting interval of the differences": lambda b, c: betting_rejects(c - b),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,6 +312,36 @@ def main(argv: list[str] | None = None) -> int:
     for method in ("clopper-pearson", "wilson"):
         cells = [f"{rate_min_coverage(method, n):.3f}" for n in NS]
         print(f"| {method} | " + " | ".join(cells) + " |", flush=True)
+    print()
+    print("Paired differences of progression, weak agent (one-sided alpha 0.025): false alarms")
+    print("(no difference) / power (a 3-point drop); `shared`: the share of a seed's draws both")
+    print("sides share")
+    print()
+    print("| test | shared | " + " | ".join(f"n={n}" for n in NS) + " |")
+    print("|---|---|" + "---|" * len(NS))
+    for name, rejects in PAIRED_TESTS.items():
+        for shared in (0.0, 0.5):
+            cells = []
+            for n in NS:
+                same = rejects(*weak_pairs(n, args.reps, rng, 0.0, shared))
+                drop = rejects(*weak_pairs(n, args.reps, rng, 3.0, shared))
+                cells.append(f"{np.mean(same):.3f} / {np.mean(drop):.2f}")
+            print(f"| {name} | {shared:g} | " + " | ".join(cells) + " |", flush=True)
+    print()
+    print("Sign-flip interval of the difference (95%): coverage of the true -3 points, and how")
+    print("often a regression gate with max_drop 3 fails when the true drop is exactly 3")
+    print("(alpha 0.025; the differences are skewed here, not symmetric)")
+    print()
+    print("| shared | " + " | ".join(f"n={n}" for n in NS) + " |")
+    print("|---|" + "---|" * len(NS))
+    for shared in (0.0, 0.5):
+        cells = []
+        for n in NS:
+            base, cand = weak_pairs(n, args.reps, rng, 3.0, shared)
+            p = signflip_p(cand - base, -3.0)
+            covered = np.mean((p[0] > ALPHA) & (p[1] > ALPHA))
+            cells.append(f"{covered:.3f} / {np.mean(p[0] <= ALPHA):.3f}")
+        print(f"| {shared:g} | " + " | ".join(cells) + " |", flush=True)
     return 0
 
 

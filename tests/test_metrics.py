@@ -4,10 +4,12 @@ import gzip
 import json
 import math
 import random
+import re
 import statistics
 from pathlib import Path
 
 import crafter.constants
+import numpy as np
 import pytest
 
 from pytest_crafter_eval.report import metrics
@@ -128,8 +130,39 @@ def test_reward_range_follows_crafters_reward():
     assert metrics.REWARD_RANGE == (-0.9, 22.0)
     est = metrics.mean([-0.9, -0.9, -0.9], bounds=metrics.REWARD_RANGE)
     assert est.low == -0.9 < est.high
-    # float rounding past a bound widens it, never raises
-    assert metrics.mean([-0.9000000000000001, 1.0], bounds=metrics.REWARD_RANGE).low < -0.9
+    # float rounding past a bound is clipped, never raises
+    assert metrics.mean([-0.9000000000000001, 1.0], bounds=metrics.REWARD_RANGE).low == -0.9
+
+
+@pytest.mark.parametrize(
+    "values, bounds, message",
+    [
+        ([0.5, 23.0], (0, 22), "value 23.0 is outside the bounds [0, 22]"),
+        ([-1.0], (0, 1), "value -1.0 is outside the bounds [0, 1]"),
+        ([float("nan")], (0, 1), "value nan is outside the bounds [0, 1]"),
+        ([0.5], (1, 0), "bounds must be (lowest, highest) with lowest < highest, got (1, 0)"),
+        ([0.5], (0.5, 0.5), "lowest < highest, got (0.5, 0.5)"),
+        ([], (0, 1), "the mean of no values is undefined"),
+    ],
+)
+def test_bounded_mean_interval_refuses_values_outside_its_bounds_and_bad_bounds(
+    values, bounds, message
+):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        metrics.bounded_mean_interval(values, bounds)
+
+
+def test_bounded_mean_interval_does_not_depend_on_the_order_of_the_values():
+    rng = np.random.default_rng(4)
+    for n in (3, 10, 57):
+        values = list(rng.integers(0, 8, size=n).astype(float))
+        shuffled = [values[i] for i in rng.permutation(n)]
+        reversed_ = values[::-1]
+        got = {metrics.bounded_mean_interval(v, (0, 22)) for v in (values, shuffled, reversed_)}
+        assert len(got) == 1
+    # before, the interval of the same values depended on the order (seed order)
+    ascending = [0.0] * 10 + [10.0] * 10
+    assert metrics.mean(ascending, bounds=(0, 22)) == metrics.mean(ascending[::-1], bounds=(0, 22))
 
 
 def test_clopper_pearson_matches_tables_and_binomial_tails():

@@ -187,21 +187,50 @@ def bounded_mean_interval(
     reaches 2 / (1 - confidence) with probability at most (1 - confidence) / 2. The
     interval holds the m at which neither the gambler betting on "above m" nor the one
     betting on "below m" gets there. Equal values still give an interval of nonzero
-    width. Values are taken in the order given (seed order); a value past a bound by
-    float rounding widens the bound.
+    width.
+
+    The result depends on the values only, not on their order: they are played sorted,
+    then in one fixed seeded shuffle (`play_order`). Independent values in a uniformly
+    random order are distributed as the values themselves, so the guarantee is the
+    same; the shuffle is fixed so that the same values always give the same interval.
+
+    Raises ValueError for no values, bounds that are not (lowest, highest) with lowest
+    < highest, or a value outside them (beyond float rounding, 1e-9 of their span,
+    which is clipped).
     """
     import numpy as np
 
-    lowest = min(bounds[0], min(values))
-    highest = max(bounds[1], max(values))
-    if highest == lowest:
-        return lowest, highest
+    lowest, highest = float(bounds[0]), float(bounds[1])
+    if not lowest < highest:
+        raise ValueError(
+            f"bounds must be (lowest, highest) with lowest < highest, got ({bounds[0]}, "
+            f"{bounds[1]})"
+        )
+    if len(values) == 0:
+        raise ValueError("the mean of no values is undefined")
     span = highest - lowest
-    y = (np.asarray(values, dtype=float) - lowest) / span
+    x = np.asarray(values, dtype=float)
+    slack = 1e-9 * span
+    outside = x[(x < lowest - slack) | (x > highest + slack) | np.isnan(x)]
+    if len(outside):
+        raise ValueError(
+            f"value {float(outside[0])!r} is outside the bounds [{lowest:g}, {highest:g}]"
+        )
+    y = np.clip((np.sort(x) - lowest) / span, 0.0, 1.0)[play_order(len(x))]
     alpha = (1.0 - confidence) / 2
     low = _betting_lower(y, alpha)
     high = 1.0 - _betting_lower(1.0 - y, alpha)
     return lowest + low * span, lowest + high * span
+
+
+@functools.lru_cache(maxsize=256)
+def play_order(n: int) -> Any:
+    """The fixed seeded order in which `bounded_mean_interval` plays n sorted values."""
+    import numpy as np
+
+    order = np.random.default_rng(n).permutation(n)
+    order.setflags(write=False)
+    return order
 
 
 def betting_log_capital(y: Any, m: Any, alpha: float) -> Any:
@@ -449,6 +478,12 @@ def t_quantile(p: float, df: int) -> float:
         if hi - lo < 1e-12:
             break
     return (lo + hi) / 2
+
+
+def t_cdf(t: float, df: int) -> float:
+    """P(T <= t) for Student's t with whole `df` degrees of freedom."""
+    central = _t_central(abs(t), df)
+    return 0.5 + central / 2 if t >= 0 else 0.5 - central / 2
 
 
 def _t_central(t: float, df: int) -> float:
