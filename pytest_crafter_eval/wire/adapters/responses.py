@@ -278,6 +278,7 @@ class Responses:
                 "prompt_tokens": usage.input,
                 "completion_tokens": usage.output,
                 "total_tokens": usage.total,
+                "prompt_tokens_details": {"cached_tokens": usage.cached},
                 "completion_tokens_details": {"reasoning_tokens": usage.reasoning},
             },
         }
@@ -368,7 +369,7 @@ class Responses:
             "truncation": "disabled",
             "usage": {
                 "input_tokens": prompt,
-                "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                "input_tokens_details": {"cached_tokens": used.cached, "cache_write_tokens": 0},
                 "output_tokens": completion,
                 "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
                 "total_tokens": prompt + completion,

@@ -11,7 +11,14 @@ official API would send. A request's `model` names a registered model plus optio
 
 Answers are deterministic: each model gets a `random.Random` seeded from a hash of the
 request's messages, the `seed` option and the request's own `seed` field, so identical
-requests give identical answers (record/replay relies on this).
+requests give identical answers (record/replay relies on this). A model registered with
+`reads_history=False` (local/heuristic and the models playing like it) hashes only the
+instructions and the last user message: what it reads, so that its play does not
+depend on the history a request carries.
+
+Usage counts the prompt token by token (`prompt_tokens`); `complete(body, cache=...,
+scope=...)` reports as `cached_tokens` the prefix an earlier prompt of the same scope
+began with, as OpenAI's prompt cache does (`prompt_cache`).
 
 Add a model with `@register("local/name", "help", option=Option(...))` on a function
 `(body, rng, options) -> Answer`. A model that should fail the request raises `ModelError`
@@ -37,6 +44,7 @@ from urllib.parse import parse_qsl
 from ...config.game import ACTIONS
 from ..answers import actions_line
 from ..tools import MAX_ACTIONS, TOOL_NAME
+from .prompt_cache import PromptCache
 
 IMAGE_TOKENS = {"low": 85, "high": 765, "auto": 765}  # 765 = 512x512 at detail high
 DEFAULT_MAX_TOKENS = 512
@@ -116,6 +124,7 @@ class Model:
     answer: Callable[..., Answer]
     options: dict[str, Option]
     per_attempt: bool = False  # answer(body, rng, options, attempt)
+    reads_history: bool = True  # False: the RNG hashes the instructions and last user message
 
 
 COMMON_OPTIONS = {
@@ -132,9 +141,13 @@ COMMON_OPTIONS = {
 MODELS: dict[str, Model] = {}
 
 
-def register(name: str, help: str, per_attempt: bool = False, **options: Option):
+def register(
+    name: str, help: str, per_attempt: bool = False, reads_history: bool = True, **options: Option
+):
     def decorator(function):
-        MODELS[name] = Model(name, help, function, {**COMMON_OPTIONS, **options}, per_attempt)
+        MODELS[name] = Model(
+            name, help, function, {**COMMON_OPTIONS, **options}, per_attempt, reads_history
+        )
         return function
 
     return decorator
@@ -252,9 +265,13 @@ def _rate_limit(name: str, rpm: float) -> None:
         )
 
 
-def complete(body: Any, attempt: int = 0) -> dict[str, Any]:
+def complete(
+    body: Any, attempt: int = 0, cache: PromptCache | None = None, scope: str = ""
+) -> dict[str, Any]:
     """Answer one chat-completions request body like the official API would. `attempt`
-    counts earlier identical requests (0 for the first)."""
+    counts earlier identical requests (0 for the first). With a `cache`, the usage's
+    `cached_tokens` is the prefix of the prompt that an earlier prompt of `scope` (the
+    server's: the requested model and the `prompt_cache_key`) began with."""
     if not isinstance(body, dict):
         raise ModelError(400, "The request body must be a JSON object.")
     model, options = parse_model(body.get("model"))
@@ -263,14 +280,15 @@ def complete(body: Any, attempt: int = 0) -> dict[str, Any]:
         raise ModelError(400, "`messages` must be a non-empty array.", param="messages")
     if body.get("stream"):
         raise ModelError(400, "Local models do not support `stream`.", param="stream")
+    if body.get("prompt_cache_key") is not None and not isinstance(body["prompt_cache_key"], str):
+        raise ModelError(400, "`prompt_cache_key` must be a string.", param="prompt_cache_key")
     if options["rpm"]:
         _rate_limit(str(body.get("model")), options["rpm"])
     if options["latency_ms"]:
         time.sleep(options["latency_ms"] / 1000)
+    read = messages if model.reads_history else _instructions_and_last_user(messages)
     digest = hashlib.sha256(
-        json.dumps(
-            [messages, options["seed"], body.get("seed")], sort_keys=True, default=str
-        ).encode()
+        json.dumps([read, options["seed"], body.get("seed")], sort_keys=True, default=str).encode()
     ).hexdigest()
     rng = random.Random(int(digest[:16], 16))
     answer = (
@@ -290,7 +308,8 @@ def complete(body: Any, attempt: int = 0) -> dict[str, Any]:
         message["tool_calls"] = answer.tool_calls
     if answer.reasoning:
         message["reasoning_content"] = answer.reasoning
-    prompt_tokens = estimate_prompt_tokens(body)
+    tokens = prompt_tokens(body)
+    cached = cache.cached(scope, tokens) if cache is not None else 0
     completion_tokens = answer.completion_tokens
     if completion_tokens is None:
         text = (answer.content or "") + (answer.refusal or "") + json.dumps(answer.tool_calls)
@@ -311,10 +330,10 @@ def complete(body: Any, attempt: int = 0) -> dict[str, Any]:
             }
         ],
         "usage": {
-            "prompt_tokens": prompt_tokens,
+            "prompt_tokens": len(tokens),
             "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "total_tokens": len(tokens) + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
             "completion_tokens_details": {
                 "reasoning_tokens": answer.reasoning_tokens,
                 "audio_tokens": 0,
@@ -327,28 +346,47 @@ def complete(body: Any, attempt: int = 0) -> dict[str, Any]:
     }
 
 
-def estimate_prompt_tokens(body: dict[str, Any]) -> int:
-    """About 4 characters per token, a fixed count per image, 4 per message."""
-    chars, tokens = 0, 0
+def prompt_tokens(body: dict[str, Any]) -> list[str]:
+    """A chat request's prompt as the local models count it, token by token: the tools,
+    then per message 4 tokens naming its role, one token per 4 characters of each text
+    part (and of its tool calls), and per image a fixed count by detail (85 at low), each
+    naming the image's digest. Its length is `usage.prompt_tokens`; two prompts share a
+    cached prefix as far as their tokens are equal (`prompt_cache`)."""
+    tokens: list[str] = []
+
+    def text(value: str) -> None:
+        tokens.extend(value[i : i + 4] for i in range(0, len(value), 4))
+
+    if body.get("tools"):
+        text(json.dumps(body["tools"]))
     for message in body.get("messages") or []:
         if not isinstance(message, dict):
             continue
-        tokens += 4
+        tokens.extend([f"<|{message.get('role')}|>"] * 4)
         content = message.get("content")
-        parts = content if isinstance(content, list) else [content]
-        for part in parts:
+        for part in content if isinstance(content, list) else [content]:
             if isinstance(part, str):
-                chars += len(part)
+                text(part)
             elif isinstance(part, dict) and part.get("type") == "image_url":
-                detail = (part.get("image_url") or {}).get("detail", "auto")
-                tokens += IMAGE_TOKENS.get(detail, IMAGE_TOKENS["auto"])
+                image = part.get("image_url") or {}
+                count = IMAGE_TOKENS.get(image.get("detail", "auto"), IMAGE_TOKENS["auto"])
+                digest = hashlib.sha256(str(image.get("url")).encode()).hexdigest()[:16]
+                tokens.extend(f"<image {digest} {i}>" for i in range(count))
             elif isinstance(part, dict):
-                chars += len(str(part.get("text", "")))
+                text(str(part.get("text", "")))
         if message.get("tool_calls"):
-            chars += len(json.dumps(message["tool_calls"]))
-    if body.get("tools"):
-        chars += len(json.dumps(body["tools"]))
-    return tokens + chars // 4
+            text(json.dumps(message["tool_calls"]))
+    return tokens
+
+
+def _instructions_and_last_user(messages: list[Any]) -> list[Any]:
+    """The first message (the instructions) and the last user message: what a model
+    that reads only the current observation sees of a request (the whole list when it
+    has no more than those two)."""
+    last = next(
+        (m for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"), None
+    )
+    return messages if last is None or len(messages) <= 2 else [messages[0], last]
 
 
 def last_user_text(body: dict[str, Any]) -> str:
@@ -432,6 +470,7 @@ def heuristic_actions(body: dict[str, Any], rng: random.Random) -> list[str]:
 @register(
     "local/heuristic",
     "scripted agent reading the text observation (random actions for image-only requests)",
+    reads_history=False,
 )
 def heuristic_model(body, rng, options):
     return play(body, heuristic_actions(body, rng))
@@ -441,6 +480,7 @@ def heuristic_model(body, rng, options):
     "local/hermes",
     "local/heuristic's play, its tool call written as Hermes text in the content "
     "(what vLLM returns when started without a tool parser)",
+    reads_history=False,
 )
 def hermes_model(body, rng, options):
     call = json.dumps({"name": TOOL_NAME, "arguments": {"actions": heuristic_actions(body, rng)}})
@@ -460,6 +500,7 @@ UNKNOWN_TOOLS = ("craft", "move")
     "unknown names in its ACTIONS line, or a text without one",
     rate=Option(float, 0.2, help="share of answers that fumble, 0 to 1"),
     fumble=Option(str, "mixed", ("mixed",) + FUMBLES, help="which fumble"),
+    reads_history=False,
 )
 def fumble_model(body, rng, options):
     """Plays exactly like local/heuristic (the same draws come first); whether and how

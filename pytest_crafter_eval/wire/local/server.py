@@ -12,6 +12,11 @@ Errors are OpenAI-style JSON bodies. Nothing is printed unless `verbose=True`; w
 and to `.log` as a `Logged` entry that also names the request (a hash of its body) and
 its attempt (how many identical requests came before it) and the client's address. A
 dropped connection is logged with status 0.
+
+Usage reports cached tokens as OpenAI does: per requested model and `prompt_cache_key`,
+the longest prefix the prompt shares with an earlier one, from 1,024 tokens in steps of
+128 (`prompt_cache`), in `usage.prompt_tokens_details.cached_tokens` (chat) and
+`usage.input_tokens_details.cached_tokens` (Responses).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import Any, NamedTuple
 
 from .. import adapters
 from .models import DropConnection, ModelError, RawBody, complete, list_models, parse_model
+from .prompt_cache import PromptCache
 
 MAX_REMEMBERED = 100_000  # distinct request bodies counted for attempts, then forgotten
 
@@ -69,6 +75,7 @@ class LocalServer:
         self.requests: list[tuple[float, str, int]] | None = [] if log else None
         self.log: list[Logged] | None = [] if log else None
         self._seen: dict[str, int] = {}
+        self.cache = PromptCache()  # what `usage.prompt_tokens_details.cached_tokens` reports
         self._seen_lock = threading.Lock()
         self.connections = 0  # TCP connections accepted so far
         self._port = port
@@ -276,7 +283,8 @@ class _Handler(BaseHTTPRequestHandler):
             if isinstance(body, dict):
                 form = adapter.chat_form(body)
                 body = {**form["params"], "messages": form["messages"], "tools": form["tools"]}
-            answer = complete(body, attempt)
+            scope = f"{model}\0{body.get('prompt_cache_key') if isinstance(body, dict) else ''}"
+            answer = complete(body, attempt, owner.cache, scope)
             answer["model"] = model
             status, response = 200, adapter.from_chat_response(answer, request)
         except ModelError as error:
