@@ -35,17 +35,28 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="crafter-eval", description="Crafter evals for vision-language agents.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    serve = sub.add_parser("serve", help="serve a built-in local model over loopback HTTP")
+    serve = sub.add_parser(
+        "serve",
+        help="serve a built-in local model over loopback HTTP",
+        description="Serve a built-in local/* model over the OpenAI chat-completions and "
+        "Responses APIs, for other tools or a --base-url run; Ctrl-C stops it.",
+    )
     serve.add_argument(
         "--model", default="local/heuristic", help="a local/* model (default: %(default)s)"
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     serve.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     payload = sub.add_parser(
-        "payload", help="print the JSON body of an episode's first request (or of --step K)"
+        "payload",
+        help="print the JSON body of an episode's first request (or of --step K)",
+        description="Print the JSON body of the first request an episode sends to a model "
+        "(or of step K), built offline: no key, no network.",
     )
-    payload.add_argument("--model", required=True, help="the model to build the request for")
+    payload.add_argument(
+        "--model", required=True, help="the model to build the request for (required)"
+    )
     payload.add_argument(
         "--eval",
         metavar="FILE",
@@ -83,7 +94,10 @@ def _parser() -> argparse.ArgumentParser:
         help="YAML file of model profiles overriding the built-in ones",
     )
     report = sub.add_parser(
-        "report", help="merge the results.jsonl of several runs (shards) into one report"
+        "report",
+        help="merge the results.jsonl of several runs (shards) into one report",
+        description="Merge the results.jsonl of several runs (shards of one matrix) into "
+        "one report: summary.json, summary.md, index.html; exit 1 on a failed gate.",
     )
     report.add_argument(
         "sources", nargs="+", metavar="DIR", help="report directories (or results.jsonl files)"
@@ -98,6 +112,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_export(sub)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pytest-crafter-eval")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
 
 
 def _seed(text: str) -> int:
@@ -297,11 +320,13 @@ def _add_export(sub) -> None:
         help="share of episodes in val.jsonl, stratified by achievement count (default 0.1)",
     )
     add(
-        "--seed",
+        "--split-seed",
+        "--seed",  # its old name: payload's --seed is an episode's seed, this one is not
+        dest="split_seed",
         type=_seed,
         default=0,
         metavar="S",
-        help="seed of the split, --max-examples and --shuffle (default 0)",
+        help="seed of the random split, --max-examples and --shuffle (default 0)",
     )
     add("--max-examples", type=int, metavar="N", help="at most N examples in all")
     add("--shuffle", action="store_true", help="shuffle each file (default: episode order)")
@@ -325,7 +350,7 @@ def export(args) -> int:
         drop_loops=args.drop_loops,
         dedupe=args.dedupe,
         val_fraction=args.val_fraction,
-        seed=args.seed,
+        seed=args.split_seed,
         max_examples=args.max_examples,
         shuffle=args.shuffle,
     )

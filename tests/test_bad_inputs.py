@@ -159,9 +159,13 @@ BAD_OPTIONS = [
         "--max-retries: expected a whole number from 0 to 100, got 'three'",
     ),
     (["--max-retries", "1000"], "--max-retries: expected a whole number from 0 to 100, got '1000'"),
-    (
+    (  # the old name of --requests-per-model still works; the message says the new one
         ["--max-concurrency", "0"],
-        "--max-concurrency: expected a whole number from 1 to 1000, got '0'",
+        "--requests-per-model: expected a whole number from 1 to 1000, got '0'",
+    ),
+    (
+        ["--episodes-per-process", "0"],
+        "--episodes-per-process: expected a whole number from 1 to 1000, got '0'",
     ),
     (
         ["--fail-on-error", "1.5"],

@@ -167,8 +167,7 @@ class EvalSpec:
             runs = tuple(replace(run, profiles=run.profiles + profiles) for run in runs)
             defaults = replace(defaults, profiles=defaults.profiles + profiles)
         if models:
-            known = {run.model: run for run in runs}
-            runs = tuple(known.get(m) or replace(defaults, model=m) for m in models)
+            runs = tuple(_named(runs, m) or replace(defaults, model=m) for m in models)
         if steps is not None:
             runs = tuple(replace(run, steps=steps) for run in runs)
         if api is not None:
@@ -177,6 +176,22 @@ class EvalSpec:
         return replace(
             self, runs=runs, defaults=defaults, seeds=seeds if seeds is not None else self.seeds
         )
+
+
+def _named(runs: tuple[Run, ...], model: str) -> Run | None:
+    """The file's run of `model` (from --model): the one it names exactly, else the one of
+    the same model without parameters, or with other ones: a query string
+    (`local/random?latency_ms=400`) is a parameter of the same model, which keeps the
+    file's settings for it."""
+    base = model.split("?", 1)[0]
+    for candidates in (
+        [r for r in runs if r.model == model],
+        [r for r in runs if r.model == base],
+        [r for r in runs if r.model.split("?", 1)[0] == base],
+    ):
+        if candidates:
+            return replace(candidates[0], model=model)
+    return None
 
 
 # -- parsing -------------------------------------------------------------------------
@@ -343,6 +358,9 @@ def load(path: str | Path, text: str | None = None) -> EvalSpec:
         expect=_section(doc, data.get("expect", {}), "expect", Expect(), EXPECT_KEYS),
         gate=_gate(doc, data.get("gate", {}), "gate", Gate()),
         source=str(path),
+        # a model named only by --model gets these settings: its warnings point at the
+        # file's model list, which --model replaces
+        line=doc.lines.get("models"),
         lines=tuple(
             (f"request.{k}", doc.lines[f"request.{k}"])
             for k in sorted(REQUEST_KEYS)
@@ -485,7 +503,8 @@ def parse_seeds(value: Any) -> tuple[int, ...]:
         raise ValueError(f"expected a count, a range 'a-b' or a list, got {value!r}")
     if isinstance(value, int):
         if value < 1:
-            raise ValueError(f"a seed count must be at least 1, got {value}")
+            hint = " (for the one seed 0, write 0, or [0])" if value == 0 else ""
+            raise ValueError(f"a seed count must be at least 1, got {value}{hint}")
         if value > MAX_SEEDS:
             raise ValueError(f"at most {MAX_SEEDS} seeds, got {value}")
         return tuple(range(value))

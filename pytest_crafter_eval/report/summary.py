@@ -471,6 +471,12 @@ def terminal_lines(summary: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+# Said above the terminal's gate table, which is shorter than summary.md's.
+GATE_TABLE_NOTE = (
+    "the checks of models whose gate failed (or that are xfail); summary.md lists every check"
+)
+
+
 def gate_failure_lines(summary: Mapping[str, Any]) -> list[str]:
     """The table printed when a gate fails, or an xfail model's gate was checked."""
     rows = gate_rows(summary, notable_only=True)

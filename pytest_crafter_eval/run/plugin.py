@@ -25,6 +25,7 @@ from .items import EPISODE_ID, EpisodeItem, EvalFile
 from .settings import (
     CONNECTIONS,
     EXPECTED,
+    INI_ALIASES,
     NOTE,
     OWN_RUN_DIR,
     RECORDS,
@@ -35,6 +36,7 @@ from .settings import (
     SUMMARY,
     UsageError,
     check_cassette_options,
+    flag_of,
     is_worker,
     limits,
     overrides,
@@ -47,6 +49,14 @@ from .settings import (
 )
 
 GROUP = "crafter-eval"
+_METAVARS = {
+    "model": "NAME",
+    "record": "DIR",
+    "replay": "DIR",
+    "profiles": "FILE",
+    "concurrency": "N",
+    "max_concurrency": "N",
+}
 RESULT_KEY = "crafter_episode"
 
 # name -> (help, default); each option is also an ini key `crafter_<name>`.
@@ -94,7 +104,10 @@ _OPTIONS: dict[str, tuple[str, Any]] = {
         ),
         None,
     ),
-    "max_concurrency": ("requests in flight to one model at most, across all xdist workers", None),
+    "max_concurrency": (
+        "requests in flight to one model at most, across all xdist workers (default: no cap)",
+        None,
+    ),
     "fail_on_error": (
         (
             "fail the run only if more than this share (0..1) of episodes error; "
@@ -124,19 +137,21 @@ _OPTIONS: dict[str, tuple[str, Any]] = {
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup(GROUP, "crafter-eval: Crafter episodes as tests")
     for name, (help_text, default) in _OPTIONS.items():
-        flag = "--" + name.replace("_", "-")
-        metavar = name.upper()
+        flags = [flag_of(name)]
+        if flags[0] != "--" + name.replace("_", "-"):  # the old name, kept as an alias
+            flags.append("--" + name.replace("_", "-"))
+        if default is not None and "(default" not in help_text:
+            help_text = f"{help_text} (default: {default})"
+        metavar = _METAVARS.get(name, name.upper())
         if name == "model":
             group.addoption(
-                flag, action="append", dest="crafter_model", metavar="NAME", help=help_text
+                *flags, action="append", dest="crafter_model", metavar=metavar, help=help_text
             )
-        elif name in ("record", "replay"):
-            group.addoption(flag, dest=f"crafter_{name}", metavar="DIR", help=help_text)
-        elif name == "profiles":
-            group.addoption(flag, dest=f"crafter_{name}", metavar="FILE", help=help_text)
         else:
-            group.addoption(flag, dest=f"crafter_{name}", metavar=metavar, help=help_text)
+            group.addoption(*flags, dest=f"crafter_{name}", metavar=metavar, help=help_text)
         parser.addini(f"crafter_{name}", help_text, default=default)
+        for alias in INI_ALIASES.get(name, ()):
+            parser.addini(f"crafter_{alias}", f"the same as crafter_{name}", default=None)
     group.addoption(
         "--require-api-key",
         action="store_true",
@@ -274,22 +289,21 @@ class _XdistHooks:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log):
-        """With --concurrency, each worker must know its items in advance to play them
+        """With --episodes-per-process, each worker must know its items in advance to play them
         ahead: `scheduling.StaticScheduling` sends each its whole share at once."""
         if limits(config)["concurrency"] <= 1:
             return None
         if config.getvalue("dist") not in ("load", "worksteal"):
-            import warnings
-
-            from ..config.profiles import CrafterEvalWarning
-
-            warnings.warn(
-                CrafterEvalWarning(
-                    f"--concurrency needs --dist load (the default of -n); with --dist "
-                    f"{config.getvalue('dist')} each worker plays one episode at a time"
-                ),
-                stacklevel=1,
-            )
+            # a line of the run's own, not a Python warning: none of the plugin's code or
+            # the eval files is at fault, so there is no line to point at
+            reporter = config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line(
+                    f"crafter-eval: warning: {flag_of('concurrency')} needs --dist load (the "
+                    f"default of -n); with --dist {config.getvalue('dist')} each worker plays "
+                    "one episode at a time",
+                    yellow=True,
+                )
             return None
         from .scheduling import StaticScheduling
 
@@ -542,15 +556,35 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     for line in report.terminal_lines(summary):
         tr.write_line(line)
     gate_lines = report.gate_failure_lines(summary)
+    failed = len(summary["failed_gates"])
     if gate_lines:
-        failed = len(summary["failed_gates"])
         title = (
             f"crafter-eval gates failed for {failed} model(s)" if failed else "crafter-eval gates"
         )
         tr.write_sep("=", title, red=bool(failed), bold=True)
+        tr.write_line(report.GATE_TABLE_NOTE)
         for line in gate_lines:
             tr.write_line(line)
     tr.write_line(f"crafter-eval: {note}" if note else f"reports: {report_dir(config)}")
+    if failed:
+        _count_in_last_line(tr, failed)
+
+
+def _count_in_last_line(terminalreporter, failed: int) -> None:
+    """Put the failed gates in pytest's last line ("3 passed, 1 gate failed in 2.1s"), which
+    is then yellow, not green: the tests passed but the run fails. Each entry of `stats`
+    counts once in that line; its main color is set from the keys it has seen."""
+    key = "gate failed" if failed == 1 else "gates failed"
+    terminalreporter.stats.setdefault(key, []).extend(_GateFailed() for _ in range(failed))
+    recolor = getattr(terminalreporter, "_set_main_color", None)  # pytest private, cached
+    if recolor is not None:
+        recolor()
+
+
+class _GateFailed:
+    """A failed gate's entry in the terminal reporter's stats (counted in the last line)."""
+
+    count_towards_summary = True
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

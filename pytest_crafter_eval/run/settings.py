@@ -38,10 +38,32 @@ OWN_RUN_DIR = pytest.StashKey[bool]()
 RUN_DIR_KEY = "crafter_run_dir"  # in xdist's workerinput
 
 
+# Options renamed to say what they count: setting name -> its flag; the old flag
+# (`--` + the name) stays an alias, and so does its ini key (`crafter_` + the name).
+FLAGS = {
+    "concurrency": "--episodes-per-process",
+    "max_concurrency": "--requests-per-model",
+}
+# setting name -> further ini keys (without `crafter_`) read when its own is unset
+INI_ALIASES = {
+    "concurrency": ("episodes_per_process",),
+    "max_concurrency": ("requests_per_model",),
+}
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag of setting `name`, as messages name it."""
+    return FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
 def setting(config: pytest.Config, name: str) -> Any:
     """A setting from the command line, else from the ini file."""
     value = config.getoption(f"crafter_{name}")
     if value in (None, False, []):
+        for alias in INI_ALIASES.get(name, ()):  # the new ini names (no default) come first
+            value = config.getini(f"crafter_{alias}")
+            if value not in (None, "", False, []):
+                return value
         value = config.getini(f"crafter_{name}")
     return value
 
@@ -146,7 +168,7 @@ def _number(
     raw = setting(config, name)
     if raw in (None, ""):
         return None
-    flag = "--" + name.replace("_", "-")
+    flag = flag_of(name)
     try:
         value = kind(str(raw).strip())
         if (
@@ -201,8 +223,7 @@ def limits(config: pytest.Config) -> dict[str, Any]:
         for name in ("max_concurrency", "max_tokens", "max_cost"):
             if result[name] is not None:
                 raise UsageError(
-                    f"--{name.replace('_', '-')}: needs POSIX file locks (fcntl), "
-                    "which this platform lacks"
+                    f"{flag_of(name)}: needs POSIX file locks (fcntl), which this platform lacks"
                 )
     config.stash[LIMITS] = result
     return result

@@ -1,0 +1,135 @@
+"""A first run as a new user makes it: messages, names and the CLI (issue 18, 16-25).
+
+Each test runs the real plugin in-process (pytester) or the real command, and checks what
+the user reads.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+# In-process runs import these once: modules imported during a run are dropped after it,
+# and numpy (under crafter) cannot be imported twice in a process.
+import pytest_crafter_eval.agent.episode
+import pytest_crafter_eval.run.items
+import pytest_crafter_eval.wire.client  # noqa: F401
+from pytest_crafter_eval import cli
+from pytest_crafter_eval.config import spec
+
+pytest_plugins = ["pytester"]
+
+GATED = """\
+name: gated
+models:
+  - local/random: {gate: {mean_achievements: 5}}
+seeds: 2
+steps: 3
+expect: {min_achievements: 0}
+"""
+
+
+def run(pytester, *args):
+    return pytester.runpytest_inprocess("-p", "no:cacheprovider", *args)
+
+
+def test_the_last_line_says_a_gate_failed_and_the_table_says_it_lists_failures(pytester):
+    pytester.makefile(".yaml", **{"evals/gated": GATED})
+    result = run(pytester, "evals", "-m", "not crafter_payload")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        [
+            "*crafter-eval gates failed for 1 model(s)*",
+            "the checks of models whose gate failed (or that are xfail); summary.md lists every check",
+            "*local/random*mean_achievements*>= 5*FAILED*",
+            "=* 2 passed, 1 deselected, *1 gate failed in *=",
+        ]
+    )
+
+
+def test_a_model_named_only_by_model_warns_at_the_eval_files_model_list(pytester):
+    pytester.makefile(".yaml", **{"evals/gated": GATED})
+    from pytest_crafter_eval.config import profiles
+
+    loaded = spec.load(pytester.path / "evals" / "gated.yaml").with_overrides(
+        models=["my-own-model"]
+    )
+    run_ = loaded.runs[0]
+    assert run_.line == 2  # `models:`, the list --model replaces
+    profiles._WARNED.clear()
+    with pytest.warns(profiles.CrafterEvalWarning) as caught:
+        profiles.warn_note(run_, "my-own-model: no profile of its own")
+    assert caught[0].filename.endswith("gated.yaml") and caught[0].lineno == 2
+
+
+def test_dist_without_load_is_a_line_of_the_run_not_a_warning_in_plugin_code(pytester):
+    pytester.makefile(".yaml", **{"evals/gated": GATED})
+    result = run(
+        pytester,
+        "evals",
+        "-m",
+        "not crafter_payload",
+        "-n",
+        "1",
+        "--dist",
+        "loadfile",
+        "--episodes-per-process",
+        "2",
+    )
+    result.stdout.fnmatch_lines(
+        ["crafter-eval: warning: --episodes-per-process needs --dist load (the default of -n);*"]
+    )
+    assert "plugin.py" not in result.stdout.str()
+
+
+def test_a_query_string_on_the_command_line_keeps_the_files_settings_for_the_model(tmp_path):
+    path = tmp_path / "e.yaml"
+    path.write_text(
+        "models:\n  - local/random: {steps: 7, expect: {min_achievements: 0}}\n"
+        "  - local/heuristic\nsteps: 3\n"
+    )
+    loaded = spec.load(path)
+    chosen = loaded.with_overrides(models=["local/random?latency_ms=400", "local/fumble"])
+    by_model = {r.model: r for r in chosen.runs}
+    assert by_model["local/random?latency_ms=400"].steps == 7
+    assert by_model["local/random?latency_ms=400"].expect.min_achievements == 0
+    assert by_model["local/fumble"].steps == 3  # not in the file: the file's defaults
+    # the exact name still wins over a parameterised one of the same model
+    path.write_text("models:\n  - local/random?x=1: {steps: 5}\n  - local/random: {steps: 6}\n")
+    assert spec.load(path).with_overrides(models=["local/random"]).runs[0].steps == 6
+    assert spec.load(path).with_overrides(models=["local/random?y=2"]).runs[0].steps == 6
+
+
+def test_seeds_0_says_how_to_write_the_one_seed_0():
+    with pytest.raises(ValueError, match=r"at least 1, got 0 \(for the one seed 0, write 0, or"):
+        spec.parse_seeds("0")
+
+
+def test_the_renamed_concurrency_options_and_their_old_names(pytester):
+    pytester.makefile(".yaml", **{"evals/gated": GATED})
+    help_text = run(pytester, "--help").stdout.str()
+    assert "--episodes-per-process=N, --concurrency=N" in help_text
+    assert "--requests-per-model=N, --max-concurrency=N" in help_text
+    assert "(default: 60)" in help_text  # --request-timeout's default is in its help
+    for flag in ("--concurrency", "--episodes-per-process"):
+        result = run(pytester, "evals", "-m", "not crafter_payload", flag, "2")
+        result.assert_outcomes(passed=2)
+    pytester.makeini("[pytest]\ncrafter_episodes_per_process = 0\n")
+    result = run(pytester, "evals")
+    result.stderr.fnmatch_lines(["*--episodes-per-process: expected a whole number*got '0'*"])
+
+
+def test_cli_version_descriptions_and_the_split_seed(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith("crafter-eval ")
+    for command in ("serve", "payload", "report", "export"):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        out = capsys.readouterr().out
+        description = out.split("\n\n")[1]
+        assert not description.startswith(("positional", "options")), command
+    parser = cli._parser()
+    args = parser.parse_args(["export", "t", "--out", "o", "--split-seed", "3"])
+    assert args.split_seed == 3
+    assert parser.parse_args(["export", "t", "--out", "o", "--seed", "4"]).split_seed == 4
