@@ -230,6 +230,7 @@ def report(args) -> int:
     failed = reports.gate_failure_lines(summary)
     if failed:
         print(f"crafter-eval gates failed for {len(summary['failed_gates'])} model(s)")
+        print(reports.GATE_TABLE_NOTE)
         for line in failed:
             print(line)
     print(f"reports: {args.out} ({len(records)} episodes from {len(args.sources)} run(s))")
