@@ -10,6 +10,7 @@ import time
 import openai
 import pytest
 
+from pytest_crafter_eval.run import runstate
 from pytest_crafter_eval.wire.client import (
     Attempt,
     ModelCallError,
@@ -27,14 +28,14 @@ FAST = RetryPolicy(max_retries=4, deadline_s=10, backoff_s=0.02, max_backoff_s=0
 _counter = iter(range(10**9))
 
 
-def call(sdk, query, policy=FAST, timeout=5.0):
+def call(sdk, query, policy=FAST, timeout=5.0, pace=None):
     """One request to local/chaos?query with a body never sent before (fresh attempts)."""
     body = {
         "model": f"local/chaos?{query}",
         "tools": [TOOL],
         "messages": [{"role": "user", "content": f"request {next(_counter)} {time.time()}"}],
     }
-    return ModelClient(sdk, timeout=timeout, policy=policy).complete(body)
+    return ModelClient(sdk, timeout=timeout, policy=policy, pace=pace).complete(body)
 
 
 def attempts(server, query):
@@ -125,6 +126,25 @@ def test_retry_after_is_honoured_per_the_servers_log(sdk, server, query, seconds
     gaps = [b.time - a.time for a, b in itertools.pairwise(log)]
     assert all(seconds <= gap < seconds * 1.1 + 0.1 for gap in gaps), gaps
     assert all(seconds <= r.wait_s <= seconds * 1.1 for r in reply.retries)
+
+
+@pytest.mark.parametrize("paced", [False, True])
+@pytest.mark.parametrize("retry_after", ["0", "0.001", "0.03"])
+def test_every_429_counts_and_waits_at_least_the_backoff(sdk, server, tmp_path, paced, retry_after):
+    """A provider that always answers 429, asking for no wait, a tiny one or a short
+    one: the call ends at --max-retries (with the shared pacer too), each wait at least
+    the backoff; no tight loop (it was 650 requests in 2 s with the pacer on)."""
+    query = f"error=429&retry_after={retry_after}"
+    policy = RetryPolicy(max_retries=3, deadline_s=20, backoff_s=0.02, max_backoff_s=0.04)
+    pace = runstate.Pacer(tmp_path, "chaos") if paced else None
+    before = len(attempts(server, query))
+    with pytest.raises(ModelCallError, match=r"gave up after 4 attempts: --max-retries 3") as info:
+        call(sdk, query, policy, pace=pace)
+    assert len(attempts(server, query)) == before + 4  # exactly max_retries + 1 requests
+    told = float(retry_after)
+    floors = [0.01, 0.02, 0.02]  # half the backoff ceiling: 0.02 doubling, capped at 0.04
+    assert [r.cause for r in info.value.retries] == ["429"] * 3
+    assert all(r.wait_s >= max(told, floor) for r, floor in zip(info.value.retries, floors))
 
 
 def test_a_retry_after_beyond_the_deadline_fails_at_once(sdk, server):

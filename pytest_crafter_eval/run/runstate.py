@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -167,8 +168,20 @@ class Pacer:
     them while they queue behind it (in `pace/<digest>.json`).
 
     `limited(wait_s)` (a 429 that asked for `wait_s`): no request before now + wait_s,
-    then one per wait_s. `turn()` before each request: the seconds to wait first (0 when
-    nothing queues, checked without a lock), taking the next place in the queue."""
+    then one per spacing. `turn(limit_s)` before each request: the seconds to wait
+    first (0 when nothing queues, checked without a lock), taking the next place in the
+    queue; None, taking nothing, when that place is more than `limit_s` away.
+
+    The spacing is the largest wait asked for while the queue lasts (a request that came
+    just before the provider's next opening is told a tiny wait, which is not the time a
+    request needs). It is an estimate, and a coarse one when the provider answers in
+    whole seconds, so it does not hold for ever: after `CALM_PLACES` places given without
+    a 429 it halves (a 429 while the queue lasts undoes the last halving), and once the
+    queue has drained requests go at full speed until the next 429.
+    """
+
+    CALM_PLACES = 10
+    CALM_FACTOR = 0.5
 
     def __init__(self, run_dir: Path, model: str):
         digest = hashlib.sha256(model.encode()).hexdigest()[:16]
@@ -177,38 +190,60 @@ class Pacer:
         self.path = directory / f"{digest}.json"
         self.lock = directory / f"{digest}.lock"
 
-    def turn(self, now: Callable[[], float] = time.time) -> float:
-        if self._read()[0] <= now():
+    def turn(
+        self, limit_s: float = math.inf, now: Callable[[], float] = time.time
+    ) -> float | None:
+        if self._read()["not_before"] <= now():
             return 0.0
         with _locked(self.lock):
-            not_before, spacing = self._read()
+            state = self._read()
             at = now()
-            if not_before <= at:
+            if state["not_before"] <= at:
                 return 0.0
-            self._write(not_before + spacing, spacing)
-            return not_before - at
+            held = state["not_before"] - at
+            if held > limit_s:
+                return None  # the caller gives up: its place stays free for the next
+            state["not_before"] += state["spacing"]
+            state["calm"] += 1
+            if state["calm"] >= self.CALM_PLACES:  # no 429 for a while: go faster
+                state["before"], state["spacing"], state["calm"] = (
+                    state["spacing"],
+                    state["spacing"] * self.CALM_FACTOR,
+                    0,
+                )
+            self._write(state)
+            return held
 
     def limited(self, wait_s: float, now: Callable[[], float] = time.time) -> None:
-        """A 429 asked for `wait_s`. The spacing is the largest wait asked for while the
-        queue lasts: a request that came just before the provider's next opening is
-        told a tiny wait, which is not the time a request needs."""
+        """A 429 asked for `wait_s`."""
         with _locked(self.lock):
-            not_before, spacing = self._read()
+            state = self._read()
             at = now()
-            queueing = not_before > at - 5 * max(spacing, wait_s)  # or just drained
-            self._write(max(not_before, at + wait_s), max(spacing, wait_s) if queueing else wait_s)
+            spacing = state["spacing"]
+            queueing = state["not_before"] > at - 5 * max(spacing, wait_s)  # or just drained
+            self._write(
+                {
+                    "not_before": max(state["not_before"], at + wait_s),
+                    "spacing": max(spacing, state["before"], wait_s) if queueing else wait_s,
+                    "before": state["before"] if queueing else 0.0,
+                    "calm": 0,
+                }
+            )
 
-    def _read(self) -> tuple[float, float]:
+    def _read(self) -> dict[str, float]:
         try:
             data = json.loads(self.path.read_text())
-            return float(data["not_before"]), float(data["spacing"])
-        except (OSError, ValueError, TypeError, KeyError):
-            return 0.0, 0.0
+            return {key: float(data.get(key, 0.0)) for key in _PACE_KEYS}
+        except (OSError, ValueError, TypeError, AttributeError):
+            return dict.fromkeys(_PACE_KEYS, 0.0)
 
-    def _write(self, not_before: float, spacing: float) -> None:
+    def _write(self, state: dict[str, float]) -> None:
         tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"not_before": not_before, "spacing": spacing}))
+        tmp.write_text(json.dumps(state))
         os.replace(tmp, self.path)
+
+
+_PACE_KEYS = ("not_before", "spacing", "before", "calm")
 
 
 class Tally:

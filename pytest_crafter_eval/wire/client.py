@@ -14,8 +14,9 @@ Retries are ours, not the SDK's (its `max_retries` is 0), so that they are bound
 counted and testable. `RetryPolicy` says how: capped exponential backoff with jitter, at
 most `max_retries` retries and `deadline_s` seconds per call. `classify` says what:
 
-- retried: 429 rate limits (waiting as long as Retry-After / retry-after-ms say), 408,
-  409, 5xx, timeouts, dropped connections, and a 200 whose body is not JSON;
+- retried: 429 rate limits (waiting as long as Retry-After / retry-after-ms say, and
+  at least the backoff), 408, 409, 5xx, timeouts, dropped connections, and a 200 whose
+  body is not JSON; every retried attempt, a 429 too, counts against `max_retries`;
 - not retried, failing at once with the API's own message: 400 (with the parameter the
   API names), 401, 403, 404 (unknown model), a 429 whose code is `insufficient_quota`,
   any other 4xx, and anything the server marks `x-should-retry: false`.
@@ -163,8 +164,10 @@ def parse_retry_after(
 class RetryPolicy:
     """At most `max_retries` retries and `deadline_s` seconds for one model call
     (every attempt, wait and timeout included). Backoff doubles from `backoff_s` up to
-    `max_backoff_s`, with equal jitter (half fixed, half random) so that workers hit by
-    the same fault spread out. A server's Retry-After replaces the backoff."""
+    `max_backoff_s` (the openai SDK's own 0.5 s and 8 s), with equal jitter (half fixed,
+    half random) so that workers hit by the same fault spread out. A server's
+    Retry-After is honoured, and the backoff is its floor: `Retry-After: 0`, or a tiny
+    wait, does not make a tight loop."""
 
     max_retries: int = 4
     deadline_s: float = 300.0
@@ -173,10 +176,11 @@ class RetryPolicy:
 
     def wait(self, retry: int, attempt: Attempt, rng: random.Random) -> float:
         """Seconds to wait before retry number `retry` (0-based) after `attempt`."""
-        if attempt.retry_after_s is not None:
-            return attempt.retry_after_s * (1 + 0.1 * rng.random())
         ceiling = min(self.max_backoff_s, self.backoff_s * 2**retry)
-        return ceiling / 2 + ceiling / 2 * rng.random()
+        backoff = ceiling / 2 + ceiling / 2 * rng.random()
+        if attempt.retry_after_s is None:
+            return backoff
+        return max(attempt.retry_after_s * (1 + 0.1 * rng.random()), backoff)
 
 
 # -- the client ----------------------------------------------------------------------
@@ -218,14 +222,15 @@ class ModelClient:
         policy = self.policy
         deadline = time.monotonic() + policy.deadline_s
         retries: list[Retry] = []
-        counted = 0  # failed attempts counted against max_retries
         while True:
             if self._pace is not None:  # a 429 to any worker or thread holds back all
-                held = self._pace.turn()
+                held = self._pace.turn(deadline - time.monotonic())
+                if held is None:  # its place in the queue is beyond the deadline
+                    raise self._held(retries)
                 if held > 0:
-                    self._sleep(min(held, max(0.0, deadline - time.monotonic())))
-            remaining = deadline - time.monotonic()
+                    self._sleep(held)
             with self._slot():
+                remaining = deadline - time.monotonic()
                 start = time.perf_counter()
                 outcome = self._attempt(adapter, body, max(0.001, min(self.timeout, remaining)))
                 latency = time.perf_counter() - start
@@ -235,29 +240,22 @@ class ModelClient:
                 return Reply(outcome, latency, tuple(retries))
             if not outcome.retryable:
                 raise self._error(outcome, outcome.message, retries)
-            # With a shared pacer, a 429 that says how long to wait is flow control, not
-            # a fault: every request to the model waits in turn, and the step deadline
-            # bounds those retries, not --max-retries.
-            paced = (
-                self._pace is not None
-                and outcome.status == 429
-                and outcome.retry_after_s is not None
-            )
-            if not paced:
-                counted += 1
-            if counted > policy.max_retries:
+            # Every failed attempt counts, a 429 too: a provider that keeps refusing
+            # ends the call at --max-retries, whatever it asks to wait.
+            if len(retries) >= policy.max_retries:
                 raise self._error(
                     outcome,
                     f"{outcome.message} (gave up after {len(retries) + 1} attempts: "
                     f"--max-retries {policy.max_retries})",
                     retries,
                 )
-            wait = policy.wait(max(0, counted - 1), outcome, self._rng)
+            wait = policy.wait(len(retries), outcome, self._rng)
             left = deadline - time.monotonic()
             if wait >= left:
+                told = outcome.retry_after_s
                 asked = (
-                    f"Retry-After {outcome.retry_after_s:g} s"
-                    if outcome.retry_after_s is not None
+                    f"Retry-After {told:g} s"
+                    if told is not None and wait <= told * 1.1 + 1e-9
                     else f"backoff {wait:.2g} s"
                 )
                 raise self._error(
@@ -268,10 +266,21 @@ class ModelClient:
                     retries,
                 )
             retries.append(Retry(outcome.cause, wait))
-            if paced:
-                self._pace.limited(outcome.retry_after_s or 0.0)  # the queue waits for us
-            else:
-                self._sleep(wait)
+            if self._pace is not None and outcome.status == 429 and outcome.retry_after_s:
+                self._pace.limited(outcome.retry_after_s)  # every request waits, in turn
+            self._sleep(wait)
+
+    def _held(self, retries: list[Retry]) -> ModelCallError:
+        """The error of a call whose turn in the model's rate-limit queue comes after its
+        step deadline: nothing is sent."""
+        return ModelCallError(
+            f"rate limited: the provider's 429s hold every request to {self.model or 'the model'} "
+            f"in a queue that would reach this one after the step deadline of "
+            f"{self.policy.deadline_s:g} s (--step-deadline); not sent",
+            status=429,
+            cause="429",
+            retries=tuple(retries),
+        )
 
     def _attempt(
         self, adapter: adapters.Adapter, body: dict[str, Any], timeout: float

@@ -611,7 +611,7 @@ def _chaos_error(kind: str, options: dict[str, Any]) -> ModelError:
     headers = {}
     if kind == "429":
         if options["retry_after"]:
-            headers["retry-after"] = f"{options['retry_after']:g}"
+            headers["retry-after"] = options["retry_after"]
         if options["retry_after_ms"]:
             headers["retry-after-ms"] = f"{options['retry_after_ms']:g}"
     param = "temperature" if kind == "400" else None
@@ -657,7 +657,9 @@ def malformed_answer(kind: str, rng: random.Random) -> Answer:
     "answers; per request, malformed tool calls",
     per_attempt=True,
     rate_429=Option(float, 0.0, help="share of attempts answered 429 with Retry-After"),
-    retry_after=Option(float, 0.2, help="Retry-After of those 429s, in seconds (0: none)"),
+    retry_after=Option(
+        str, "0.2", help="Retry-After header of those 429s, sent as written (empty: none)"
+    ),
     retry_after_ms=Option(float, 0.0, help="retry-after-ms of those 429s (0: none)"),
     rate_500=Option(float, 0.0, help="share of attempts answered 500"),
     rate_drop=Option(float, 0.0, help="share of attempts whose connection is closed unanswered"),
