@@ -85,9 +85,7 @@ def test_threads_sharing_a_pacer_all_get_through_at_the_limit(server, sdk, tmp_p
     assert len(limited) < 64  # in turn, not all at once after each 429 (a herd)
 
 
-def test_a_queue_beyond_the_step_deadline_fails_at_once_and_keeps_its_place(
-    server, sdk, tmp_path
-):
+def test_a_queue_beyond_the_step_deadline_fails_at_once_and_keeps_its_place(server, sdk, tmp_path):
     """A 429 told another worker to wait 30 s: a call with a 1 s step deadline sends
     nothing, says it was the rate limit (not --request-timeout), and takes no place in
     the queue (it went ahead of it with a 1 ms timeout)."""
@@ -202,12 +200,20 @@ if __name__ == "__main__":  # the README's table
     import tempfile
 
     rows = [
-        ("one 1 s Retry-After, then 8/s wanted", dict(clients=8, latency_s=1.0, one_off_at=5.0)),
-        ("16 clients at the limit, ms hints", dict(clients=16, latency_s=0.2)),
-        ("64 clients at the limit, ms hints", dict(clients=64, latency_s=0.2)),
-        ("16 clients at the limit, whole-second hints", dict(clients=16, latency_s=0.2, hint="s")),
+        (
+            "one 1 s Retry-After, then 8/s wanted",
+            {"clients": 8, "latency_s": 1.0, "one_off_at": 5.0},
+        ),
+        ("16 clients at the limit, ms hints", {"clients": 16, "latency_s": 0.2}),
+        ("64 clients at the limit, ms hints", {"clients": 64, "latency_s": 0.2}),
+        (
+            "16 clients at the limit, whole-second hints",
+            {"clients": 16, "latency_s": 0.2, "hint": "s"},
+        ),
     ]
-    print("| scenario (limit 10/s, 60 s simulated, 5 seeds) | ok/s, 2nd half | 429s | calls failed |")
+    print(
+        "| scenario (limit 10/s, 60 s simulated, 5 seeds) | ok/s, 2nd half | 429s | calls failed |"
+    )
     print("|---|---|---|---|")
     for name, kwargs in rows:
         runs = []

@@ -190,9 +190,7 @@ class Pacer:
         self.path = directory / f"{digest}.json"
         self.lock = directory / f"{digest}.lock"
 
-    def turn(
-        self, limit_s: float = math.inf, now: Callable[[], float] = time.time
-    ) -> float | None:
+    def turn(self, limit_s: float = math.inf, now: Callable[[], float] = time.time) -> float | None:
         if self._read()["not_before"] <= now():
             return 0.0
         with _locked(self.lock):
