@@ -206,10 +206,10 @@ def api_name(run: spec.Run) -> str:
 
 @functools.lru_cache(maxsize=16)
 def _first_observation(seed: int, observation: spec.Observation, format: str) -> Observation:
-    return observe(_new_env(seed, observation), observation, format=format)
+    return observe(new_env(seed, observation), observation, format=format)
 
 
-def _new_env(seed: int, observation: spec.Observation) -> CrafterEnv:
+def new_env(seed: int, observation: spec.Observation) -> CrafterEnv:
     """A reset env whose frames have the observation's image size (64 when text-only)."""
     env = CrafterEnv(seed, size=observation.image.size if observation.image else 64)
     env.reset()
@@ -254,7 +254,7 @@ def run_episode(
         result.end, result.error, result.infra_error = "unsupported", str(exc), False
         result.duration_s = time.perf_counter() - started
         return result
-    env = _new_env(seed, run.observation)
+    env = new_env(seed, run.observation)
     adapter = adapters.for_run(run, profile)
     result.api = adapter.name
     prompt = system_prompt(instructions, run.answer.format)
@@ -267,7 +267,7 @@ def run_episode(
     for step in range(run.steps):
         frame = env.frame() if wants_frame else None  # one render per step, shared
         shown = observe(env, run.observation, frame, answer.format)
-        turn = conversation.observe(_with_notice(shown, notice))
+        turn = conversation.observe(with_notice(shown, notice))
         result.steps += 1
         attempt = 0
         while True:
@@ -323,50 +323,26 @@ def run_episode(
             attempt += 1
             result.reasks += 1
             problem = answer_problem(parsed, answer.format, reply)
-            turn.observation = _with_notice(
+            turn.observation = with_notice(
                 shown, f"Your answer was invalid: {problem}. {_ask_again(answer.format)}"
             )
         if result.end == "error":
             break
-        played: list[str] = []
-        unlocked_before, reward_before = len(env.unlocked), env.reward_total
         if parsed.ok:
             result.tool_calls += 1
             result.text_tool_calls += from_text
-            for action in parsed.actions:
-                result.reward += env.step(action)
-                result.valid_actions += 1
-                played.append(action)
-                if env.done:
-                    break
-        elif answer.on_invalid != "end":
-            result.reward += env.step("noop")
-            result.noops += 1
-            played.append("noop")
-        else:
+        turn_played = play_answer(env, parsed, reply, answer, history.steps)
+        played = list(turn_played.actions)
+        for reward in turn_played.rewards:
+            result.reward += reward
+        if parsed.ok:
+            result.valid_actions += len(played)
+        elif turn_played.ended:
             result.end = "no_tool_call"
-        tell = answer.feedback and answer.on_invalid != "end"
-        problem = answer_problem(parsed, answer.format, reply) if tell else ""
-        outcome = Outcome(
-            actions=tuple(played),
-            reward=env.reward_total - reward_before,
-            new_achievements=tuple(env.unlocked[unlocked_before:]),
-            invalid=tuple(parsed.invalid_names) if answer.feedback else (),
-        )
-        if problem and reply.tool_calls:
-            outcome = replace(
-                outcome, calls=(f"{outcome.text}; error: {problem}",) * len(reply.tool_calls)
-            )
-        turn.reply, turn.outcome = reply, outcome
-        # Feedback the history does not carry (no history, or no tool message to hold
-        # it) goes at the top of the next observation's text.
-        notice = None
-        if problem and (history.steps == 0 or not reply.tool_calls):
-            notice = (
-                f"Your last answer was invalid: {problem}; noop was played."
-                if not parsed.ok
-                else f"In your last answer: {problem}; the valid actions were played."
-            )
+        else:
+            result.noops += 1
+        turn.reply, turn.outcome = reply, turn_played.outcome
+        notice = turn_played.notice
         if on_step is not None:
             on_step(
                 {
@@ -394,6 +370,68 @@ def run_episode(
     result.achievements = {name: env.achievements[name] for name in env.unlocked}
     result.duration_s = time.perf_counter() - started
     return result
+
+
+@dataclass(frozen=True)
+class Played:
+    """What one answer did to the game: the actions played (its valid actions, up to
+    the end of the game; or noop), Crafter's reward of each, the `Outcome` the history
+    holds, the `notice` the next observation starts with (None: none), and `ended`: the
+    answer had no valid action and `answer.on_invalid` is end."""
+
+    actions: tuple[str, ...]
+    rewards: tuple[float, ...]
+    outcome: Outcome
+    notice: str | None
+    ended: bool
+
+
+def play_answer(
+    env: CrafterEnv,
+    parsed: tools.ParsedCalls,
+    reply: Reply,
+    answer: spec.Answer,
+    history_steps: int = 0,
+) -> Played:
+    """Play a parsed answer on `env` as an episode does: its valid actions in order
+    (stopping when the game ends); an answer without one plays noop unless
+    `answer.on_invalid` is end; with `answer.feedback`, what was wrong goes into the
+    tool results (`Outcome.calls`) and, when the history does not carry it (no history,
+    or no tool call to answer), into the notice at the top of the next observation."""
+    played: list[str] = []
+    rewards: list[float] = []
+    unlocked_before, reward_before = len(env.unlocked), env.reward_total
+    if parsed.ok:
+        for action in parsed.actions:
+            rewards.append(env.step(action))
+            played.append(action)
+            if env.done:
+                break
+    elif answer.on_invalid != "end":
+        rewards.append(env.step("noop"))
+        played.append("noop")
+    tell = answer.feedback and answer.on_invalid != "end"
+    problem = answer_problem(parsed, answer.format, reply) if tell else ""
+    outcome = Outcome(
+        actions=tuple(played),
+        reward=env.reward_total - reward_before,
+        new_achievements=tuple(env.unlocked[unlocked_before:]),
+        invalid=tuple(parsed.invalid_names) if answer.feedback else (),
+    )
+    if problem and reply.tool_calls:
+        outcome = replace(
+            outcome, calls=(f"{outcome.text}; error: {problem}",) * len(reply.tool_calls)
+        )
+    notice = None
+    if problem and (history_steps == 0 or not reply.tool_calls):
+        notice = (
+            f"Your last answer was invalid: {problem}; noop was played."
+            if not parsed.ok
+            else f"In your last answer: {problem}; the valid actions were played."
+        )
+    return Played(
+        tuple(played), tuple(rewards), outcome, notice, not parsed.ok and answer.on_invalid == "end"
+    )
 
 
 def _event(
@@ -479,7 +517,7 @@ def _ask_again(format: str) -> str:
     return f"Call {tools.TOOL_NAME} again with 1 to 8 valid actions."
 
 
-def _with_notice(observation: Observation, notice: str | None) -> Observation:
+def with_notice(observation: Observation, notice: str | None) -> Observation:
     if not notice:
         return observation
     return replace(observation, text=f"{notice}\n\n{observation.text}")
