@@ -29,6 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "agent": {"config", "wire", "report"},
     "data": {"config", "wire", "agent"},
     "run": {"config", "wire", "agent", "report", "data"},
+    "rl": {"config", "wire", "agent"},  # the optional extra [rl]: nothing imports it
     "": {"config", "wire", "agent", "report", "data", "run"},
 }
 TOP_LEVEL = {PACKAGE, f"{PACKAGE}.cli"}  # the root's own modules
@@ -182,17 +183,21 @@ def test_the_checks_see_a_wrong_import(tmp_path):
 
 
 def test_stage_packages_import_light(tmp_path):
-    """Importing the package or any stage folder loads neither the SDK nor crafter."""
+    """Importing the package or any stage folder loads neither the SDK nor crafter (nor
+    gymnasium); importing rl (which registers its Gymnasium env) loads neither either."""
     import subprocess
     import sys
 
-    stages = [f"{PACKAGE}.{stage}" for stage in ALLOWED if stage]
+    # rl registers its Gymnasium env on import: gymnasium (and so numpy) is its weight
+    stages = [f"{PACKAGE}.{stage}" for stage in ALLOWED if stage and stage != "rl"]
     code = (
         "import sys\n"
         f"for name in {[PACKAGE, *stages]!r}:\n"
         "    __import__(name)\n"
-        "heavy = [m for m in ('openai', 'crafter', 'numpy', 'PIL') if m in sys.modules]\n"
+        "heavy = [m for m in ('openai', 'crafter', 'numpy', 'PIL', 'gymnasium') if m in sys.modules]\n"
         "print(heavy)\n"
+        f"__import__('{PACKAGE}.rl')\n"
+        "print([m for m in ('openai', 'crafter', 'PIL') if m in sys.modules])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+    assert out.stdout.split("\n")[:2] == ["[]", "[]"], out.stdout + out.stderr

@@ -29,12 +29,13 @@ def test_the_package_ships_its_type_information():
     assert (Path(pytest_crafter_eval.__file__).parent / "py.typed").is_file()
 
 
-def test_importing_the_package_imports_neither_the_sdk_nor_crafter():
+def test_importing_the_package_imports_neither_the_sdk_nor_crafter_nor_gymnasium():
     code = (
-        "import sys, pytest_crafter_eval; print('openai' in sys.modules, 'crafter' in sys.modules)"
+        "import sys, pytest_crafter_eval; "
+        "print(*(m in sys.modules for m in ('openai', 'crafter', 'gymnasium')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False"]
+    assert out.stdout.split() == ["False", "False", "False"]
 
 
 def test_the_documented_plain_script_plays_an_episode(tmp_path):

@@ -149,6 +149,17 @@ class EvalSpec:
     runs: tuple[Run, ...]
     defaults: Run  # the file-level settings, for models named only on the command line
     instructions: str | None = None
+    # `seeds: {train: ..., test: ...}`: the two splits, () when the file declares none.
+    # `seeds` is what pytest plays: the test split (or the plain `seeds:`), or --seeds.
+    train_seeds: tuple[int, ...] = ()
+    test_seeds: tuple[int, ...] = ()
+
+    def split_of(self, seed: int) -> str | None:
+        """`test` for a seed of the file's test split, `train` for any other (only the
+        test split is held out), None when the file declares no split."""
+        if not self.train_seeds:
+            return None
+        return "test" if seed in self.test_seeds else "train"
 
     def with_overrides(
         self,
@@ -315,7 +326,8 @@ class _Doc:
         line = self.lines.get(key)
         probe = key
         while line is None and probe:
-            probe = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", probe)
+            shorter = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", probe)
+            probe = shorter if shorter != probe else ""  # a top-level key: the file's line
             line = self.lines.get(probe)
         return SpecError(self.path, line, key, message)
 
@@ -367,10 +379,17 @@ def load(path: str | Path, text: str | None = None) -> EvalSpec:
             if f"request.{k}" in doc.lines
         ),
     )
-    seeds = _seeds(doc, data.get("seeds", 1), "seeds")
+    seeds, train_seeds = _seed_splits(doc, data.get("seeds", 1), "seeds")
     runs = _models(doc, data["models"], base)
     return EvalSpec(
-        name=name, path=str(path), seeds=seeds, runs=runs, defaults=base, instructions=instructions
+        name=name,
+        path=str(path),
+        seeds=seeds,
+        runs=runs,
+        defaults=base,
+        instructions=instructions,
+        train_seeds=train_seeds,
+        test_seeds=seeds if train_seeds else (),
     )
 
 
@@ -545,6 +564,36 @@ def _seeds(doc: _Doc, value: Any, key: str) -> tuple[int, ...]:
         return parse_seeds(value)
     except ValueError as exc:
         raise doc.error(key, str(exc)) from None
+
+
+SPLITS = ("train", "test")
+
+
+def _seed_splits(doc: _Doc, value: Any, key: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(test seeds, train seeds) of a `seeds:` value: a plain value is the test set and
+    no train set; a mapping `{train: ..., test: ...}` gives both (each required), and a
+    seed in both is an error."""
+    if not isinstance(value, dict):
+        return _seeds(doc, value, key), ()
+    _check_keys(doc, value, set(SPLITS), key)
+    for split in SPLITS:
+        if split not in value:
+            raise doc.error(
+                key,
+                f"missing key '{split}': a seed split gives both, like {{train: 1000-9999, test: 0-99}}",
+            )
+    test = _seeds(doc, value["test"], f"{key}.test")
+    train = _seeds(doc, value["train"], f"{key}.train")
+    both = set(test).intersection(train)
+    if both:
+        first = min(both)
+        raise doc.error(
+            f"{key}.train",
+            f"seed {first} is also in {key}.test (line {doc.lines.get(f'{key}.test')})"
+            + (f" with {len(both) - 1} more" if len(both) > 1 else "")
+            + ": a seed belongs to one split",
+        )
+    return test, train
 
 
 def _observation(doc: _Doc, value: Any, key: str, base: Observation) -> Observation:
