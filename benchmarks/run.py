@@ -7,11 +7,14 @@
 Prints a table and writes benchmarks/results.json (or --out): the machine's description
 and, for each key, its value, goal and pass/fail. Figures that depend on the machine's
 speed are ratios against a floor or an ideal measured in the same run, so that they hold
-on a noisy shared machine:
+on a noisy shared machine. Every model is served by its own process (`crafter-eval
+serve`), as a remote API is: its CPU and memory are not the harness's.
 
-  overhead_ratio            steps/s of episodes of local/random over loopback HTTP, over
-                            steps/s of the raw floor (Crafter step, frame, PNG, data URI)
-                            on the same seeds and actions; 64x64 frames.
+  overhead_ratio            steps/s of episodes of local/random (one action per call) over
+                            loopback HTTP, over steps/s of the raw floor (Crafter step,
+                            frame, PNG, data URI) on the same seeds and actions; 64x64.
+  harness_cpu_ms_per_call   CPU milliseconds of the client per model call (observation,
+                            PNG, request, parse, record; no trace), one episode at a time.
   parallel_wall_over_ideal  wall time of `pytest -n 2 --concurrency 4` on E episodes x S
                             steps of a model answering in 200 ms, start-up included, over
                             E*S*0.2/8 (8 in flight). The model plays one random action per
@@ -20,7 +23,9 @@ on a noisy shared machine:
   inflight_wall_over_ideal  wall time of `pytest -n 2 --concurrency 64` on 128 episodes x 20
                             calls of a model answering in 1 s, over 128*20*1/128 = 20 s.
   inflight_peak_rss_mb      the peak RSS of all that run's processes together (controller
-                            and workers, each with its loopback server), 128 in flight.
+                            and workers), 128 in flight.
+  rss_mb_per_episode_in_flight  that peak above an idle run's of the same processes, per
+                            episode in flight.
   rate_limited_wall_over_ideal  wall time of `pytest -n 2 --concurrency 8` against one
                             `crafter-eval serve` of a model that takes R requests a minute
                             (429 with retry-after-ms beyond it), over requests / R; the
@@ -40,17 +45,19 @@ Exit status: 0 when every measured goal is met (always 0 with --tiny), 1 otherwi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import resource
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -60,6 +67,7 @@ HERE = Path(__file__).resolve().parent
 # key -> (comparison, goal, unit)
 GOALS: dict[str, tuple[str, float, str]] = {
     "overhead_ratio": (">=", 0.5, ""),
+    "harness_cpu_ms_per_call": ("<=", 2.0, "ms"),
     "parallel_wall_over_ideal": ("<=", 1.25, ""),
     "reset_median_s": ("<=", 0.03, "s"),
     "collect_20k_s": ("<=", 3.0, "s"),
@@ -67,6 +75,7 @@ GOALS: dict[str, tuple[str, float, str]] = {
     "worker_peak_rss_mb": ("<=", 200.0, "MB"),
     "inflight_wall_over_ideal": ("<=", 1.15, ""),
     "inflight_peak_rss_mb": ("<=", 400.0, "MB"),
+    "rss_mb_per_episode_in_flight": ("<=", 1.0, "MB"),
     "rate_limited_wall_over_ideal": ("<=", 1.2, ""),
 }
 
@@ -257,14 +266,17 @@ def _git_commit() -> str | None:
 # -- measures -------------------------------------------------------------------------
 
 
-def measure_overhead(size: dict[str, int]) -> dict[str, Any]:
-    """Episodes of local/random over loopback HTTP against the raw floor, same seeds and actions.
+def measure_overhead(size: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """Episodes of local/random over loopback HTTP against the raw floor, same seeds and
+    actions: overhead_ratio and harness_cpu_ms_per_call.
 
     Both are timed from the end of the first model call to the end of the last one, so
     world generation (see reset_median_s) and connection set-up count in neither. Each
     seed is played `overhead_rounds` times, episode and floor in turn, and the fastest
     of each counts: what other processes on the machine add is not the harness's cost.
-    The server runs in this process, so process CPU time covers both ends of the HTTP.
+    The model is served by its own process (`crafter-eval serve`), as a remote API is,
+    so this process's CPU time is the client's alone: observation, PNG, request, parse,
+    record (no trace), per model call.
     """
     from pytest_crafter_eval.agent.env import CrafterEnv, data_uri
     from pytest_crafter_eval.agent.episode import run_episode
@@ -272,13 +284,16 @@ def measure_overhead(size: dict[str, int]) -> dict[str, Any]:
     from pytest_crafter_eval.wire.client import Connections
 
     run = spec.Run(
-        model="local/random",
+        model="gpt-4o-mini",
         steps=size["overhead_steps"],
         observation=spec.Observation(image=spec.Image(64, "low"), text=True),
         request=spec.Request(),
         expect=spec.Expect(),
     )
-    connections = Connections()
+    stack = contextlib.ExitStack()
+    os.environ.setdefault("CRAFTER_BENCH_API_KEY", "sk-bench-not-a-key")
+    base_url = stack.enter_context(served("local/random?max_actions=1"))
+    connections = Connections(base_url=base_url, api_key_env="CRAFTER_BENCH_API_KEY")
     client = connections.for_model(run.model)
     harness = [0.0, 0.0]  # wall, CPU seconds
     floor = [0.0, 0.0]
@@ -316,23 +331,37 @@ def measure_overhead(size: dict[str, int]) -> dict[str, Any]:
                 floor[i] += best_floor[i]
     finally:
         connections.close()
+        stack.close()
     harness_rate, floor_rate = timed_steps / harness[0], timed_steps / floor[0]
-    return {
-        "value": round(harness_rate / floor_rate, 3),
-        "harness_steps_per_s": round(harness_rate, 1),
-        "floor_steps_per_s": round(floor_rate, 1),
-        "cpu_ratio": round(floor[1] / harness[1], 3),
-        "harness_ms_per_call": round(
-            1000
-            * (harness[0] - floor[0])
-            / (size["overhead_seeds"] * (size["overhead_steps"] - 1)),
-            2,
-        ),
-        "crafter_steps": timed_steps,
-        "episodes": size["overhead_seeds"],
-        "rounds": size["overhead_rounds"],
-        "model_calls_per_episode": size["overhead_steps"],
+    calls = size["overhead_seeds"] * (size["overhead_steps"] - 1)
+    cpu_per_call = {
+        "value": round(1000 * harness[1] / calls, 3),
+        "floor_cpu_ms_per_call": round(1000 * floor[1] / calls, 3),
+        "model_calls": calls,
         "image_size": 64,
+        "note": "CPU of this process per model call (the model served by another process), "
+        "one episode at a time; floor: Crafter step, frame, PNG and data URI alone. "
+        "inflight_wall_over_ideal's cpu_ms_per_call is the same with 128 in flight",
+    }
+    return {
+        "harness_cpu_ms_per_call": cpu_per_call,
+        "overhead_ratio": {
+            "value": round(harness_rate / floor_rate, 3),
+            "harness_steps_per_s": round(harness_rate, 1),
+            "floor_steps_per_s": round(floor_rate, 1),
+            "cpu_ratio": round(floor[1] / harness[1], 3),
+            "harness_ms_per_call": round(
+                1000
+                * (harness[0] - floor[0])
+                / (size["overhead_seeds"] * (size["overhead_steps"] - 1)),
+                2,
+            ),
+            "crafter_steps": timed_steps,
+            "episodes": size["overhead_seeds"],
+            "rounds": size["overhead_rounds"],
+            "model_calls_per_episode": size["overhead_steps"],
+            "image_size": 64,
+        },
     }
 
 
@@ -353,17 +382,19 @@ def measure_parallel(size: dict[str, int], workdir: Path) -> dict[str, dict[str,
     latency = size["latency_ms"] / 1000
     eval_text = textwrap.dedent(f"""\
         models:
-          - local/random?max_actions=1&latency_ms={size["latency_ms"]}
+          - gpt-4o-mini
         seeds: 0-{episodes - 1}
         steps: {steps}
         expect: {{min_tool_call_rate: 0.0, min_achievements: 0}}
         """)
-    run = _pytest_run(
-        workdir / "parallel",
-        {"evals/parallel.yaml": eval_text},
-        ["evals", "-n", str(workers), "--concurrency", str(concurrency)]
-        + ["-m", "not crafter_payload"],
-    )
+    with served(f"local/random?max_actions=1&latency_ms={size['latency_ms']}") as base_url:
+        run = _pytest_run(
+            workdir / "parallel",
+            {"evals/parallel.yaml": eval_text},
+            ["evals", "-n", str(workers), "--concurrency", str(concurrency)]
+            + ["-m", "not crafter_payload", "--base-url", base_url],
+            extra_env={"OPENAI_API_KEY": "sk-bench-not-a-key"},
+        )
     probe = run["probe"]
     found = probe["episodes"]
     if len(found) != episodes or run["returncode"] != 0:
@@ -406,59 +437,88 @@ def measure_parallel(size: dict[str, int], workdir: Path) -> dict[str, dict[str,
             "value": round(max(rss.values()) / 1024, 1),
             "per_worker_mb": {w: round(kb / 1024, 1) for w, kb in sorted(rss.items())},
             "note": "ru_maxrss of each xdist worker after each of its episodes (64x64, "
-            f"{steps} steps, loopback server in the worker)",
+            f"{steps} steps, the model served by its own process)",
         },
     }
 
 
 def measure_inflight(size: dict[str, int], workdir: Path) -> dict[str, dict[str, Any]]:
-    """A real `pytest -n W --concurrency C` run with W*C episodes in flight:
-    inflight_wall_over_ideal and inflight_peak_rss_mb."""
+    """A real `pytest -n W --concurrency C` run with W*C episodes in flight against a
+    model served by its own process: inflight_wall_over_ideal, inflight_peak_rss_mb and
+    rss_mb_per_episode_in_flight.
+
+    A second, small run (one episode in flight per worker, a model answering at once)
+    measures what the same processes cost with nothing in flight: start-up, imports,
+    the world generator's set-up. Memory and CPU above it are the episodes'."""
     episodes, steps = size["inflight_episodes"], size["inflight_steps"]
     workers, concurrency = size["inflight_workers"], size["inflight_concurrency"]
     latency = size["inflight_latency_ms"] / 1000
-    eval_text = textwrap.dedent(f"""\
-        models:
-          - local/random?max_actions=1&latency_ms={size["inflight_latency_ms"]}
-        seeds: 0-{episodes - 1}
-        steps: {steps}
-        expect: {{min_tool_call_rate: 0.0, min_achievements: 0}}
-        """)
-    command = ["evals", "-n", str(workers), "--concurrency", str(concurrency)]
-    run = _pytest_run(
-        workdir / "inflight",
-        {"evals/inflight.yaml": eval_text},
-        command + ["-m", "not crafter_payload"],
+
+    def run_against(model: str, n_episodes: int, n_concurrency: int, name: str):
+        eval_text = textwrap.dedent(f"""\
+            models:
+              - gpt-4o-mini
+            seeds: 0-{n_episodes - 1}
+            steps: {steps}
+            expect: {{min_tool_call_rate: 0.0, min_achievements: 0}}
+            """)
+        command = ["evals", "-n", str(workers), "--concurrency", str(n_concurrency)]
+        with served(model) as base_url:
+            run = _pytest_run(
+                workdir / name,
+                {f"evals/{name}.yaml": eval_text},
+                command + ["-m", "not crafter_payload", "--base-url", base_url],
+                extra_env={"OPENAI_API_KEY": "sk-bench-not-a-key"},
+            )
+        found = run["probe"]["episodes"]
+        if len(found) != n_episodes or run["returncode"] != 0:
+            raise RuntimeError(
+                f"{name} run: {len(found)} of {n_episodes} episodes, "
+                f"pytest exit {run['returncode']}:\n{run['tail']}"
+            )
+        rss = run["probe"]["rss_kb"]
+        total_mb = (sum(rss.values()) + run["probe"]["controller_rss_kb"]) / 1024
+        return run, sum(e["steps"] for e in found), total_mb, command
+
+    base, base_calls, base_mb, _ = run_against("local/random?max_actions=1", workers, 1, "idle")
+    run, calls, total_mb, command = run_against(
+        f"local/random?max_actions=1&latency_ms={size['inflight_latency_ms']}",
+        episodes,
+        concurrency,
+        "inflight",
     )
-    probe = run["probe"]
-    found = probe["episodes"]
-    if len(found) != episodes or run["returncode"] != 0:
-        raise RuntimeError(
-            f"in-flight run: {len(found)} of {episodes} episodes, "
-            f"pytest exit {run['returncode']}:\n{run['tail']}"
-        )
-    calls = sum(e["steps"] for e in found)
     in_flight = min(episodes, workers * concurrency)
     ideal = calls * latency / in_flight
-    rss = probe["rss_kb"]
-    total_kb = sum(rss.values()) + probe["controller_rss_kb"]
+    rss = run["probe"]["rss_kb"]
     return {
         "inflight_wall_over_ideal": {
             "value": round(run["wall_s"] / ideal, 3),
             "wall_s": round(run["wall_s"], 2),
             "ideal_s": round(ideal, 2),
             "cpu_s": round(run["cpu_s"], 2),
+            "cpu_ms_per_call": round(
+                1000 * (run["cpu_s"] - base["cpu_s"]) / (calls - base_calls), 2
+            ),
+            "idle_cpu_s": round(base["cpu_s"], 2),
             "episodes": episodes,
             "model_calls": calls,
             "latency_ms": size["inflight_latency_ms"],
             "in_flight": in_flight,
-            "command": "pytest " + " ".join(command),
+            "command": "pytest " + " ".join(command) + " --base-url <crafter-eval serve>",
+            "note": "cpu_ms_per_call: the run's CPU above the idle run's (same processes, "
+            "one episode in flight each), per model call above it; the server not included",
         },
         "inflight_peak_rss_mb": {
-            "value": round(total_kb / 1024, 1),
-            "controller_mb": round(probe["controller_rss_kb"] / 1024, 1),
+            "value": round(total_mb, 1),
+            "controller_mb": round(run["probe"]["controller_rss_kb"] / 1024, 1),
             "per_worker_mb": {w: round(kb / 1024, 1) for w, kb in sorted(rss.items())},
-            "note": f"sum of the ru_maxrss of every process of the run, {in_flight} in flight",
+            "note": f"sum of the ru_maxrss of every process of the run, {in_flight} in flight "
+            "(the model's server, in its own process, not included)",
+        },
+        "rss_mb_per_episode_in_flight": {
+            "value": round((total_mb - base_mb) / max(in_flight - workers, 1), 3),
+            "idle_mb": round(base_mb, 1),
+            "note": "(inflight_peak_rss_mb - the idle run's) / (episodes in flight - workers)",
         },
     }
 
@@ -466,30 +526,9 @@ def measure_inflight(size: dict[str, int], workdir: Path) -> dict[str, dict[str,
 def measure_rate_limited(size: dict[str, int], workdir: Path) -> dict[str, Any]:
     """Episodes against one `crafter-eval serve` that takes `limited_rpm` requests a
     minute: wall time over requests / rpm, with no error allowed."""
-    import socket
-
     episodes, steps, rpm = size["limited_episodes"], size["limited_steps"], size["limited_rpm"]
     workers, concurrency = size["limited_workers"], size["limited_concurrency"]
-    with socket.socket() as probe_socket:
-        probe_socket.bind(("127.0.0.1", 0))
-        port = probe_socket.getsockname()[1]
-    served = f"local/random?max_actions=1&rpm={rpm}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "pytest_crafter_eval.cli", "serve", "--model", served]
-        + ["--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"crafter-eval serve did not start on port {port}") from None
-                time.sleep(0.05)
+    with served(f"local/random?max_actions=1&rpm={rpm}") as base_url:
         eval_text = textwrap.dedent(f"""\
             models:
               - gpt-4o-mini
@@ -501,12 +540,9 @@ def measure_rate_limited(size: dict[str, int], workdir: Path) -> dict[str, Any]:
         run = _pytest_run(
             workdir / "limited",
             {"evals/limited.yaml": eval_text},
-            command + ["-m", "not crafter_payload", "--base-url", f"http://127.0.0.1:{port}/v1"],
+            command + ["-m", "not crafter_payload", "--base-url", base_url],
             extra_env={"OPENAI_API_KEY": "sk-bench-not-a-key"},
         )
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     found = run["probe"]["episodes"]
     errors = [e for e in found if e.get("outcome") != "passed"]
     if len(found) != episodes or run["returncode"] != 0 or errors:
@@ -526,6 +562,35 @@ def measure_rate_limited(size: dict[str, int], workdir: Path) -> dict[str, Any]:
         "errors": 0,
         "command": "pytest " + " ".join(command) + " --base-url <crafter-eval serve, rpm>",
     }
+
+
+@contextlib.contextmanager
+def served(model: str) -> Iterator[str]:
+    """`crafter-eval serve --model MODEL` in its own process, as a remote API is: yields
+    its base URL; its CPU and memory are not the harness's."""
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        port = probe_socket.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pytest_crafter_eval.cli", "serve", "--model", model]
+        + ["--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"crafter-eval serve did not start on port {port}") from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def measure_reset(size: dict[str, int]) -> dict[str, Any]:
@@ -675,7 +740,7 @@ def run_all(size_name: str, only: set[str] | None) -> dict[str, dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="crafter-bench-") as tmp:
         workdir = Path(tmp)
         steps: list[tuple[tuple[str, ...], Callable[[], Any]]] = [
-            (("overhead_ratio",), lambda: {"overhead_ratio": measure_overhead(size)}),
+            (("overhead_ratio", "harness_cpu_ms_per_call"), lambda: measure_overhead(size)),
             (("reset_median_s",), lambda: {"reset_median_s": measure_reset(size)}),
             (("collect_20k_s",), lambda: {"collect_20k_s": measure_collect(size, workdir)}),
             (("snapshot_50_s",), lambda: {"snapshot_50_s": measure_snapshot(size, workdir)}),
@@ -684,7 +749,11 @@ def run_all(size_name: str, only: set[str] | None) -> dict[str, dict[str, Any]]:
                 lambda: measure_parallel(size, workdir),
             ),
             (
-                ("inflight_wall_over_ideal", "inflight_peak_rss_mb"),
+                (
+                    "inflight_wall_over_ideal",
+                    "inflight_peak_rss_mb",
+                    "rss_mb_per_episode_in_flight",
+                ),
                 lambda: measure_inflight(size, workdir),
             ),
             (

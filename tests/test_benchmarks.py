@@ -13,6 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = [
     "overhead_ratio",
+    "harness_cpu_ms_per_call",
     "parallel_wall_over_ideal",
     "reset_median_s",
     "collect_20k_s",
@@ -20,6 +21,7 @@ KEYS = [
     "worker_peak_rss_mb",
     "inflight_wall_over_ideal",
     "inflight_peak_rss_mb",
+    "rss_mb_per_episode_in_flight",
     "rate_limited_wall_over_ideal",
 ]
 
