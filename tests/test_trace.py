@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pytest_crafter_eval.agent.env import CrafterEnv
 from pytest_crafter_eval.agent.episode import run_episode
 from pytest_crafter_eval.config import spec
 from pytest_crafter_eval.data import trace
@@ -129,6 +130,18 @@ def test_filmstrip_keeps_an_evenly_spaced_bounded_sample_and_saves_a_gif(tmp_pat
     assert np.asarray(gif.convert("RGB"))[0, 0, 0] == seen[3] % 256
     assert trace.Filmstrip().save(tmp_path / "none.gif") is None
     assert not (tmp_path / "none.gif").exists()
+
+
+def test_filmstrip_keeps_crafter_frames_compressed_and_exact():
+    env = CrafterEnv(3)
+    env.reset()
+    film, frames = trace.Filmstrip(), []
+    for step in range(40):
+        frames.append(env.frame())
+        film({"step": step, "frame": frames[-1]})
+        env.step("move_left" if step % 3 else "do")
+    assert all(np.array_equal(a, b) for a, b in zip(film.frames, frames, strict=True))
+    assert film.nbytes < 0.4 * sum(f.nbytes for f in frames)
 
 
 def test_episode_paths_are_safe_directory_names():
