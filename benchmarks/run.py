@@ -380,21 +380,8 @@ def measure_parallel(size: dict[str, int], workdir: Path) -> dict[str, dict[str,
     episodes, steps, workers = size["parallel_episodes"], size["parallel_steps"], size["workers"]
     concurrency = size["concurrency"]
     latency = size["latency_ms"] / 1000
-    eval_text = textwrap.dedent(f"""\
-        models:
-          - gpt-4o-mini
-        seeds: 0-{episodes - 1}
-        steps: {steps}
-        expect: {{min_tool_call_rate: 0.0, min_achievements: 0}}
-        """)
-    with served(f"local/random?max_actions=1&latency_ms={size['latency_ms']}") as base_url:
-        run = _pytest_run(
-            workdir / "parallel",
-            {"evals/parallel.yaml": eval_text},
-            ["evals", "-n", str(workers), "--concurrency", str(concurrency)]
-            + ["-m", "not crafter_payload", "--base-url", base_url],
-            extra_env={"OPENAI_API_KEY": "sk-bench-not-a-key"},
-        )
+    model = f"local/random?max_actions=1&latency_ms={size['latency_ms']}"
+    run, _ = _run_served(workdir, "parallel", model, episodes, steps, workers, concurrency)
     probe = run["probe"]
     found = probe["episodes"]
     if len(found) != episodes or run["returncode"] != 0:
@@ -455,21 +442,7 @@ def measure_inflight(size: dict[str, int], workdir: Path) -> dict[str, dict[str,
     latency = size["inflight_latency_ms"] / 1000
 
     def run_against(model: str, n_episodes: int, n_concurrency: int, name: str):
-        eval_text = textwrap.dedent(f"""\
-            models:
-              - gpt-4o-mini
-            seeds: 0-{n_episodes - 1}
-            steps: {steps}
-            expect: {{min_tool_call_rate: 0.0, min_achievements: 0}}
-            """)
-        command = ["evals", "-n", str(workers), "--concurrency", str(n_concurrency)]
-        with served(model) as base_url:
-            run = _pytest_run(
-                workdir / name,
-                {f"evals/{name}.yaml": eval_text},
-                command + ["-m", "not crafter_payload", "--base-url", base_url],
-                extra_env={"OPENAI_API_KEY": "sk-bench-not-a-key"},
-            )
+        run, command = _run_served(workdir, name, model, n_episodes, steps, workers, n_concurrency)
         found = run["probe"]["episodes"]
         if len(found) != n_episodes or run["returncode"] != 0:
             raise RuntimeError(
@@ -528,21 +501,8 @@ def measure_rate_limited(size: dict[str, int], workdir: Path) -> dict[str, Any]:
     minute: wall time over requests / rpm, with no error allowed."""
     episodes, steps, rpm = size["limited_episodes"], size["limited_steps"], size["limited_rpm"]
     workers, concurrency = size["limited_workers"], size["limited_concurrency"]
-    with served(f"local/random?max_actions=1&rpm={rpm}") as base_url:
-        eval_text = textwrap.dedent(f"""\
-            models:
-              - gpt-4o-mini
-            seeds: 0-{episodes - 1}
-            steps: {steps}
-            expect: {{min_tool_call_rate: 0.0, min_achievements: 0}}
-            """)
-        command = ["evals", "-n", str(workers), "--concurrency", str(concurrency)]
-        run = _pytest_run(
-            workdir / "limited",
-            {"evals/limited.yaml": eval_text},
-            command + ["-m", "not crafter_payload", "--base-url", base_url],
-            extra_env={"OPENAI_API_KEY": "sk-bench-not-a-key"},
-        )
+    model = f"local/random?max_actions=1&rpm={rpm}"
+    run, command = _run_served(workdir, "limited", model, episodes, steps, workers, concurrency)
     found = run["probe"]["episodes"]
     errors = [e for e in found if e.get("outcome") != "passed"]
     if len(found) != episodes or run["returncode"] != 0 or errors:
@@ -562,6 +522,29 @@ def measure_rate_limited(size: dict[str, int], workdir: Path) -> dict[str, Any]:
         "errors": 0,
         "command": "pytest " + " ".join(command) + " --base-url <crafter-eval serve, rpm>",
     }
+
+
+def _run_served(
+    workdir: Path, name: str, model: str, episodes: int, steps: int, workers: int, concurrency: int
+) -> tuple[dict[str, Any], list[str]]:
+    """`pytest evals -n W --concurrency C` of one eval file (gpt-4o-mini, `episodes` seeds,
+    `steps` calls each) against `model` served by its own process; (run, command)."""
+    eval_text = textwrap.dedent(f"""\
+        models:
+          - gpt-4o-mini
+        seeds: 0-{episodes - 1}
+        steps: {steps}
+        expect: {{min_tool_call_rate: 0.0, min_achievements: 0}}
+        """)
+    command = ["evals", "-n", str(workers), "--concurrency", str(concurrency)]
+    with served(model) as base_url:
+        run = _pytest_run(
+            workdir / name,
+            {f"evals/{name}.yaml": eval_text},
+            command + ["-m", "not crafter_payload", "--base-url", base_url],
+            extra_env={"OPENAI_API_KEY": "sk-bench-not-a-key"},
+        )
+    return run, command
 
 
 @contextlib.contextmanager
