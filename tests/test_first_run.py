@@ -133,3 +133,21 @@ def test_cli_version_descriptions_and_the_split_seed(capsys):
     args = parser.parse_args(["export", "t", "--out", "o", "--split-seed", "3"])
     assert args.split_seed == 3
     assert parser.parse_args(["export", "t", "--out", "o", "--seed", "4"]).split_seed == 4
+
+
+def test_the_readme_contents_list_every_section_with_a_working_link():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    body = re.sub(r"```.*?```", "", text, flags=re.S)  # no headings inside code blocks
+    headings = re.findall(r"^(##|###) (.+)$", body, flags=re.M)
+    contents = body.split("## Contents\n", 1)[1].split("\n## ", 1)[0]
+    listed = re.findall(r"^( *)- \[(.+?)\]\(#(.+?)\)$", contents, flags=re.M)
+
+    def anchor(title: str) -> str:  # GitHub's: lower case, punctuation dropped, - for spaces
+        return re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+
+    expected = [(level, title) for level, title in headings if title != "Contents"]
+    assert [("##" if not indent else "###", title) for indent, title, _ in listed] == expected
+    assert all(link == anchor(title) for _, title, link in listed)
