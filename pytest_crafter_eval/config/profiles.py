@@ -88,6 +88,11 @@ class Profile:
     system_role: str = "system"
     max_output_tokens: int | None = None
     context_tokens: int | None = None
+    # whether the model returns token logprobs (None: yes unless it reasons: OpenAI's
+    # reasoning models return none); `token_ids`: the server also returns token ids when
+    # asked with `return_token_ids` (vLLM does; OpenAI rejects the parameter)
+    logprobs: bool | None = None
+    token_ids: bool = False
     prices: Prices | None = None
     assumed: str | None = None
 
@@ -141,6 +146,8 @@ FIELDS = {
     "system_role",
     "max_output_tokens",
     "context_tokens",
+    "logprobs",
+    "token_ids",
     "price",
 }
 PRICE_KEYS = {"input", "output", "cached"}
@@ -206,7 +213,14 @@ def _check_field(name: str, key: str, value: Any, error) -> Any:
         raise error(
             where, f"must be true, false or a range [min, max] within 0..{top:g}, got {value!r}"
         )
-    elif key in ("reasoning", "image_input", "tool_call", "parallel_tool_calls"):
+    elif key in (
+        "reasoning",
+        "image_input",
+        "tool_call",
+        "parallel_tool_calls",
+        "logprobs",
+        "token_ids",
+    ):
         if not isinstance(value, bool):
             raise error(where, f"must be true or false, got {type_name(value)}")
     elif key in ("reasoning_efforts", "tool_choice"):
@@ -452,6 +466,8 @@ class Settings:
     top_p: float | None = None
     reasoning_effort: str | None = None
     reasoning: bool = False  # a reasoning model
+    logprobs: bool = False  # ask for the answer's token logprobs
+    token_ids: bool = False  # and the token ids of the prompt and the answer
 
 
 def normalise_settings(
@@ -546,6 +562,13 @@ def normalise_settings(
                 else "the model takes no reasoning_effort"
             ),
         )
+    logprobs = token_ids = False
+    if req.logprobs:
+        takes = profile.logprobs if profile.logprobs is not None else not profile.reasoning
+        if takes:
+            logprobs, token_ids = True, profile.token_ids
+        else:
+            note("logprobs", "request.logprobs dropped: the model returns no token logprobs")
     settings = Settings(
         instructions_role=profile.system_role,
         tool_choice=choice,
@@ -555,6 +578,8 @@ def normalise_settings(
         top_p=sampling["top_p"],
         reasoning_effort=chosen,
         reasoning=profile.reasoning,
+        logprobs=logprobs,
+        token_ids=token_ids,
     )
     return settings, notes
 

@@ -52,6 +52,9 @@ class Request:
     tool_choice: str | None = None  # None: auto
     parallel_tool_calls: bool | None = None  # None: not sent
     api: str | None = None  # the wire API (apis.REGISTRY); None: the profile's (chat)
+    # keep the answer's token log-probabilities (and token ids, where the profile says the
+    # server returns them) in the trace; None: not asked
+    logprobs: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -236,6 +239,7 @@ REQUEST_KEYS = {
     "tool_choice",
     "parallel_tool_calls",
     "api",
+    "logprobs",
 }
 EXPECT_KEYS = {"tool_call_at_first_step", "min_tool_call_rate", "min_achievements"}
 # gate key -> (lowest, highest) accepted threshold
@@ -654,6 +658,7 @@ _FIELD_TYPES = {
     "tool_choice": str,
     "parallel_tool_calls": bool,
     "api": str,
+    "logprobs": bool,
     "tool_call_at_first_step": bool,
     "min_tool_call_rate": float,
     "min_achievements": int,

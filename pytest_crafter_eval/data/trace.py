@@ -18,7 +18,9 @@ Two `on_step` callbacks of `episode.run_episode` (chain them with `chain`):
   `response`, the model's `reasoning` summary (or null) and `reasoning_tokens`, the
   `actions` played, the `reward` of the step and `reward_total`, the
   `achievements` unlocked so far and the `new_achievements` of the step, and
-  `no_tool_call` (why the answer had no usable tool call, else null). `messages` +
+  `no_tool_call` (why the answer had no usable tool call, else null), and `logprobs`,
+  `token_ids`, `prompt_token_ids` (with `request.logprobs`, what the server returned of
+  them, else null). `messages` +
   `tools` is the chat fine-tuning format; `sft_examples(path)` yields them with the
   images inlined again.
 
@@ -231,10 +233,18 @@ class TraceWriter:
             "achievements": unlocked,
             "new_achievements": [a for a in unlocked if a not in self._unlocked],
             "no_tool_call": event.get("no_tool_call"),
+            # request.logprobs: the answer's token logprobs and ids, the prompt's ids
+            "logprobs": _listed(reply.logprobs if reply is not None else None),
+            "token_ids": _listed(reply.token_ids if reply is not None else None),
+            "prompt_token_ids": _listed(reply.prompt_token_ids if reply is not None else None),
         }
         self._reward_total, self._unlocked = total, unlocked
         self._file.write(json.dumps(line, ensure_ascii=False) + "\n")
         self._file.flush()  # a crash loses at most the step being written
+
+
+def _listed(values: tuple | None) -> list | None:
+    return None if values is None else list(values)
 
 
 def _is_image(part: Any) -> bool:

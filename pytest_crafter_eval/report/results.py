@@ -101,12 +101,17 @@ def fingerprint(run: Any, eval_name: str, instructions: str | None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+# request keys added after records existed: hashed only when set, so that records made
+# before them keep their fingerprints
+_LATER_REQUEST_KEYS = ("api", "logprobs")
+
+
 def _request_shape(request: Any) -> dict[str, Any]:
-    """The request settings as fingerprinted: `api` only when set, so that records made
-    before the key existed keep their fingerprints."""
+    """The request settings as fingerprinted (`_LATER_REQUEST_KEYS` only when set)."""
     shape = asdict(request)
-    if shape.get("api") is None:
-        shape.pop("api", None)
+    for key in _LATER_REQUEST_KEYS:
+        if shape.get(key) is None:
+            shape.pop(key, None)
     return shape
 
 

@@ -67,7 +67,9 @@ class Reply:
     `max_output_tokens` (out of budget, chat's `length`), `content_filter`, or None.
     `reasoning_items` are opaque items an API wants back on later turns (Responses
     reasoning items with their encrypted content); `empty` marks a response with no
-    answer at all (chat `choices: []`, no Responses output)."""
+    answer at all (chat `choices: []`, no Responses output). `logprobs` are the answer's
+    token log-probabilities, `token_ids` its token ids and `prompt_token_ids` the
+    prompt's, when the request asked for them and the server returned them (else None)."""
 
     tool_calls: tuple[ToolCall, ...] = ()
     text: str | None = None
@@ -78,6 +80,9 @@ class Reply:
     finish: str | None = None
     incomplete: str | None = None
     empty: bool = False
+    logprobs: tuple[float, ...] | None = None
+    token_ids: tuple[int, ...] | None = None
+    prompt_token_ids: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,8 @@ PARAM_FIELDS = {
     "parallel_tool_calls": ("parallel_tool_calls",),
     "tools": ("tool_call",),
     "messages": ("system_role", "image_input"),
+    "logprobs": ("logprobs",),
+    "return_token_ids": ("token_ids",),
 }
 
 
@@ -64,6 +66,10 @@ class Chat:
                 body[key] = getattr(settings, key)
         if settings.reasoning_effort is not None:
             body["reasoning_effort"] = settings.reasoning_effort
+        if settings.logprobs:
+            body["logprobs"] = True
+            if settings.token_ids:
+                body["return_token_ids"] = True  # vLLM's: prompt_token_ids, choice token_ids
         return Prepared(body, tuple(notes))
 
     def body(
@@ -95,6 +101,9 @@ class Chat:
                 finish if isinstance(finish, str) else ""
             ),
             empty=not response.get("choices"),
+            logprobs=token_logprobs(choice),
+            token_ids=_ints(choice.get("token_ids")),
+            prompt_token_ids=_ints(response.get("prompt_token_ids")),
         )
 
     def usage(self, response: dict[str, Any]) -> Usage:
@@ -237,6 +246,27 @@ def message_calls(message: Mapping[str, Any] | None) -> tuple[ToolCall, ...]:
 def parse_message(message: Mapping[str, Any] | None) -> tools.ParsedCalls:
     """The actions of a chat assistant message (`choices[0].message` as a dict)."""
     return tools.parse_calls(message_calls(message))
+
+
+def token_logprobs(choice: Mapping[str, Any]) -> tuple[float, ...] | None:
+    """The log-probabilities of a choice's tokens (`logprobs.content[*].logprob`), or
+    None when it has none."""
+    logprobs = choice.get("logprobs")
+    content = logprobs.get("content") if isinstance(logprobs, Mapping) else None
+    if not isinstance(content, list) or not content:
+        return None
+    values = [t.get("logprob") if isinstance(t, Mapping) else None for t in content]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return None
+    return tuple(float(v) for v in values)  # type: ignore[arg-type]  # numbers: checked
+
+
+def _ints(value: Any) -> tuple[int, ...] | None:
+    if isinstance(value, list) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        return tuple(value)
+    return None
 
 
 def first_choice(response: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -104,6 +104,15 @@ class Responses:
         body["store"] = False
         if settings.reasoning:
             body["include"] = [ENCRYPTED]
+        if settings.logprobs:
+            notes.append(
+                profiles.Note(
+                    run.model,
+                    "logprobs",
+                    "request.logprobs dropped: the Responses API returns no logprobs of "
+                    "function calls (request.api: chat returns them)",
+                )
+            )
         return Prepared(body, tuple(notes))
 
     def body(

@@ -311,24 +311,28 @@ def complete(
     tokens = prompt_tokens(body)
     cached = cache.cached(scope, tokens) if cache is not None else 0
     completion_tokens = answer.completion_tokens
+    text = (answer.content or "") + (answer.refusal or "") + json.dumps(answer.tool_calls)
+    count = len(text) // 4 + 1  # the answer's tokens: about 4 characters each
+    pieces = [text[i * len(text) // count : (i + 1) * len(text) // count] for i in range(count)]
     if completion_tokens is None:
-        text = (answer.content or "") + (answer.refusal or "") + json.dumps(answer.tool_calls)
-        completion_tokens = len(text) // 4 + 1 + answer.reasoning_tokens
+        completion_tokens = count + answer.reasoning_tokens
+    choice: dict[str, Any] = {
+        "index": 0,
+        "message": message,
+        "finish_reason": answer.finish_reason,
+        "logprobs": _logprobs(pieces, digest) if body.get("logprobs") is True else None,
+    }
+    extra: dict[str, Any] = {}
+    if body.get("return_token_ids") is True:  # vLLM's extension
+        choice["token_ids"] = [token_id(p) for p in pieces]
+        extra["prompt_token_ids"] = [token_id(t) for t in tokens]
     return {
         "id": f"chatcmpl-local-{digest[:24]}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body["model"],
-        "choices": []
-        if answer.no_choices
-        else [
-            {
-                "index": 0,
-                "message": message,
-                "finish_reason": answer.finish_reason,
-                "logprobs": None,
-            }
-        ],
+        "choices": [] if answer.no_choices else [choice],
+        **extra,
         "usage": {
             "prompt_tokens": len(tokens),
             "completion_tokens": completion_tokens,
@@ -343,6 +347,31 @@ def complete(
         },
         "service_tier": "default",
         "system_fingerprint": "fp_local",
+    }
+
+
+def token_id(token: str) -> int:
+    """The id the local models give a token (of `prompt_tokens`, or a piece of an answer):
+    a hash below 2**17, like a tokenizer's vocabulary."""
+    return int(hashlib.sha256(token.encode()).hexdigest()[:8], 16) % (1 << 17)
+
+
+def _logprobs(pieces: list[str], digest: str) -> dict[str, Any]:
+    """Chat-completions `logprobs` of an answer's tokens (`logprobs: true`): one entry per
+    piece, each log-probability drawn from the request's digest (the same request, the
+    same numbers), in [-2, 0)."""
+    rng = random.Random(f"logprobs {digest}")
+    return {
+        "content": [
+            {
+                "token": piece,
+                "logprob": round(-2 * rng.random(), 6) or -1e-6,
+                "bytes": list(piece.encode()),
+                "top_logprobs": [],
+            }
+            for piece in pieces
+        ],
+        "refusal": None,
     }
 
 
