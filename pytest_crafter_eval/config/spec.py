@@ -103,6 +103,8 @@ class Gate:
     None means no threshold. `success_rate` maps achievement -> percent, as sorted pairs
     (frozen). `on` is "mean" (the estimate) or "lower_bound" (the conservative end of its
     95% interval: the lower end for "at least" thresholds, the upper for max_error_rate).
+    `sequential` (`sequential: true` is rounds of SEQUENTIAL_ROUND seeds) judges on
+    confidence sequences instead (`report.sequential`).
     """
 
     mean_achievements: float | None = None
@@ -113,6 +115,9 @@ class Gate:
     min_tool_call_rate: float | None = None
     max_error_rate: float | None = None
     on: str = "mean"
+    # 0: judged once, after the run. N: judged again after every round of N seeds on
+    # confidence sequences, and the model's remaining episodes skipped once decided.
+    sequential: int = 0
 
     @property
     def empty(self) -> bool:
@@ -171,11 +176,12 @@ class EvalSpec:
         steps: int | None = None,
         profiles: tuple = (),
         api: str | None = None,
+        until_decided: bool = False,
     ) -> EvalSpec:
         """Apply command-line overrides: `models` replaces the model list, keeping the
         file's settings for a model it already names; `profiles` (the entries of a
         --profiles file) override the file's; `api` (--api) replaces every model's
-        request.api."""
+        request.api; `until_decided` (--until-decided) makes every gate sequential."""
         runs, defaults = self.runs, self.defaults
         if profiles:
             runs = tuple(replace(run, profiles=run.profiles + profiles) for run in runs)
@@ -187,6 +193,8 @@ class EvalSpec:
         if api is not None:
             runs = tuple(replace(run, request=replace(run.request, api=api)) for run in runs)
             defaults = replace(defaults, request=replace(defaults.request, api=api))
+        if until_decided:
+            runs = tuple(until_decided_run(run) for run in runs)
         return replace(
             self, runs=runs, defaults=defaults, seeds=seeds if seeds is not None else self.seeds
         )
@@ -206,6 +214,14 @@ def _named(runs: tuple[Run, ...], model: str) -> Run | None:
         if candidates:
             return replace(candidates[0], model=model)
     return None
+
+
+def until_decided_run(run: Run) -> Run:
+    """`run` with its gate made sequential (--until-decided), in rounds of
+    SEQUENTIAL_ROUND seeds unless the file sets its own; a run without a gate as it is."""
+    if run.gate.empty or run.gate.sequential:
+        return run
+    return replace(run, gate=replace(run.gate, sequential=SEQUENTIAL_ROUND))
 
 
 # -- parsing -------------------------------------------------------------------------
@@ -251,7 +267,8 @@ GATE_THRESHOLDS = {
     "min_tool_call_rate": (0, 1),
     "max_error_rate": (0, 1),
 }
-GATE_KEYS = set(GATE_THRESHOLDS) | {"success_rate", "on"}
+GATE_KEYS = set(GATE_THRESHOLDS) | {"success_rate", "on", "sequential"}
+SEQUENTIAL_ROUND = 10  # seeds per round of `gate: {sequential: true}` and --until-decided
 
 
 # libyaml's parser when PyYAML has it: about 4x faster on long seed lists. A file it
@@ -735,6 +752,19 @@ def _gate(doc: _Doc, value: Any, key: str, base: Gate) -> Gate:
             if raw not in ("mean", "lower_bound"):
                 raise doc.error(sub, f"must be mean or lower_bound, got {type_name(raw)}")
             changes[name] = raw
+        elif name == "sequential":
+            if raw is None or raw is False:
+                changes[name] = 0
+            elif raw is True:
+                changes[name] = SEQUENTIAL_ROUND
+            elif isinstance(raw, int) and 1 <= raw <= MAX_SEEDS:
+                changes[name] = raw
+            else:
+                raise doc.error(
+                    sub,
+                    "must be true, false or a round size in seeds (a whole number from 1), "
+                    f"got {type_name(raw)}",
+                )
         elif name == "success_rate":
             if raw is None:
                 changes[name] = ()

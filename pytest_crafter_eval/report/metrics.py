@@ -200,6 +200,20 @@ def bounded_mean_interval(
     """
     import numpy as np
 
+    x, lowest, span = _unit(values, bounds)
+    y = np.sort(x)[play_order(len(x))]
+    alpha = (1.0 - confidence) / 2
+    low = _betting_lower(y, alpha)
+    high = 1.0 - _betting_lower(1.0 - y, alpha)
+    return lowest + low * span, lowest + high * span
+
+
+def _unit(values: Sequence[float], bounds: tuple[float, float]) -> tuple[Any, float, float]:
+    """(values scaled to [0, 1] as an array, in the order given; lowest; span), or
+    ValueError for no values, bounds not (lowest, highest) with lowest < highest, or a
+    value outside them (beyond float rounding, 1e-9 of their span, which is clipped)."""
+    import numpy as np
+
     lowest, highest = float(bounds[0]), float(bounds[1])
     if not lowest < highest:
         raise ValueError(
@@ -216,11 +230,7 @@ def bounded_mean_interval(
         raise ValueError(
             f"value {float(outside[0])!r} is outside the bounds [{lowest:g}, {highest:g}]"
         )
-    y = np.clip((np.sort(x) - lowest) / span, 0.0, 1.0)[play_order(len(x))]
-    alpha = (1.0 - confidence) / 2
-    low = _betting_lower(y, alpha)
-    high = 1.0 - _betting_lower(1.0 - y, alpha)
-    return lowest + low * span, lowest + high * span
+    return np.clip((x - lowest) / span, 0.0, 1.0), lowest, span
 
 
 @functools.lru_cache(maxsize=256)
@@ -233,11 +243,18 @@ def play_order(n: int) -> Any:
     return order
 
 
-def betting_log_capital(y: Any, m: Any, alpha: float) -> Any:
+def betting_log_capital(y: Any, m: Any, alpha: float, anytime: bool = False) -> Any:
     """The largest log capital, over the plays, of the gambler betting that the mean of
     `y` (values in [0, 1]; last axis: the values in play order) is above `m` (an array
     broadcast against y's leading axes, values in [0, 1]). m is rejected as too low
-    when it reaches ln(1 / alpha). Nonincreasing in m."""
+    when it reaches ln(1 / alpha). Nonincreasing in m.
+
+    `anytime`: bets sized without the number of plays (lambda_t = sqrt(2 ln(1/alpha) /
+    (t ln(1 + t) var)), Waudby-Smith and Ramdas' predictable plug-in for confidence
+    sequences), so that the capital stays a test martingale whenever the plays stop: the
+    rejection is valid at every n at once, under optional stopping. Without it the bets
+    are tuned for exactly n plays (tighter at that n, invalid if n was chosen by looking).
+    """
     import numpy as np
 
     y = np.asarray(y, dtype=float)
@@ -250,13 +267,14 @@ def betting_log_capital(y: Any, m: Any, alpha: float) -> Any:
     squares = np.cumsum((y - centre) ** 2, axis=-1)
     zero = np.zeros(y.shape[:-1] + (1,))
     var = (0.25 + np.concatenate([zero, squares[..., :-1]], axis=-1)) / seen  # before
-    lam = np.sqrt(2.0 * math.log(1.0 / alpha) / (n * var))
+    scale = seen * np.log1p(seen) if anytime else n
+    lam = np.sqrt(2.0 * math.log(1.0 / alpha) / (scale * var))
     cap = _BET_CAP / np.maximum(m, 1e-12)
     factor = 1.0 + np.minimum(lam, cap) * (y - m)
     return np.max(np.cumsum(np.log(factor), axis=-1), axis=-1)
 
 
-def _betting_lower(y: Any, alpha: float) -> float:
+def _betting_lower(y: Any, alpha: float, anytime: bool = False) -> float:
     """The lower end of the betting interval of `y` (values in [0, 1]): the highest
     rejected m, found on a grid refined three times (to 1e-6 of the range)."""
     import numpy as np
@@ -265,12 +283,51 @@ def _betting_lower(y: Any, alpha: float) -> float:
     lo, hi = 0.0, 1.0
     for _ in range(3):
         grid = np.linspace(lo, hi, _GRID)
-        rejected = betting_log_capital(y, grid, alpha) >= threshold
+        rejected = betting_log_capital(y, grid, alpha, anytime) >= threshold
         if not rejected[0]:
             return lo
         j = int(np.argmin(rejected))  # the first m not rejected (m = 1 never is)
         lo, hi = float(grid[j - 1]), float(grid[j])
     return lo
+
+
+def confidence_sequence(
+    values: Sequence[float], bounds: tuple[float, float], confidence: float = 0.95
+) -> tuple[float, float]:
+    """A confidence sequence for the mean of values within `bounds`, taken in the order
+    given (seed order): the interval after the last value, valid (coverage >=
+    `confidence`) at every number of values at once, so that a gate may be judged again
+    after every round of seeds and stop as soon as it is decided (optional stopping).
+
+    The betting interval of `bounded_mean_interval` with bets that do not depend on how
+    many values there will be (`betting_log_capital(anytime=True)`); Ville's inequality
+    holds the capital below 2 / (1 - confidence) on each side over all n. The interval
+    is the running intersection: it only shrinks as values come. Wider than
+    `bounded_mean_interval` at a planned n: the price of looking as often as one likes.
+    Raises ValueError as `bounded_mean_interval` does.
+    """
+    y, lowest, span = _unit(values, bounds)  # in the order given: a sequence is a stream
+    alpha = (1.0 - confidence) / 2
+    low = _betting_lower(y, alpha, anytime=True)
+    high = 1.0 - _betting_lower(1.0 - y, alpha, anytime=True)
+    return lowest + low * span, lowest + high * span
+
+
+def score_sequence(
+    unlocked: Sequence[Mapping[str, int]], confidence: float = 0.95
+) -> tuple[float, float]:
+    """The Crafter score's confidence sequence (percent): a Bonferroni box of the 22
+    success rates' confidence sequences (each at 1 - (1 - confidence) / 22), pushed
+    through the score, which rises with every rate; valid at every n at once under any
+    dependence between achievements. Episodes in the order given (seed order)."""
+    each = 1.0 - (1.0 - confidence) / len(ACHIEVEMENTS)
+    bounds = [
+        confidence_sequence([1.0 if e.get(name) else 0.0 for e in unlocked], (0.0, 1.0), each)
+        for name in ACHIEVEMENTS
+    ]
+    low = math.expm1(math.fsum(math.log1p(100.0 * lo) for lo, _ in bounds) / len(bounds))
+    high = math.expm1(math.fsum(math.log1p(100.0 * hi) for _, hi in bounds) / len(bounds))
+    return low, high
 
 
 def wilson(successes: int, n: int, confidence: float = 0.95) -> Estimate:

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from . import metrics
+from . import metrics, sequential
 from .results import OUTCOMES
 
 SCHEMA = 1
@@ -156,6 +156,24 @@ def check_gate(gate: Any, values: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _judged(
+    gate: Any, group: list[Mapping[str, Any]], values: Mapping[str, Any]
+) -> tuple[list[dict[str, Any]], bool, dict[str, Any] | None]:
+    """(checks, passed, sequential) of one model's gate on its records (in seed order).
+    A sequential gate (`report.sequential`) is judged on confidence sequences: decided,
+    its verdict stands; undecided after all its seeds, `on: lower_bound` fails (the
+    sequence did not clear the threshold) and `on: mean` is judged on the mean."""
+    if not getattr(gate, "sequential", 0):
+        checks = check_gate(gate, values)
+        return checks, all(c["passed"] for c in checks), None
+    verdict = sequential.judge(gate, group)
+    info = {"round": gate.sequential, "decided": verdict.decided, "episodes": verdict.episodes}
+    if verdict.decided or gate.on == "lower_bound":
+        return list(verdict.checks), verdict.status == "passed", info
+    checks = check_gate(gate, values)
+    return checks, all(c["passed"] for c in checks), info
+
+
 def summarize(
     records: Iterable[Mapping[str, Any]],
     runs: Mapping[tuple[str, str], Any] | None = None,
@@ -243,12 +261,14 @@ def summarize(
             elif values["episodes"] + values["errors"] == 0:
                 item["gate"] = {"status": "skipped", "on": gate.on, "checks": []}
             else:
-                checks = check_gate(gate, values)
-                ok = all(c["passed"] for c in checks)
+                checks, ok, decided = _judged(gate, group, values)
                 status = (
                     ("xpassed" if ok else "xfailed") if xfail else ("passed" if ok else "failed")
                 )
-                item["gate"] = {"status": status, "on": gate.on, "checks": checks}
+                verdict: dict[str, Any] = {"status": status, "on": gate.on, "checks": checks}
+                if decided is not None:
+                    verdict["sequential"] = decided
+                item["gate"] = verdict
                 if status == "failed":
                     failed_gates.append({"eval": eval_name, "model": model})
         entry["models"][model] = item
@@ -304,7 +324,17 @@ def fmt_cost(values: Mapping[str, Any]) -> str:
 
 def _gate_cell(item: Mapping[str, Any]) -> str:
     gate = item.get("gate")
-    return "-" if gate is None else gate["status"].replace("_", " ")
+    if gate is None:
+        return "-"
+    return gate["status"].replace("_", " ") + _sequential_note(gate)
+
+
+def _sequential_note(gate: Mapping[str, Any]) -> str:
+    """` (decided after 20 seeds)` or ` (undecided after 100 seeds)` for a sequential gate."""
+    seq = gate.get("sequential")
+    if not seq:
+        return ""
+    return f" ({'decided' if seq['decided'] else 'undecided'} after {seq['episodes']} seeds)"
 
 
 def _shown(entry: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -415,7 +445,9 @@ def gate_rows(summary: Mapping[str, Any], notable_only: bool = False) -> list[li
                 digits = 1 if check["metric"].startswith(("success_rate", "crafter_score")) else 2
                 est = None if check["value"] is None else check
                 value = fmt_estimate(est, digits) + (f" ({check['note']})" if check["note"] else "")
-                bound = " on lower bound" if check["on"] == "lower_bound" else ""
+                bound = {"lower_bound": " on lower bound", "sequential": " on sequence"}.get(
+                    check["on"], ""
+                )  # on sequence: `value` holds the confidence sequence's ends
                 if not judged:
                     result = "not judged (episodes not played)"
                 elif check["passed"]:
@@ -426,6 +458,7 @@ def gate_rows(summary: Mapping[str, Any], notable_only: bool = False) -> list[li
                     )
                 else:
                     result = "FAILED" if not item.get("xfail") else "failed (xfail: expected)"
+                result += _sequential_note(gate)
                 rows.append(
                     [
                         entry["eval"],

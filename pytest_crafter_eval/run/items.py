@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 from ..config import spec
 from ..report import results
+from . import decisions
 from .settings import (
     LATEST,
     POOL,
@@ -35,6 +36,7 @@ from .settings import (
     overrides,
     path_setting,
     report_dir,
+    run_dir,
     setting,
     tally_of,
     usage_recorder,
@@ -188,6 +190,9 @@ class EpisodeItem(pytest.Function):
         if prior is not None and prior.get("fingerprint") == self.fingerprint:
             self.resumed_from, self.result = prior, EpisodeResult.from_dict(prior)
             return  # judged again in runtest, against today's expect and xfail
+        decided = decisions.decided(run_dir(self.config), self.spec.name, self.run, self.spec.seeds)
+        if decided is not None:  # its sequential gate needs no more episodes
+            raise pytest.skip.Exception(decided, _use_item_location=True)
         budget = budget_reason(self.config)
         if budget is not None:
             # reported at the eval file, like the skips of keyless models

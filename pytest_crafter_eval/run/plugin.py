@@ -21,6 +21,7 @@ import pytest
 
 from ..config import spec
 from ..report import results
+from . import decisions
 from .items import EPISODE_ID, EpisodeItem, EvalFile
 from .settings import (
     CONNECTIONS,
@@ -176,6 +177,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "outcome (passed, failed, xfailed) and the same settings",
     )
     parser.addini("crafter_resume", "see --resume", type="bool", default=False)
+    group.addoption(
+        "--until-decided",
+        action="store_true",
+        dest="crafter_until_decided",
+        help="judge every gate again after each round of 10 seeds (confidence sequences) "
+        "and skip a model's remaining episodes once its gate is decided",
+    )
+    parser.addini("crafter_until_decided", "see --until-decided", type="bool", default=False)
     group.addoption(
         "--progress",
         nargs="?",
@@ -413,6 +422,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         outcome = _final_outcome(report)
         if outcome is not None:
             record = item.record(outcome, _message(call, report))
+            decisions.note(run_dir(item.config), item.run, record)
             # On this report and the ones after it (teardown, which junitxml writes out).
             item.user_properties.append((RESULT_KEY, record))
             report.user_properties.append((RESULT_KEY, record))
@@ -433,6 +443,7 @@ def record_unreported(item: EpisodeItem) -> None:
         record = made[-1]  # reported, perhaps stopped before the controller counted it
     else:
         record = item.record(*item.verdict())
+        decisions.note(run_dir(item.config), item.run, record)
         prior = item.resumed_from
         if prior is None or prior.get("outcome") != record["outcome"]:
             results.append(report_dir(item.config), record)
@@ -536,7 +547,10 @@ def _runs(config: pytest.Config, records: list[dict]) -> dict[tuple[str, str], s
     report` does; a file that no longer loads had its collection error reported)."""
     from ..report.merge import gate_runs
 
-    return gate_runs(config.rootpath, records)[0]
+    runs = gate_runs(config.rootpath, records)[0]
+    if setting(config, "until_decided"):
+        runs = {key: spec.until_decided_run(run) for key, run in runs.items()}
+    return runs
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:

@@ -132,6 +132,7 @@ def overrides(config: pytest.Config) -> dict[str, Any]:
         "steps": steps,
         "profiles": user_profiles,
         "api": api,
+        "until_decided": bool(setting(config, "until_decided")),
     }
     config.stash[OVERRIDES] = result
     return result
