@@ -49,12 +49,18 @@ def test_an_easy_gate_is_decided_early_and_a_close_one_late():
     assert easy <= 30 < 80 <= close
 
 
-def test_the_sequence_is_wider_than_the_fixed_n_interval_only_by_a_little_at_100():
-    values = [float(i % 3 == 0) for i in range(100)]
-    fixed = metrics.bounded_mean_interval(values, (0.0, 1.0))
-    seq = metrics.confidence_sequence(values, (0.0, 1.0))
-    assert seq[0] <= 0.34 <= seq[1]
-    assert seq[1] - seq[0] < 2 * (fixed[1] - fixed[0])
+def test_the_sequence_costs_width_against_the_fixed_n_interval():
+    import random
+
+    for n, most in ((10, 1.5), (30, 1.6), (100, 1.8)):
+        rng = random.Random(n)
+        values = [float(rng.random() < 0.3) for _ in range(n)]
+        fixed = metrics.bounded_mean_interval(values, (0.0, 1.0))
+        seq = metrics.confidence_sequence(values, (0.0, 1.0))
+        assert seq[0] <= 0.3 <= seq[1]
+        assert 1.0 < (seq[1] - seq[0]) / (fixed[1] - fixed[0]) < most
+    with pytest.raises(ValueError, match="outside the bounds"):
+        metrics.confidence_sequence([2.0], (0.0, 1.0))
 
 
 def _records(rates):
