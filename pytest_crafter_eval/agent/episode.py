@@ -497,6 +497,8 @@ def answer_problem(
         problems.append(f"unknown action(s) {names}")
     elif parsed.invalid_actions:
         problems.append(f"{parsed.invalid_actions} invalid action(s)")
+    if parsed.empty_calls:
+        problems.append("no actions in the call (give 1 to 8)")
     if not problems and not parsed.ok:
         problems.append(
             "no line 'ACTIONS: ...'"

@@ -65,6 +65,7 @@ _TEXT_FIXES = {
     "--enable-auto-tool-choice --tool-call-parser hermes, or set answer.format: auto",
     "json": "the server did not parse it: for vLLM start it with --enable-auto-tool-choice "
     "and the model's --tool-call-parser (llama3_json for Llama 3), or set answer.format: auto",
+    "react": "the model wrote a ReAct step (Action / Action Input): set answer.format: auto",
     "actions_line": "the model wrote the text answer format: set answer.format: text",
 }
 
@@ -101,6 +102,7 @@ def diagnose(
                 (parsed.malformed_json, "with malformed JSON arguments", []),
                 (parsed.unknown_tools, "to an unknown tool", parsed.unknown_tool_names),
                 (parsed.invalid_actions, "invalid action name(s)", parsed.invalid_names),
+                (parsed.empty_calls, "with no actions", []),
             )
             if n
         ]
