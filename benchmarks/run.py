@@ -38,6 +38,10 @@ serve`), as a remote API is: its CPU and memory are not the harness's.
   snapshot_50_s             seconds to collect and run the payload snapshot items of an
                             eval file with 50 models, inside the pytest process.
   worker_peak_rss_mb        largest peak RSS of an xdist worker of the parallel run.
+  text_tags_scaling         seconds to read an answer of 4N characters of unclosed
+                            `<tool_call>` tags over 4 x the seconds for N characters (the
+                            best of 3 each): 1 when the work is linear in the text's length,
+                            4 when quadratic.
 
 Exit status: 0 when every measured goal is met (always 0 with --tiny), 1 otherwise.
 """
@@ -77,6 +81,7 @@ GOALS: dict[str, tuple[str, float, str]] = {
     "inflight_peak_rss_mb": ("<=", 400.0, "MB"),
     "rss_mb_per_episode_in_flight": ("<=", 1.0, "MB"),
     "rate_limited_wall_over_ideal": ("<=", 1.2, ""),
+    "text_tags_scaling": ("<=", 1.5, ""),
 }
 
 SIZES: dict[str, dict[str, int]] = {
@@ -106,6 +111,7 @@ SIZES: dict[str, dict[str, int]] = {
         "collect_models": 20,
         "collect_seeds": 1000,
         "snapshot_models": 50,
+        "text_chars": 110_000,
     },
     "tiny": {
         "overhead_seeds": 1,
@@ -130,6 +136,7 @@ SIZES: dict[str, dict[str, int]] = {
         "collect_models": 2,
         "collect_seeds": 10,
         "snapshot_models": 2,
+        "text_chars": 11_000,
     },
 }
 
@@ -601,6 +608,27 @@ def measure_reset(size: dict[str, int]) -> dict[str, Any]:
     }
 
 
+def measure_text_tags(size: dict[str, int]) -> dict[str, Any]:
+    """How reading an answer's text scales: 4N characters of unclosed tags over N."""
+    from pytest_crafter_eval.wire.answers import parse_text
+
+    def best(chars: int) -> float:
+        text = "<tool_call>x" * (chars // 12)
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            parse_text(text)
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    small, large = best(size["text_chars"]), best(4 * size["text_chars"])
+    return {
+        "value": round(large / small / 4, 3),
+        "chars": [size["text_chars"], 4 * size["text_chars"]],
+        "seconds": [round(small, 4), round(large, 4)],
+    }
+
+
 def measure_collect(size: dict[str, int], workdir: Path) -> dict[str, Any]:
     """`pytest --collect-only` of one eval file with M models x N seeds."""
     models = "\n".join(f"  - local/random?seed={i}" for i in range(size["collect_models"]))
@@ -725,6 +753,7 @@ def run_all(size_name: str, only: set[str] | None) -> dict[str, dict[str, Any]]:
         steps: list[tuple[tuple[str, ...], Callable[[], Any]]] = [
             (("overhead_ratio", "harness_cpu_ms_per_call"), lambda: measure_overhead(size)),
             (("reset_median_s",), lambda: {"reset_median_s": measure_reset(size)}),
+            (("text_tags_scaling",), lambda: {"text_tags_scaling": measure_text_tags(size)}),
             (("collect_20k_s",), lambda: {"collect_20k_s": measure_collect(size, workdir)}),
             (("snapshot_50_s",), lambda: {"snapshot_50_s": measure_snapshot(size, workdir)}),
             (

@@ -23,6 +23,7 @@ KEYS = [
     "inflight_peak_rss_mb",
     "rss_mb_per_episode_in_flight",
     "rate_limited_wall_over_ideal",
+    "text_tags_scaling",
 ]
 
 
