@@ -152,6 +152,38 @@ def test_every_bad_eval_file_is_one_line_naming_file_line_and_key(pytester):
     result.stdout.fnmatch_lines([f"*Interrupted: {len(CORPUS)} errors during collection*"])
 
 
+def test_two_eval_files_with_one_name_are_refused_naming_both(pytester):
+    """They would write the same traces, GIFs and result ids (and corrupt them when run
+    together): the second file is a collection error naming both files and lines; a
+    name taken from a file's stem counts, and so does one that differs only in case or a
+    trailing `_` (the same directory on a case-blind disk)."""
+    pytester.makefile(
+        ".yaml",
+        **{
+            "evals/a": "name: smoke\nmodels: [local/random]\n",
+            "evals/b": "# the same eval?\nname: smoke\nmodels: [local/random]\n",
+            "evals/c": "models: [local/random]\nname: SMOKE_\n",
+            "evals/sub/smoke": "models: [local/random]\n",
+            "evals/d": "name: other\nmodels: [local/random]\n",
+        },
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--collect-only", "-q", "evals")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    tail = (
+        "is already the name of evals/a.yaml:1; two eval files with one name write the "
+        "same traces, GIFs and results: give each its own name"
+    )
+    result.stdout.fnmatch_lines(
+        [
+            f"evals/b.yaml:2: name: 'smoke' {tail}",
+            f"evals/c.yaml:2: name: 'SMOKE_' {tail}",
+            f"evals/sub/smoke.yaml:1: name: 'smoke' (the file's name) {tail}",
+        ],
+        consecutive=False,
+    )
+    assert "Interrupted: 3 errors during collection" in result.stdout.str()
+
+
 BAD_OPTIONS = [
     (["--max-retries", "-1"], "--max-retries: expected a whole number from 0 to 100, got '-1'"),
     (

@@ -168,6 +168,7 @@ class EvalSpec:
         if not self.train_seeds:
             return None
         return "test" if seed in self.test_seeds else "train"
+    name_line: int | None = None  # the line of `name:`; None: the name is the file's stem
 
     def with_overrides(
         self,
@@ -411,6 +412,7 @@ def load(path: str | Path, text: str | None = None) -> EvalSpec:
         instructions=instructions,
         train_seeds=train_seeds,
         test_seeds=seeds if train_seeds else (),
+        name_line=doc.lines.get("name"),
     )
 
 

@@ -42,9 +42,28 @@ from .settings import (
     usage_recorder,
 )
 
+EVAL_NAMES = pytest.StashKey[dict[str, str]]()  # an eval's files' name -> "file:line"
+
 
 class EvalFile(pytest.File):
     """An eval YAML file: one item per (model, seed)."""
+
+    def _claim_name(self, loaded: spec.EvalSpec) -> None:
+        """Two eval files with one name would write the same traces, GIFs and result
+        ids (and corrupt them when they run together): refuse the second, naming both."""
+        where = f"{self.nodeid}:{loaded.name_line or 1}"
+        names = self.config.stash.setdefault(EVAL_NAMES, {})
+        # the directory trace.episode_path makes of a name (spec allows only letters,
+        # digits and . _ -, so only a trailing . or _ goes), as a case-blind disk sees it
+        key = loaded.name.rstrip("._").casefold()
+        first = names.setdefault(key, where)
+        if first.rsplit(":", 1)[0] != self.nodeid:
+            given = "" if loaded.name_line else " (the file's name)"
+            raise self.CollectError(
+                f"{where}: name: {loaded.name!r}{given} is already the name of {first}; "
+                "two eval files with one name write the same traces, GIFs and results: "
+                "give each its own name"
+            )
 
     def collect(self):
         try:
@@ -53,6 +72,7 @@ class EvalFile(pytest.File):
             raise self.CollectError(
                 str(spec.SpecError(self.nodeid, exc.line, exc.key, exc.message))
             ) from None
+        self._claim_name(loaded)
         options = overrides(self.config)
         # One payload item per model the file names, on the file's first seed. Models left
         # out by --model are deselected, not left uncollected, so that syrupy does not call
