@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .wire import adapters
 
@@ -331,6 +332,26 @@ def _add_export(sub) -> None:
     )
     add("--max-examples", type=int, metavar="N", help="at most N examples in all")
     add("--shuffle", action="store_true", help="shuffle each file (default: episode order)")
+    add(
+        "--calls",
+        default="native",
+        metavar="HOW",
+        help="how each example's answer is written: native (tool_calls; a call written "
+        "as text becomes the call it was parsed to), hermes (<tool_call> tags, for "
+        "Qwen2.5-VL), llama3_json ({name, parameters}) or as-written (default: native)",
+    )
+    add(
+        "--system-as-user",
+        action="store_true",
+        help="send the instructions as the first user message (Llama 3.2 Vision's chat "
+        "template refuses a system message next to images)",
+    )
+    add(
+        "--keep-invalid-history",
+        action="store_true",
+        help="hf: keep examples whose history holds an invalid answer (dropped by "
+        "default: hf has no per-message weight, a trainer would learn them)",
+    )
 
 
 def export(args) -> int:
@@ -354,6 +375,9 @@ def export(args) -> int:
         seed=args.split_seed,
         max_examples=args.max_examples,
         shuffle=args.shuffle,
+        calls=args.calls,
+        system_as_user=args.system_as_user,
+        keep_invalid_history=args.keep_invalid_history,
     )
     problems = options.problems(bool(args.results))
     if problems:
@@ -365,8 +389,11 @@ def export(args) -> int:
         print(f"crafter-eval export: error: {exc}", file=sys.stderr)
         return CANNOT_SERVE
     for mismatch in manifest["mismatches"]:
+        where = Path(args.trace_dirs[mismatch["source"]], mismatch["trace"]).as_posix()
         for problem in mismatch["problems"]:
-            print(f"crafter-eval export: warning: {mismatch['trace']}: {problem}", file=sys.stderr)
+            print(f"crafter-eval export: warning: {where}: {problem}", file=sys.stderr)
+    for warning in manifest["warnings"]:
+        print(f"crafter-eval export: warning: {warning}", file=sys.stderr)
     counts = manifest["counts"]
     print(
         f"crafter-eval export: {counts['episodes']['kept']} of {counts['episodes']['found']} "

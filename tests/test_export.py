@@ -9,8 +9,10 @@ import json
 import shutil
 from pathlib import Path
 
+import jinja2
 import jsonschema
 import pytest
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from PIL import Image
 
 from pytest_crafter_eval import cli
@@ -18,7 +20,9 @@ from pytest_crafter_eval.agent.episode import run_episode
 from pytest_crafter_eval.config import spec
 from pytest_crafter_eval.data import export, trace
 from pytest_crafter_eval.data.export import ExportError, Options
+from pytest_crafter_eval.wire.answers import parse_calls, parse_text
 from pytest_crafter_eval.wire.client import Connections
+from pytest_crafter_eval.wire.conversation import ToolCall
 
 SCHEMA = json.loads(
     (Path(__file__).parent / "data" / "openai-FineTuneChatRequestInput.schema.json").read_text()
@@ -47,6 +51,34 @@ def traces(tmp_path_factory) -> Path:
                 run_episode(
                     run, seed, connections.for_model(model), eval_name=eval_name, on_step=writer
                 )
+    return root
+
+
+HISTORY = """\
+models:
+  - local/hermes: {answer: {format: auto}}   # writes its calls as Hermes text
+  - local/fumble?rate=0.4&seed=3              # invalid answers now and then
+history: {steps: 3, images: 1}
+answer: {on_invalid: noop}
+steps: 8
+"""
+
+
+@pytest.fixture(scope="module")
+def history_traces(tmp_path_factory) -> Path:
+    """Episodes whose requests carry history: text answers (local/hermes with
+    answer.format auto) and invalid earlier answers (local/fumble)."""
+    root = tmp_path_factory.mktemp("history")
+    path = root.parent / "h.yaml"
+    path.write_text(HISTORY)
+    with Connections() as connections:
+        for run in spec.load(path).runs:
+            for seed in (0, 1):
+                directory = root / trace.episode_path("h", run.model, seed)
+                with trace.TraceWriter(directory) as writer:
+                    run_episode(
+                        run, seed, connections.for_model(run.model), eval_name="h", on_step=writer
+                    )
     return root
 
 
@@ -150,9 +182,10 @@ def test_a_developer_message_becomes_system_and_earlier_answers_weigh_zero(episo
 # ------------------------------------------------------------------ splits and determinism
 
 
-def test_no_episode_is_in_both_splits(traces, tmp_path, episodes):
+def test_no_world_is_in_both_splits(traces, tmp_path, episodes):
     """Across seeds, and with the same episodes given twice (two trace dirs of one run):
-    the files hold exactly the plan's examples, and no (eval, model, seed) is in both."""
+    the files hold exactly the plan's examples, and no seed (a world: the same map for
+    every eval and model) is in both, though evals e and f and four models share seed 0."""
     copy = tmp_path / "copy"
     shutil.copytree(traces, copy)
     for seed in range(5):
@@ -166,37 +199,45 @@ def test_no_episode_is_in_both_splits(traces, tmp_path, episodes):
             written = (out / f"{name}.jsonl").read_text().splitlines()
             expected = [export.openai_example(e, s) for e, s in plan.splits[name]]
             assert [json.loads(x) for x in written] == expected
-            keys[name] = {e.key for e, _ in plan.splits[name]}
+            keys[name] = {e.seed for e, _ in plan.splits[name]}
             assert keys[name] == {
-                (e["eval"], e["model"], e["seed"])
-                for e in manifest["episodes"]
-                if e["split"] == name and e["examples"]
+                e["seed"] for e in manifest["episodes"] if e["split"] == name and e["examples"]
             }
         assert keys["train"] and keys["val"] and not keys["train"] & keys["val"]
 
 
-def test_split_is_stratified_by_achievement_count_and_seeded(episodes):
-    """60 episodes in strata of 0..4 achievements: val takes round(F x n) groups in all,
-    each stratum floor or ceil of F x its size; the seed changes which, not how many."""
+def test_split_is_by_world_stratified_by_achievement_count_and_seeded(episodes):
+    """90 episodes on 60 worlds (seeds; some worlds played by two models) in strata of
+    0..4 achievements (a world's: the rounded mean of its episodes'): val takes
+    round(F x 60) worlds in all, each stratum floor or ceil of F x its size, and every
+    episode of a world goes where its world goes; the seed changes which, not how many."""
     many = [
-        dataclasses.replace(e, seed=100 * i + e.seed, achievements=["x"] * (i % 5))
-        for i in range(7)
-        for e in episodes[:9]
-    ][:60]
-    sizes = {k: sum(1 for e in many if len(e.achievements) == k) for k in range(5)}
+        dataclasses.replace(e, seed=10 * i + j % 6, achievements=["x"] * ((i + j) % 5))
+        for i in range(10)
+        for j, e in enumerate(episodes[:9])
+    ]
+    worlds: dict[int, list[int]] = {}
+    for e in many:
+        worlds.setdefault(e.seed, []).append(len(e.achievements))
+    stratum = {w: round(sum(a) / len(a)) for w, a in worlds.items()}
+    sizes = {k: sum(1 for w in worlds if stratum[w] == k) for k in range(5)}
+    assert len(worlds) == 60
     for fraction in (0.1, 0.25, 0.5):
         picks = []
         for seed in range(3):
             names = export.split(many, fraction, seed)
             assert names == export.split(many, fraction, seed)
-            assert names.count("val") == round(fraction * 60)
+            split_of = {}
+            for e, name in zip(many, names):
+                assert split_of.setdefault(e.seed, name) == name  # a world in one split
+            val = [w for w, n in split_of.items() if n == "val"]
+            assert len(val) == round(fraction * 60)
             for k, size in sizes.items():
-                val = sum(1 for e, n in zip(many, names) if n == "val" and len(e.achievements) == k)
-                assert abs(val - fraction * size) < 1
+                assert abs(sum(1 for w in val if stratum[w] == k) - fraction * size) < 1
             picks.append(names)
         assert picks[0] != picks[1] or picks[1] != picks[2]
     assert export.split(many[:1], 0.5, 0) == ["train"]  # never all in val
-    assert export.split(many, 0, 0) == ["train"] * 60
+    assert export.split(many, 0, 0) == ["train"] * 90
 
 
 def test_same_inputs_give_byte_identical_files(traces, tmp_path):
@@ -211,6 +252,26 @@ def test_same_inputs_give_byte_identical_files(traces, tmp_path):
         assert files(_export(traces, tmp_path / f"{format}-1", options)) == first
     other = files(_export(traces, tmp_path / "seed-8", dataclasses.replace(options, seed=8)))
     assert other["train.jsonl"] != first["train.jsonl"]
+
+
+def test_output_is_the_same_however_trace_dir_is_spelled(traces, tmp_path, monkeypatch):
+    """`t`, `./t`, an absolute path and a path from elsewhere give byte-identical files
+    (the ids --shuffle and --max-examples draw from hold no path), and the manifest
+    holds no path but the TRACE_DIR's name and `<eval>/<model>/seed-<n>`."""
+    shutil.copytree(traces, tmp_path / "t")
+    options = Options(shuffle=True, max_examples=20, val_fraction=0.3)
+    monkeypatch.chdir(tmp_path)
+    outputs = []
+    for i, spelled in enumerate(["t", "./t", str(tmp_path / "t"), "../t"]):
+        if spelled.startswith(".."):
+            monkeypatch.chdir(tmp_path / "out-0")
+        out = tmp_path / f"out-{i}"
+        export.export([spelled], out, options, [])
+        outputs.append(files(out))
+    assert outputs[1:] == outputs[:1] * 3
+    manifest = outputs[0]["manifest.json"].decode()
+    assert str(tmp_path) not in manifest and tmp_path.name not in manifest
+    assert json.loads(manifest)["sources"] == [{"trace_dir": "t", "episodes": len(EPISODES)}]
 
 
 def _export(traces, out, options):
@@ -265,15 +326,16 @@ def test_a_trace_changed_while_exporting_is_an_error(traces, tmp_path):
         export.openai_example(episode, episode.steps[0])
 
 
-def test_a_call_written_in_text_is_an_example_as_written(traces, tmp_path):
+def test_a_call_written_in_text_is_exported_as_the_native_call_it_was_parsed_to(traces, tmp_path):
     """An answer whose call is written in its text (Hermes tags, with answer.format
-    auto) is trained as it was written; a text with no call is no example."""
+    auto) ends its example as the native tool call it was parsed to, next to `tools`;
+    `--calls as-written` keeps the text; a text with no call is no example."""
     copy = tmp_path / "copy"
     shutil.copytree(traces / "f", copy / "f")
     steps = copy / trace.episode_path("f", "local/heuristic", 0) / "steps.jsonl"
     lines = jsonl(steps)
     call = lines[1]["messages"][-1].pop("tool_calls")[0]["function"]
-    written = f"<tool_call>{json.dumps(call)}</tool_call>"
+    written = f"I see a tree.\n<tool_call>{json.dumps(call)}</tool_call>"
     lines[1]["messages"][-1]["content"] = written
     lines[2]["messages"][-1].pop("tool_calls")
     lines[2]["messages"][-1]["content"] = "I will go left."
@@ -281,9 +343,38 @@ def test_a_call_written_in_text_is_an_example_as_written(traces, tmp_path):
     manifest = export.export([copy], tmp_path / "out", Options(val_fraction=0))
     assert manifest["counts"]["steps"]["dropped"]["no_tool_call"] == 1
     assert manifest["counts"]["steps"]["kept"] == len(lines) - 1
-    example = jsonl(tmp_path / "out" / "train.jsonl")[1]
+    examples = jsonl(tmp_path / "out" / "train.jsonl")
+    assert all(example["messages"][-1].get("tool_calls") for example in examples)
+    assert examples[1]["messages"][-1] == {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_1_0",
+                "type": "function",
+                "function": {"name": call["name"], "arguments": call["arguments"]},
+            }
+        ],
+    }
+    assert json.loads(call["arguments"])["actions"]  # the call it was parsed to
+    assert not list(jsonschema.Draft202012Validator(SCHEMA).iter_errors(examples[1]))
+    export.export([copy], tmp_path / "as", Options(val_fraction=0, calls="as-written"))
+    example = jsonl(tmp_path / "as" / "train.jsonl")[1]
     assert example["messages"][-1] == {"role": "assistant", "content": written}
-    assert not list(jsonschema.Draft202012Validator(SCHEMA).iter_errors(example))
+
+
+def test_calls_in_the_text_of_a_real_run_become_native_calls(history_traces, tmp_path):
+    """local/hermes answers in Hermes text (answer.format auto): 16 of its 16 steps are
+    examples, each ending in the native call its text was parsed to."""
+    manifest = export.export(
+        [history_traces], tmp_path / "out", Options(val_fraction=0, models=("local/hermes",))
+    )
+    examples = jsonl(tmp_path / "out" / "train.jsonl")
+    assert len(examples) == manifest["counts"]["steps"]["kept"] == 16
+    for example in examples:
+        answer = example["messages"][-1]
+        assert answer["content"] is None and len(answer["tool_calls"]) == 1
+        assert json.loads(answer["tool_calls"][0]["function"]["arguments"])["actions"]
 
 
 def test_only_new_achievement_keeps_unlocking_steps_and_a_window_before(episodes):
@@ -396,6 +487,142 @@ def test_hf_format_writes_an_image_left_inline_in_the_trace_as_a_file(traces, tm
     export.export([copy], tmp_path / "openai", dataclasses.replace(only, format="openai"))
     first = jsonl(tmp_path / "openai" / "train.jsonl")[0]
     assert first["messages"][1]["content"][1]["image_url"]["url"] == url
+
+
+TEMPLATES = Path(__file__).parent / "data" / "chat_templates"  # provenance: PROVENANCE.md
+IMAGE_TOKEN = {
+    "qwen2.5-vl": "<|image_pad|>",
+    "qwen3-vl": "<|image_pad|>",
+    "llama-3.2-vision": "<|image|>",
+}
+
+
+def chat_template(name: str) -> jinja2.Template:
+    """A stock chat template compiled as transformers' apply_chat_template compiles it:
+    a sandbox with trim_blocks and lstrip_blocks, `tojson` writing `json.dumps`
+    (non-ASCII kept), `raise_exception` and `strftime_now`."""
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+    )
+
+    def raise_exception(message):
+        raise jinja2.TemplateError(message)
+
+    def tojson(value, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+        return json.dumps(
+            value,
+            ensure_ascii=ensure_ascii,
+            indent=indent,
+            separators=separators,
+            sort_keys=sort_keys,
+        )
+
+    env.filters["tojson"] = tojson
+    env.globals.update(raise_exception=raise_exception, strftime_now=lambda _: "01 Dec 2026")
+    return env.from_string((TEMPLATES / f"{name}.jinja").read_text())
+
+
+def rendered_target(template: jinja2.Template, example: dict) -> tuple[str, str]:
+    """(the answer's text, the whole text) of an hf example, rendered with its tools as
+    TRL renders it; the prompt (with the generation prompt) is a prefix of the whole."""
+    context = {"tools": example["tools"], "bos_token": "<|begin_of_text|>"}
+    whole = template.render(messages=example["messages"], **context)
+    prompt = template.render(
+        messages=example["messages"][:-1], add_generation_prompt=True, **context
+    )
+    assert whole.startswith(prompt)
+    return whole[len(prompt) :], whole
+
+
+@pytest.mark.parametrize(
+    "name, calls, system_as_user",
+    [
+        ("qwen2.5-vl", "hermes", False),  # its template writes no tool_calls
+        ("qwen3-vl", "native", False),
+        ("qwen3-vl", "hermes", False),
+        ("llama-3.2-vision", "native", True),  # its template refuses system + images
+        ("llama-3.2-vision", "llama3_json", True),
+    ],
+)
+def test_hf_answers_render_with_the_stock_chat_templates(
+    history_traces, traces, tmp_path, name, calls, system_as_user
+):
+    """Each family's stock template, given the hf examples written with the --calls its
+    README row names, renders every answer: non-empty, holding the call and its
+    actions, with one image token per image."""
+    template = chat_template(name)
+    options = Options(format="hf", calls=calls, system_as_user=system_as_user)
+    export.export([history_traces, traces], tmp_path / "out", options)
+    examples = jsonl(tmp_path / "out" / "train.jsonl") + jsonl(tmp_path / "out" / "val.jsonl")
+    assert len(examples) > 40 and any(
+        m["role"] == "tool" for example in examples for m in example["messages"]
+    )
+    for example in examples:
+        target, whole = rendered_target(template, example)
+        answer = example["messages"][-1]
+        if answer.get("tool_calls"):
+            arguments = answer["tool_calls"][0]["function"]["arguments"]
+        else:
+            text = answer["content"][0]["text"]
+            arguments = json.loads(text.split("\n")[1] if calls == "hermes" else text)
+            arguments = arguments.get("arguments", arguments.get("parameters"))
+        assert '"interact_many"' in target and json.dumps(arguments["actions"]) in target
+        assert whole.count(IMAGE_TOKEN[name]) == len(example["images"]) > 0
+
+
+def test_without_the_family_form_the_stock_templates_train_nothing(history_traces, tmp_path):
+    """Why --calls and --system-as-user exist: native calls render an empty answer with
+    Qwen2.5-VL's template (`<|im_start|>assistant\\n<|im_end|>`), and Llama 3.2 Vision's
+    refuses the instructions as a system message next to images. Qwen3-VL writes native
+    calls exactly as --calls hermes does."""
+    export.export([history_traces], tmp_path / "native", Options(format="hf"))
+    export.export([history_traces], tmp_path / "hermes", Options(format="hf", calls="hermes"))
+    native = jsonl(tmp_path / "native" / "train.jsonl")
+    hermes_lines = jsonl(tmp_path / "hermes" / "train.jsonl")
+    qwen25, qwen3 = chat_template("qwen2.5-vl"), chat_template("qwen3-vl")
+    assert {rendered_target(qwen25, example)[0] for example in native} == {"<|im_end|>\n"}
+    with pytest.raises(jinja2.TemplateError, match="incompatible with system messages"):
+        rendered_target(chat_template("llama-3.2-vision"), native[0])
+    for a, b in zip(native, hermes_lines, strict=True):
+        assert rendered_target(qwen3, a) == rendered_target(qwen3, b)
+
+
+def answer_is_clean(message: dict) -> bool:
+    """An hf assistant message holds a valid call (native, or written in its text)."""
+    if message.get("tool_calls"):
+        parsed = parse_calls(
+            ToolCall(c["id"], c["function"]["name"], json.dumps(c["function"]["arguments"]))
+            for c in message["tool_calls"]
+        )
+    else:
+        parsed = parse_text("".join(p.get("text", "") for p in message["content"]))
+    wrong = parsed.invalid_actions + parsed.malformed_json + parsed.unknown_tools
+    return parsed.ok and parsed.valid_calls == parsed.tool_calls and not wrong
+
+
+def test_hf_examples_hold_no_invalid_earlier_answer_unless_kept(history_traces, tmp_path):
+    """hf has no per-message weight: an example whose history holds an invalid answer
+    (local/fumble's) is dropped and counted; --keep-invalid-history keeps it; the
+    OpenAI format (earlier answers weigh 0) drops none."""
+    runs = {}
+    for label, options in {
+        "hf": Options(format="hf", val_fraction=0),
+        "kept": Options(format="hf", val_fraction=0, keep_invalid_history=True),
+        "openai": Options(val_fraction=0),
+    }.items():
+        manifest = export.export([history_traces], tmp_path / label, options)
+        check_counts(manifest)
+        runs[label] = (manifest, jsonl(tmp_path / label / "train.jsonl"))
+    history = lambda example: [m for m in example["messages"][:-1] if m["role"] == "assistant"]  # noqa: E731
+    dropped = runs["hf"][0]["counts"]["steps"]["dropped"]["invalid_history"]
+    kept_examples = runs["kept"][1]
+    invalid = [e for e in kept_examples if not all(map(answer_is_clean, history(e)))]
+    assert dropped == len(invalid) > 0
+    assert all(answer_is_clean(m) for e in runs["hf"][1] for m in history(e))
+    assert len(runs["hf"][1]) == len(kept_examples) - dropped
+    assert runs["kept"][0]["counts"]["steps"]["dropped"]["invalid_history"] == 0
+    assert runs["openai"][0]["counts"]["steps"]["dropped"]["invalid_history"] == 0
+    assert len(runs["openai"][1]) == len(kept_examples)
 
 
 def test_hf_format_loads_with_datasets(traces, tmp_path, monkeypatch):
@@ -589,6 +816,9 @@ def test_pytest_trace_dir_then_crafter_eval_export(pytester, monkeypatch, capsys
     manifest = json.loads((root / "data" / "manifest.json").read_text())
     check_counts(manifest)
     assert capsys.readouterr().err == (
+        "crafter-eval export: warning: val.jsonl is empty: 0 of the 2 episodes kept (1 "
+        "seed(s); all the episodes of a seed go to one split); trace more seeds, or change "
+        "--val-fraction or the filters\n"
         f"crafter-eval export: {manifest['counts']['episodes']['kept']} of 6 episodes, "
         f"{manifest['counts']['examples']['train']} train + "
         f"{manifest['counts']['examples']['val']} val examples -> data\n"

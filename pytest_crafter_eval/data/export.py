@@ -11,7 +11,9 @@ The pipeline, one pure function per step over episodes loaded once:
 
     load (reads and checks every line and file: the only place bad input is found)
     -> select_episodes -> select_steps -> split -> limit (-> shuffle)
-    -> openai_example / hf_example -> write (temporary names, then renames)
+    -> EXAMPLES[format] (openai_example, hf_example) -> write (temporary names, then renames)
+
+A format is one function from a step to a JSON line and one line in `EXAMPLES`.
 
 An episode keeps only what the filters need (about 1.5 kB a step); `openai_example`
 and `hf_example` read the step's line again (`Episode.line`), so memory does not grow
@@ -22,14 +24,20 @@ Rules kept here and nowhere else:
 * A step becomes an example only when its answer was a valid call: `no_tool_call`
   null, and every call parses (`adapters.chat.parse_message`: traces are in chat form;
   a call written in the text, with `answer.format` text or auto, by `answers.parse_text`)
-  with no malformed JSON, unknown tool, invalid or surplus action.
+  with no malformed JSON, unknown tool, invalid or surplus action. Its answer is written
+  as `--calls` says: by default the native tool call (a call written in the text becomes
+  the call it was parsed to), so every example ends in an assistant `tool_calls` message.
+* hf has no per-message weight: an hf example whose history holds an invalid answer is
+  dropped (`invalid_history`) unless `--keep-invalid-history`.
 * An episode's reward is the sum of the per-step `reward`s, never `reward_total` (a
   running total); `reward_total` and the results record are only checked against it,
   and any mismatch is listed in the manifest.
-* The split is by episode, never by step; episodes with the same (eval, model, seed),
-  from several trace directories, go to the same split.
-* The same inputs and options give byte-identical files: no clocks, no absolute paths,
-  every random choice a hash of `--seed` and the example's identity.
+* The split is by world, never by step or episode: a seed is the same map for every
+  eval and model, so all the episodes of a seed go to one split.
+* The same inputs and options give byte-identical files, however TRACE_DIR is spelled and
+  wherever export runs: no clocks, no paths (an episode is named by its TRACE_DIR's
+  position and `<eval>/<model>/seed-<n>`, a TRACE_DIR by its last component), every
+  random choice a hash of `--split-seed` and the example's identity.
 """
 
 from __future__ import annotations
@@ -50,16 +58,18 @@ from typing import Any
 
 from ..config.game import ACHIEVEMENTS
 from ..wire.adapters.chat import parse_message
-from ..wire.answers import parse_text
+from ..wire.answers import find_calls, parse_text
 from . import trace
 
 MANIFEST_SCHEMA = 1
-FORMATS = ("openai", "hf")
+FORMATS = ("openai", "hf")  # the keys of EXAMPLES
+CALLS = ("native", "hermes", "llama3_json", "as-written")
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed")
 EPISODE_FILTERS = ("evals", "models", "outcome", "min_achievements", "require", "min_reward")
 STEP_FILTERS = (
     "no_tool_call",
     "invalid_tool_call",
+    "invalid_history",
     "only_new_achievement",
     "drop_loops",
     "dedupe",
@@ -95,12 +105,17 @@ class Options:
     seed: int = 0
     max_examples: int | None = None
     shuffle: bool = False
+    calls: str = "native"  # how the answer is written: one of CALLS
+    system_as_user: bool = False  # the instructions as the first user message
+    keep_invalid_history: bool = False  # hf: keep examples with an invalid earlier answer
 
     def problems(self, have_results: bool) -> list[str]:
         """Usage errors in these options (empty when fine)."""
         out = []
         if self.format not in FORMATS:
             out.append(f"--format: expected one of {', '.join(FORMATS)}, got {self.format!r}")
+        if self.calls not in CALLS:
+            out.append(f"--calls: expected one of {', '.join(CALLS)}, got {self.calls!r}")
         if not 0 <= self.val_fraction < 1:
             out.append(f"--val-fraction: expected 0 <= F < 1, got {self.val_fraction}")
         if self.window < 0 or self.drop_loops < 0 or self.min_achievements < 0:
@@ -136,6 +151,7 @@ class Step:
     actions: tuple[str, ...]
     frame_key: str | None  # digest of the pixels of the step's frame
     observation_key: str  # digest of what the model was shown this step
+    invalid_history: bool = False  # an earlier answer in its request was invalid
     data: dict[str, Any] | None = None  # the line itself, when given instead of `offset`
 
 
@@ -144,7 +160,7 @@ class Episode:
     """One trace directory `<eval>/<model>/seed-<n>`, checked."""
 
     source: int  # index of its TRACE_DIR argument
-    trace: str  # its directory, as a path from the TRACE_DIR given
+    trace: str  # its directory under its TRACE_DIR: `<eval>/<model>/seed-<n>`
     directory: Path
     eval: str
     model: str
@@ -289,6 +305,9 @@ def load_episode(source: int, directory: Path, records: dict[str, list[dict[str,
                 step=line["step"] if isinstance(line.get("step"), int) else index,
                 offset=offset,
                 problem=_problem(messages, line.get("no_tool_call")),
+                invalid_history=any(
+                    m.get("role") == "assistant" and _answer_problem(m) for m in messages[:-1]
+                ),
                 reward=float(line["reward"]),
                 new_achievements=tuple(new),
                 actions=tuple(str(a) for a in line.get("actions") or ()),
@@ -302,7 +321,7 @@ def load_episode(source: int, directory: Path, records: dict[str, list[dict[str,
         model = sent  # the model name as sent, when it matches the directory
     episode = Episode(
         source=source,
-        trace=directory.as_posix(),  # under the TRACE_DIR as given
+        trace="/".join(directory.parts[-3:]),  # the same however TRACE_DIR is spelled
         directory=directory,
         eval=eval_name,
         model=model,
@@ -378,6 +397,12 @@ def _problem(messages: list[dict[str, Any]], no_tool_call: Any) -> str | None:
     answer = messages[-1] if messages else {}
     if no_tool_call or answer.get("role") != "assistant":
         return "no_tool_call"
+    return _answer_problem(answer)
+
+
+def _answer_problem(answer: dict[str, Any]) -> str | None:
+    """None when an assistant message holds a clean call (native, or written in its
+    text), else "no_tool_call" or "invalid_tool_call"."""
     if answer.get("tool_calls"):
         parsed = parse_message(answer)
     else:
@@ -514,6 +539,8 @@ def select_steps(
         kept = []
         for step in steps:
             reason = step.problem
+            if reason is None and step.invalid_history and _drops_invalid_history(options):
+                reason = "invalid_history"
             if reason is None and options.only_new_achievement and step.index not in near:
                 reason = "only_new_achievement"
             if reason is None and _loops(steps, step.index, options.drop_loops):
@@ -530,6 +557,13 @@ def select_steps(
     return kept_all, dropped
 
 
+def _drops_invalid_history(options: Options) -> bool:
+    """hf has no per-message weight: an example whose history holds an invalid answer
+    would train it, so it is dropped unless --keep-invalid-history (OpenAI's format
+    gives earlier answers weight 0)."""
+    return options.format == "hf" and not options.keep_invalid_history
+
+
 def _loops(steps: list[Step], index: int, n: int) -> bool:
     """Whether the step repeats each of the `n` steps before it: same frame, same actions."""
     if n <= 0 or index < n or steps[index].frame_key is None:
@@ -539,17 +573,19 @@ def _loops(steps: list[Step], index: int, n: int) -> bool:
 
 
 def split(episodes: list[Episode], fraction: float, seed: int) -> list[str]:
-    """ "train" or "val" for each episode. By (eval, model, seed) group, stratified by
-    the number of achievements unlocked: val gets round(fraction x groups) groups (never
-    all of them), spread over the strata by largest remainder, each stratum's groups
-    drawn in an order given by a hash of `seed` and the group."""
-    stratum_of: dict[tuple[str, str, int], int] = {}
-    for episode in episodes:  # a group's stratum: its first episode's
-        stratum_of.setdefault(episode.key, len(episode.achievements))
-    strata: dict[int, list[tuple[str, str, int]]] = {}
-    for key, stratum in stratum_of.items():
-        strata.setdefault(stratum, []).append(key)
-    total = sum(len(g) for g in strata.values())
+    """ "train" or "val" for each episode. By world: an episode's seed is its map, the
+    same for every eval and model, so all the episodes of a seed go to one split. Seeds
+    are stratified by the mean number of achievements of their episodes (rounded): val
+    gets round(fraction x seeds) seeds (never all of them), spread over the strata by
+    largest remainder, each stratum's seeds drawn in an order given by a hash of `seed`
+    and the world's seed."""
+    counts: dict[int, list[int]] = {}
+    for episode in episodes:
+        counts.setdefault(episode.seed, []).append(len(episode.achievements))
+    strata: dict[int, list[int]] = {}
+    for world, achieved in sorted(counts.items()):
+        strata.setdefault(round(sum(achieved) / len(achieved)), []).append(world)
+    total = len(counts)
     wanted = min(math.floor(fraction * total + 0.5), max(total - 1, 0))
     quota = {s: fraction * len(g) for s, g in strata.items()}
     take = {s: math.floor(q) for s, q in quota.items()}
@@ -559,11 +595,11 @@ def split(episodes: list[Episode], fraction: float, seed: int) -> list[str]:
         take[s] += 1
     while sum(take.values()) > wanted:  # only when flooring overshoots (never in practice)
         take[max(s for s in take if take[s])] -= 1
-    val: set[tuple[str, str, int]] = set()
-    for s, group in strata.items():
-        ranked = sorted(group, key=lambda k: _rank(seed, "split", *k))
+    val: set[int] = set()
+    for s, worlds in strata.items():
+        ranked = sorted(worlds, key=lambda w: _rank(seed, "split", w))
         val.update(ranked[: take[s]])
-    return ["val" if e.key in val else "train" for e in episodes]
+    return ["val" if e.seed in val else "train" for e in episodes]
 
 
 def limit(
@@ -609,7 +645,10 @@ _MESSAGE_KEYS = {
 
 
 def openai_example(
-    episode: Episode, step: Step, read: Callable[[Path], bytes] = Path.read_bytes
+    episode: Episode,
+    step: Step,
+    read: Callable[[Path], bytes] = Path.read_bytes,
+    options: Options = Options(),
 ) -> dict[str, Any]:
     """One line of an OpenAI chat fine-tuning file: `messages` as they were sent (images
     inlined, a `developer` message as `system`, keys the format does not take left out),
@@ -617,7 +656,7 @@ def openai_example(
     answer is trained; `tools`; `parallel_tool_calls` when the request set it."""
     line = episode.line(step)
     example = trace.sft_example(line, episode.directory, read)
-    messages = [_chat_message(m, step.index) for m in example["messages"]]
+    messages = _messages(example["messages"], step.index, options)
     for message in messages[:-1]:
         if message["role"] == "assistant":
             message["weight"] = 0
@@ -626,6 +665,72 @@ def openai_example(
     if isinstance(parallel, bool):
         out["parallel_tool_calls"] = parallel
     return out
+
+
+def _messages(sent: list[dict[str, Any]], step: int, options: Options) -> list[dict[str, Any]]:
+    """The request's messages in the chat format (see `_chat_message`), the answer last,
+    written as `options.calls` says; with `system_as_user` the instructions are a user
+    message (Llama 3.2 Vision's template refuses a system message next to images)."""
+    messages = [_chat_message(m, step) for m in sent]
+    if options.system_as_user and messages and messages[0]["role"] == "system":
+        messages[0] = {"role": "user", "content": messages[0].get("content")}
+    if messages and messages[-1]["role"] == "assistant":
+        messages[-1] = written_as(messages[-1], options.calls, step)
+    return messages
+
+
+def answer_calls(answer: dict[str, Any]) -> list[tuple[str, str]]:
+    """(name, arguments as JSON text) of each call of an assistant message: its native
+    calls, else the calls written in its text (`answers.find_calls`)."""
+    if answer.get("tool_calls"):
+        return [
+            (str(c["function"]["name"]), str(c["function"]["arguments"]))
+            for c in answer["tool_calls"]
+        ]
+    content = answer.get("content")
+    if isinstance(content, list):
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return [(c.name, c.arguments) for c in find_calls(content).calls]
+
+
+def written_as(answer: dict[str, Any], calls: str, step: int) -> dict[str, Any]:
+    """An assistant answer written as `calls` says (one of CALLS): `native` tool calls
+    (a call written in the text becomes the native call it was parsed to; native calls
+    stay as sent), the text form a vLLM tool parser reads back (`hermes`: `<tool_call>`
+    tags, as Qwen writes them; `llama3_json`: `{"name", "parameters"}` objects joined by
+    `; `), or `as-written`."""
+    if calls == "as-written":
+        return answer
+    if calls == "native" and answer.get("tool_calls"):
+        return answer
+    found = answer_calls(answer)
+    if calls == "native":
+        return {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": f"call_{step}_{i}",
+                    "type": "function",
+                    "function": {"name": name, "arguments": arguments},
+                }
+                for i, (name, arguments) in enumerate(found)
+            ],
+        }
+    parsed = [(name, json.loads(arguments)) for name, arguments in found]
+    if calls == "hermes":
+        text = "\n".join(
+            f"<tool_call>\n{_json_text({'name': n, 'arguments': a})}\n</tool_call>"
+            for n, a in parsed
+        )
+    else:
+        text = "; ".join(_json_text({"name": n, "parameters": a}) for n, a in parsed)
+    return {"role": "assistant", "content": text}
+
+
+def _json_text(value: Any) -> str:
+    """JSON as chat templates write it (`tojson`: blanks after `,` and `:`)."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _chat_message(message: dict[str, Any], step: int) -> dict[str, Any]:
@@ -665,15 +770,19 @@ def _tool_call(call: Any, step: int, i: int) -> Any:
     }
 
 
-def hf_example(episode: Episode, step: Step, image: Callable[[Path, str], str]) -> dict[str, Any]:
+def hf_example(
+    episode: Episode,
+    step: Step,
+    image: Callable[[Path, str], str],
+    options: Options = Options(),
+) -> dict[str, Any]:
     """One line for Hugging Face `datasets` / TRL vision SFT: `messages` with every
     content a list of parts (`{"type": "text", "text"}`, `{"type": "image"}`), tool-call
     arguments as objects, and `images`, the paths (relative to DIR) that
     `image(episode directory, url)` gives for the image parts, in order; then `tools`."""
     messages, images = [], []
     line = episode.line(step)
-    for sent in line["messages"]:
-        message = _chat_message(sent, step.index)
+    for message in _messages(line["messages"], step.index, options):
         content = message.get("content")
         if content is None:
             parts: list[Any] = []
@@ -697,6 +806,25 @@ def hf_example(episode: Episode, step: Step, image: Callable[[Path, str], str]) 
                 call["function"]["arguments"] = arguments
         messages.append(message)
     return {"messages": messages, "images": images, "tools": line["tools"]}
+
+
+@dataclass(frozen=True)
+class Media:
+    """How an example gets at the trace's images while `write` runs: `read(path)` the
+    bytes of a file (cached), `image(episode directory, url)` the path under DIR of an
+    image it writes (content-addressed, each once)."""
+
+    read: Callable[[Path], bytes]
+    image: Callable[[Path, str], str]
+
+
+# format -> one example (a JSON line) of a step; a format is one function and a line here
+EXAMPLES: dict[str, Callable[[Episode, Step, Media, Options], dict[str, Any]]] = {
+    "openai": lambda episode, step, media, options: openai_example(
+        episode, step, media.read, options
+    ),
+    "hf": lambda episode, step, media, options: hf_example(episode, step, media.image, options),
+}
 
 
 # ---------------------------------------------------------------- the whole export
@@ -764,6 +892,7 @@ def manifest(
             {"trace_dir": s, "episodes": sum(1 for e in p.episodes if e.source == i)}
             for i, s in enumerate(sources)
         ],
+        "warnings": warnings(p, options),
         "results": results,
         "runs": [
             {"eval": ev, "model": m, "fingerprint": fp, "episodes": n}
@@ -796,12 +925,17 @@ def manifest(
             }
             for name in ("train", "val")
         },
-        "mismatches": [{"trace": e.trace, "problems": e.checks} for e in p.episodes if e.checks],
+        "mismatches": [
+            {"source": e.source, "trace": e.trace, "problems": e.checks}
+            for e in p.episodes
+            if e.checks
+        ],
         "episodes": [
             {
                 "eval": e.eval,
                 "model": e.model,
                 "seed": e.seed,
+                "source": e.source,
                 "trace": e.trace,
                 "outcome": e.outcome,
                 "fingerprint": (e.record or {}).get("fingerprint"),
@@ -815,10 +949,39 @@ def manifest(
             for e in p.kept
         ],
         "dropped_episodes": [
-            {"eval": e.eval, "model": e.model, "seed": e.seed, "trace": e.trace, "filter": r}
+            {
+                "eval": e.eval,
+                "model": e.model,
+                "seed": e.seed,
+                "source": e.source,
+                "trace": e.trace,
+                "filter": r,
+            }
             for e, r in p.dropped
         ],
     }
+
+
+def warnings(the_plan: Plan, options: Options) -> list[str]:
+    """What a user should know before training on the files: an empty split."""
+    out = []
+    seeds = len({e.seed for e in the_plan.kept})
+    for name in ("train", "val"):
+        if the_plan.splits[name] or (name == "val" and options.val_fraction == 0):
+            continue
+        episodes = sum(1 for e in the_plan.kept if the_plan.split_of[id(e)] == name)
+        out.append(
+            f"{name}.jsonl is empty: {episodes} of the {len(the_plan.kept)} episodes kept "
+            f"({seeds} seed(s); all the episodes of a seed go to one split); trace more "
+            "seeds, or change --val-fraction or the filters"
+        )
+    return out
+
+
+def source_name(path: str | Path) -> str:
+    """A TRACE_DIR or results file as the manifest names it: its last component, the
+    same however it is spelled (`t1`, `./t1`, `/abs/t1`) and wherever export runs."""
+    return Path(os.path.abspath(path)).name
 
 
 def export(
@@ -835,16 +998,16 @@ def export(
         raise ValueError(problems[0])
     the_plan = plan(load(roots, records), options)
     data = manifest(
-        the_plan, options, [s.as_posix() for s in roots], [r.as_posix() for r in records]
+        the_plan, options, [source_name(s) for s in roots], [source_name(r) for r in records]
     )
-    write(Path(out), the_plan, data, options.format)
+    write(Path(out), the_plan, data, options)
     return data
 
 
 # ---------------------------------------------------------------- writing (the edge)
 
 
-def write(out: Path, the_plan: Plan, data: dict[str, Any], format: str) -> None:
+def write(out: Path, the_plan: Plan, data: dict[str, Any], options: Options) -> None:
     """Write train.jsonl, val.jsonl (and images/) under temporary names, then rename
     them into place, manifest.json last; on any failure remove the temporary files.
     DIR must be new, empty or an earlier export (it holds manifest.json)."""
@@ -893,10 +1056,7 @@ def write(out: Path, the_plan: Plan, data: dict[str, Any], format: str) -> None:
         for split_name in ("train", "val"):
             with open(temp(f"{split_name}.jsonl"), "w", encoding="utf-8", newline="\n") as file:
                 for episode, step in the_plan.splits[split_name]:
-                    if format == "hf":
-                        line = hf_example(episode, step, image)
-                    else:
-                        line = openai_example(episode, step, read)
+                    line = EXAMPLES[options.format](episode, step, Media(read, image), options)
                     file.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")))
                     file.write("\n")
         if images:
