@@ -157,6 +157,7 @@ class EvalSpec:
     runs: tuple[Run, ...]
     defaults: Run  # the file-level settings, for models named only on the command line
     instructions: str | None = None
+    name_line: int | None = None  # the line of `name:`; None: the name is the file's stem
     # `seeds: {train: ..., test: ...}`: the two splits, () when the file declares none.
     # `seeds` is what pytest plays: the test split (or the plain `seeds:`), or --seeds.
     train_seeds: tuple[int, ...] = ()
@@ -168,7 +169,6 @@ class EvalSpec:
         if not self.train_seeds:
             return None
         return "test" if seed in self.test_seeds else "train"
-    name_line: int | None = None  # the line of `name:`; None: the name is the file's stem
 
     def with_overrides(
         self,
