@@ -268,6 +268,15 @@ GATE_THRESHOLDS = {
     "min_tool_call_rate": (0, 1),
     "max_error_rate": (0, 1),
 }
+# gate key -> (the metric it holds in the summary, "at least" (>=) or "at most" (<=))
+GATE_METRICS = {
+    "mean_achievements": ("mean_achievements", ">="),
+    "mean_reward": ("mean_reward", ">="),
+    "crafter_score": ("crafter_score", ">="),
+    "progression": ("progression", ">="),
+    "min_tool_call_rate": ("tool_call_rate", ">="),
+    "max_error_rate": ("error_rate", "<="),
+}
 GATE_KEYS = set(GATE_THRESHOLDS) | {"success_rate", "on", "sequential"}
 SEQUENTIAL_ROUND = 10  # seeds per round of `gate: {sequential: true}` and --until-decided
 

@@ -73,8 +73,9 @@ SCHEMA = 1
 RESULTS = "results.jsonl"
 PREVIOUS = "results.prev.jsonl"
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed")
-# Outcomes --resume keeps; errors and skips are run again.
-FINAL = frozenset({"passed", "failed", "xfailed"})
+# Outcomes that are a verdict on the model: they feed the capability metrics (errors
+# feed only the error rate), and --resume keeps them (errors and skips are run again).
+COMPLETED = FINAL = frozenset({"passed", "failed", "xfailed"})
 MAX_MESSAGE = 2000
 
 

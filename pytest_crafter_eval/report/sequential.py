@@ -25,22 +25,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import spec
 from . import metrics
+from .results import COMPLETED
 
-__all__ = ["COMPLETED", "Verdict", "judge", "prefix"]
+__all__ = ["Verdict", "judge", "prefix"]
 
-COMPLETED = frozenset({"passed", "failed", "xfailed"})  # as summary.COMPLETED
 METHOD = "betting confidence sequence (valid at every n)"
-
-# gate key -> (summary metric name, op)
-_METRICS = {
-    "mean_achievements": ("mean_achievements", ">="),
-    "mean_reward": ("mean_reward", ">="),
-    "crafter_score": ("crafter_score", ">="),
-    "progression": ("progression", ">="),
-    "min_tool_call_rate": ("tool_call_rate", ">="),
-    "max_error_rate": ("error_rate", "<="),
-}
 
 
 @dataclass(frozen=True)
@@ -91,11 +82,13 @@ def judge(gate: Any, records: Sequence[Mapping[str, Any]], confidence: float = 0
     order; skipped ones are ignored, errors count only towards the error rate)."""
     done = [r for r in records if r.get("outcome") in COMPLETED]
     ran = [r for r in records if r.get("outcome") in COMPLETED or r.get("outcome") == "error"]
-    items = [(key, getattr(gate, key)) for key in _METRICS if getattr(gate, key) is not None]
+    items = [
+        (key, getattr(gate, key)) for key in spec.GATE_METRICS if getattr(gate, key) is not None
+    ]
     items += [(f"success_rate.{name}", percent) for name, percent in gate.success_rate]
     checks = []
     for key, threshold in items:
-        metric, op = _METRICS.get(key, (key, ">="))
+        metric, op = spec.GATE_METRICS.get(key, (key, ">="))
         low, high, value = _sequence(key, done, ran, confidence)
         decision = "undecided"
         if low is not None and high is not None:

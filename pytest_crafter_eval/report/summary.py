@@ -18,11 +18,11 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from ..config import spec
 from . import metrics, sequential
-from .results import OUTCOMES
+from .results import COMPLETED, OUTCOMES
 
 SCHEMA = 1
-COMPLETED = frozenset({"passed", "failed", "xfailed"})
 
 # Said beside the metrics of episodes that ended before Crafter's own end.
 SCORE_NOTE = (
@@ -31,16 +31,6 @@ SCORE_NOTE = (
     " missing capability. The Crafter paper's scores come from full-length episodes;"
     " scores of cut episodes are not comparable with them."
 )
-
-# gate key -> (metric name in the summary, "at least" (>=) or "at most" (<=))
-_GATE_METRICS = {
-    "mean_achievements": ("mean_achievements", ">="),
-    "mean_reward": ("mean_reward", ">="),
-    "crafter_score": ("crafter_score", ">="),
-    "progression": ("progression", ">="),
-    "min_tool_call_rate": ("tool_call_rate", ">="),
-    "max_error_rate": ("error_rate", "<="),
-}
 
 
 def model_metrics(records: list[Mapping[str, Any]]) -> dict[str, Any]:
@@ -118,7 +108,9 @@ def check_gate(gate: Any, values: Mapping[str, Any]) -> list[dict[str, Any]]:
     metric, value, low, high, op, threshold, compared (the number held against the
     threshold), passed, note."""
     rows = []
-    items = [(key, getattr(gate, key)) for key in _GATE_METRICS if getattr(gate, key) is not None]
+    items = [
+        (key, getattr(gate, key)) for key in spec.GATE_METRICS if getattr(gate, key) is not None
+    ]
     items += [(f"success_rate.{name}", percent) for name, percent in gate.success_rate]
     for key, threshold in items:
         if key.startswith("success_rate."):
@@ -126,7 +118,7 @@ def check_gate(gate: Any, values: Mapping[str, Any]) -> list[dict[str, Any]]:
             est, op = (rates or {}).get(key.split(".", 1)[1]), ">="
             metric = key
         else:
-            metric, op = _GATE_METRICS[key]
+            metric, op = spec.GATE_METRICS[key]
             est = values.get(metric)
         row = {
             "metric": metric,
