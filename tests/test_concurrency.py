@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from pytest_crafter_eval.run import inflight
+from pytest_crafter_eval.run import inflight, runstate
 
 EVAL = """\
 models:
@@ -192,3 +192,108 @@ def test_x_stops_at_the_first_failure_and_records_what_finished(pytester):
     assert len(records) < 16  # the episodes not started were not played
     for record in records:  # those that finished before the stop are recorded, judged
         assert record["steps"] == 6 or record["end"] in ("done", "no_tool_call"), record
+
+
+def _servers():
+    return [t for t in threading.enumerate() if t.name.startswith("LocalServer:")]
+
+
+def test_connections_are_made_once_though_episodes_ask_at_once():
+    """8 episodes in flight ask for their model's client at once: one loopback server
+    and one SDK client for them all (it was 2-3 servers and 8 clients, each server
+    loading the whole cassette with --replay), and close() closes all of it."""
+    from pytest_crafter_eval.wire.client import Connections
+
+    before = len(_servers())
+    connections = Connections()
+    start = threading.Barrier(8)
+    clients = []
+
+    def ask():
+        start.wait()
+        clients.append(connections.for_model("local/random"))
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(_servers()) == before + 1
+    assert len({id(c._sdk) for c in clients}) == 1
+    body = {"model": "local/random", "messages": [{"role": "user", "content": "x"}]}
+    assert all(c.complete(body).body["choices"] for c in clients)
+    connections.close()
+    assert len(_servers()) == before
+
+
+def test_slot_waits_are_first_come_first_served_without_busy_polling(tmp_path):
+    """One slot held; 32 threads line up for it, one after the other: they get it in the
+    order they came, and waiting costs almost no CPU (it was 0.48 s of CPU in 3 s,
+    polling every 5 ms)."""
+    slots = runstate.Slots(tmp_path, "m", 1)
+    holder = slots(1)
+    holder.__enter__()
+    order, threads = [], []
+    cpu = time.process_time()
+    for i in range(32):
+        queued = threading.Event()  # set by the first check: the thread is in line
+
+        def wait(i=i, queued=queued):
+            with slots(30, queued.set):
+                order.append(i)
+
+        threads.append(threading.Thread(target=wait))
+        threads[-1].start()
+        assert queued.wait(10)
+    time.sleep(1.0)  # all 32 wait
+    spent = time.process_time() - cpu
+    holder.__exit__(None, None, None)
+    for t in threads:
+        t.join(30)
+    assert order == list(range(32))
+    assert spent < 0.15, spent
+
+
+def test_a_slot_wait_ends_at_the_step_deadline_and_a_stop_sends_nothing(server, sdk, tmp_path):
+    """--max-concurrency 1 with the slot taken: a call waits for it no longer than its
+    step deadline; and on a stop, the calls waiting for it send nothing (each used to send
+    one full request after the stop)."""
+    from pytest_crafter_eval.wire.client import ModelCallError, ModelClient, RetryPolicy
+
+    slots = runstate.Slots(tmp_path, "local/random", 1)
+    stop = threading.Event()
+
+    def check():
+        if stop.is_set():
+            raise inflight.Cancelled("the run is stopping")
+
+    def client(deadline):
+        return ModelClient(
+            sdk, model="local/random", policy=RetryPolicy(deadline_s=deadline), slot=slots,
+            check=check,
+        )
+
+    body = {"model": "local/random", "messages": [{"role": "user", "content": "wait"}]}
+    holder = slots(1)
+    holder.__enter__()
+    before = len(server.log)
+    with pytest.raises(ModelCallError, match=r"no request slot free .* step deadline"):
+        client(0.3).complete(body)
+    errors = []
+
+    def call():
+        try:
+            client(60).complete(body)
+        except Exception as exc:  # checked below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(5)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    stop.set()
+    holder.__exit__(None, None, None)
+    for t in threads:
+        t.join(30)
+    assert len(errors) == 5 and all(isinstance(e, inflight.Cancelled) for e in errors), errors
+    assert len(server.log) == before  # nothing sent

@@ -30,6 +30,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -61,34 +62,81 @@ def _locked(path: Path) -> Iterator[int]:
 
 
 class Slots:
-    """A counting semaphore over processes: `n` lock files, one held per request.
+    """A counting semaphore over processes: `n` lock files, one held per request (the
+    kernel frees those of a process that dies).
 
-    `with slots():` waits until one of the model's lock files can be locked. Waiting
-    polls every few milliseconds; requests take far longer than that."""
+    `with slots(timeout, check):` waits at most `timeout` seconds for a slot (else
+    `TimeoutError`), calling `check()` (which may raise, to stop) each time it wakes.
+    The waiters of one process are served first come, first served: only the first in
+    line tries the lock files, every `poll_s` doubling to `max_poll_s` (a release in this
+    process wakes it at once), and the others sleep until they are first, waking every
+    `recheck_s` only to call `check`."""
 
-    def __init__(self, run_dir: Path, model: str, n: int, poll_s: float = 0.005):
+    def __init__(
+        self,
+        run_dir: Path,
+        model: str,
+        n: int,
+        poll_s: float = 0.002,
+        max_poll_s: float = 0.05,
+        recheck_s: float = 0.1,
+    ):
         digest = hashlib.sha256(model.encode()).hexdigest()[:16]
         directory = Path(run_dir) / "slots"
         directory.mkdir(parents=True, exist_ok=True)
         self.paths = [directory / f"{digest}-{i}.lock" for i in range(n)]
-        self.poll_s = poll_s
+        self.poll_s, self.max_poll_s, self.recheck_s = poll_s, max_poll_s, recheck_s
+        self._turns = threading.Condition()
+        self._line: deque[object] = deque()
 
     @contextmanager
-    def __call__(self) -> Iterator[int]:
+    def __call__(
+        self, timeout: float = math.inf, check: Callable[[], None] | None = None
+    ) -> Iterator[int]:
+        end = time.monotonic() + timeout
+        me = object()
+        with self._turns:
+            self._line.append(me)
+            try:
+                fd, index = self._wait(me, end, check)
+            finally:
+                self._line.remove(me)
+                self._turns.notify_all()  # the next in line
+        try:
+            yield index
+        finally:
+            os.close(fd)  # closing releases the lock
+            with self._turns:
+                self._turns.notify_all()
+
+    def _wait(self, me: object, end: float, check: Callable[[], None] | None) -> tuple[int, int]:
+        """Called holding `_turns`: a held slot's (fd, index)."""
+        poll = self.poll_s
         while True:
-            for index, path in enumerate(self.paths):
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    os.close(fd)
-                    continue
-                try:
-                    yield index
-                finally:
-                    os.close(fd)
-                return
-            time.sleep(self.poll_s)
+            if check is not None:
+                check()
+            if self._line[0] is me:
+                held = self._take()
+                if held is not None:
+                    return held
+                pause, poll = poll, min(2 * poll, self.max_poll_s)
+            else:
+                pause = self.recheck_s
+            left = end - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no request slot free ({len(self.paths)} in use)")
+            self._turns.wait(min(pause, left))
+
+    def _take(self) -> tuple[int, int] | None:
+        for index, path in enumerate(self.paths):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            return fd, index
+        return None
 
 
 @dataclass(frozen=True)

@@ -297,6 +297,7 @@ def connections(config: pytest.Config):
             if runstate.fcntl is not None
             else None,
             sleep=lambda seconds: _wait(config, seconds),
+            check=lambda: _check_stop(config),
         )
     return config.stash[CONNECTIONS]
 
@@ -312,6 +313,14 @@ def _wait(config: pytest.Config, seconds: float) -> None:
         return
     pool.stopping.wait(seconds)
     pool.check_stop()
+
+
+def _check_stop(config: pytest.Config) -> None:
+    """With --concurrency, raise `inflight.Cancelled` once the run stops: checked before
+    each request is sent and while it waits for a request slot."""
+    pool = config.stash.get(POOL, None)
+    if pool is not None:
+        pool.check_stop()
 
 
 def tally_of(config: pytest.Config):

@@ -29,9 +29,10 @@ import json
 import math
 import os
 import random
+import threading
 import time
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, nullcontext, suppress
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -189,11 +190,13 @@ class RetryPolicy:
 class ModelClient:
     """Sends requests for one model through a shared SDK client.
 
-    `slot` is entered around each attempt (not the waits between them): the per-model
-    concurrency cap. `on_reply(model, usage)` is told of every successful response's
-    tokens (`conversation.Usage`, read by the wire adapter), for the run's usage budget.
-    `pace` (a `runstate.Pacer`), if given, is shared by all clients of the model: a 429
-    with a wait holds back every request to it."""
+    `slot(timeout, check)` is entered around each attempt (not the waits between them):
+    the per-model concurrency cap (a `runstate.Slots`), waited for within the step
+    deadline. `check()` runs before each attempt is sent, and while waiting for a slot;
+    it raises to stop the call (the run is stopping). `on_reply(model, usage)` is told
+    of every successful response's tokens (`conversation.Usage`, read by the wire
+    adapter). `pace` (a `runstate.Pacer`), if given, is shared by all clients of the
+    model: a 429 with a wait holds back every request to it."""
 
     def __init__(
         self,
@@ -202,15 +205,16 @@ class ModelClient:
         timeout: float = 60.0,
         policy: RetryPolicy = RetryPolicy(),
         model: str = "",
-        slot: Callable[[], AbstractContextManager[Any]] = nullcontext,
+        slot: Callable[..., AbstractContextManager[Any]] | None = None,
         on_reply: Callable[[str, Usage], None] | None = None,
         rng: random.Random | None = None,
         sleep: Callable[[float], None] = time.sleep,
         pace: Any = None,
+        check: Callable[[], None] | None = None,
     ):
         self._sdk = sdk
         self.timeout, self.policy, self.model = timeout, policy, model
-        self._slot, self._on_reply = slot, on_reply
+        self._slot, self._on_reply, self._check = slot, on_reply, check
         self._pace = pace
         self._rng = rng or random.Random()
         self._sleep = sleep
@@ -229,7 +233,9 @@ class ModelClient:
                     raise self._held(retries)
                 if held > 0:
                     self._sleep(held)
-            with self._slot():
+            with self._held_slot(deadline, retries):
+                if self._check is not None:
+                    self._check()  # nothing is sent once the run stops
                 remaining = deadline - time.monotonic()
                 start = time.perf_counter()
                 outcome = self._attempt(adapter, body, max(0.001, min(self.timeout, remaining)))
@@ -269,6 +275,27 @@ class ModelClient:
             if self._pace is not None and outcome.status == 429 and outcome.retry_after_s:
                 self._pace.limited(outcome.retry_after_s)  # every request waits, in turn
             self._sleep(wait)
+
+    @contextmanager
+    def _held_slot(self, deadline: float, retries: list[Retry]) -> Iterator[None]:
+        """The model's request slot, waited for until `deadline`."""
+        if self._slot is None:
+            yield
+            return
+        try:
+            slot = self._slot(max(0.0, deadline - time.monotonic()), self._check)
+            slot.__enter__()
+        except TimeoutError as exc:
+            raise ModelCallError(
+                f"{exc} for {self.policy.deadline_s:g} s, the step deadline "
+                "(--max-concurrency, --step-deadline); not sent",
+                cause="slot",
+                retries=tuple(retries),
+            ) from None
+        try:
+            yield
+        finally:
+            slot.__exit__(None, None, None)
 
     def _held(self, retries: list[Retry]) -> ModelCallError:
         """The error of a call whose turn in the model's rate-limit queue comes after its
@@ -344,10 +371,14 @@ def _one_line(text: str) -> str:
 
 
 class Connections:
-    """One SDK client per base URL, and the built-in local server, for one process.
+    """One SDK client per base URL and key, and the built-in local server, for one
+    process: made on first use, once, though many threads ask at once, and all closed by
+    `close()`.
 
-    `slots(model)` gives the context manager that caps concurrent requests to a model
-    (see `runstate.Slots`); `on_reply(model, usage)` sees every successful response."""
+    `slots(model)` gives the model's request slots (`ModelClient`'s `slot`, see
+    `runstate.Slots`) and `pace(model)` its `runstate.Pacer`, each made once per model;
+    `check` is every client's stop check; `on_reply(model, usage)` sees every successful
+    response."""
 
     def __init__(
         self,
@@ -356,12 +387,13 @@ class Connections:
         api_key_env: str = "OPENAI_API_KEY",
         timeout: float = 60.0,
         policy: RetryPolicy = RetryPolicy(),
-        slots: Callable[[str], Callable[[], AbstractContextManager[Any]]] | None = None,
+        slots: Callable[[str], Callable[..., AbstractContextManager[Any]]] | None = None,
         on_reply: Callable[[str, Usage], None] | None = None,
         record: str | None = None,
         replay: str | None = None,
         pace: Callable[[str], Any] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        check: Callable[[], None] | None = None,
     ):
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         self.api_key_env = api_key_env
@@ -369,6 +401,9 @@ class Connections:
         self.policy = policy
         self._slots, self._on_reply, self._pace = slots, on_reply, pace
         self._sleep = sleep  # waits between attempts (the plugin's can be cut short)
+        self._check = check
+        self._lock = threading.Lock()  # episodes in flight ask for clients at once
+        self._per_model: dict[str, tuple[Any, Any]] = {}  # model -> (slot, pacer)
         self._sdks: dict[str, openai.OpenAI] = {}
         self._server: LocalServer | None = None
         self._recorder = None
@@ -384,16 +419,22 @@ class Connections:
         return os.environ.get(self.api_key_env) or None
 
     def for_model(self, model: str) -> ModelClient:
-        if self.replay:
-            sdk = self._sdk(self._local_url(), "replay")
-        elif is_local(model):
-            sdk = self._sdk(self._local_url(), "local")
-        else:
-            key = self.api_key()
-            if key is None:
-                raise MissingKey(f"no API key for {model}: set {self.api_key_env}")
-            sdk = self._sdk(self.base_url, key)
-        slot = self._slots(model) if self._slots is not None else nullcontext
+        with self._lock:
+            if self.replay:
+                sdk = self._sdk(self._local_url(), "replay")
+            elif is_local(model):
+                sdk = self._sdk(self._local_url(), "local")
+            else:
+                key = self.api_key()
+                if key is None:
+                    raise MissingKey(f"no API key for {model}: set {self.api_key_env}")
+                sdk = self._sdk(self.base_url, key)
+            if model not in self._per_model:
+                self._per_model[model] = (
+                    self._slots(model) if self._slots is not None else None,
+                    self._pace(model) if self._pace is not None else None,
+                )
+            slot, pace = self._per_model[model]
         return ModelClient(
             sdk,
             timeout=self.timeout,
@@ -401,8 +442,9 @@ class Connections:
             model=model,
             slot=slot,
             on_reply=self._on_reply,
-            pace=self._pace(model) if self._pace is not None else None,
+            pace=pace,
             sleep=self._sleep,
+            check=self._check,
         )
 
     def _sdk(self, base_url: str | None, key: str) -> openai.OpenAI:
@@ -440,6 +482,10 @@ class Connections:
         self.close()
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         for sdk in self._sdks.values():
             sdk.close()
         self._sdks.clear()
