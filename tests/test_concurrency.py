@@ -269,7 +269,10 @@ def test_a_slot_wait_ends_at_the_step_deadline_and_a_stop_sends_nothing(server, 
 
     def client(deadline):
         return ModelClient(
-            sdk, model="local/random", policy=RetryPolicy(deadline_s=deadline), slot=slots,
+            sdk,
+            model="local/random",
+            policy=RetryPolicy(deadline_s=deadline),
+            slot=slots,
             check=check,
         )
 
