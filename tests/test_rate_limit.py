@@ -60,7 +60,7 @@ def test_threads_sharing_a_pacer_all_get_through_at_the_limit(server, sdk, tmp_p
         client = ModelClient(
             sdk,
             model=model,
-            policy=RetryPolicy(deadline_s=60),  # every 429 counts against the 4 retries
+            policy=RetryPolicy(max_retries=10, deadline_s=60),  # every 429 counts
             pace=runstate.Pacer(tmp_path, model),
         )
         for i in range(4):
