@@ -151,3 +151,79 @@ def test_the_readme_contents_list_every_section_with_a_working_link():
     expected = [(level, title) for level, title in headings if title != "Contents"]
     assert [("##" if not indent else "###", title) for indent, title, _ in listed] == expected
     assert all(link == anchor(title) for _, title, link in listed)
+
+
+NEW = """\
+models: [local/random]
+seeds: 1
+steps: 2
+expect: {min_achievements: 0}
+"""
+FAILS = """\
+models: [local/random]
+seeds: 1
+steps: 1
+expect: {min_achievements: 5}
+"""
+
+
+def snapshot_names(path):
+    return sorted(
+        line.removeprefix("# name: ") for line in path.read_text().splitlines() if "# name:" in line
+    )
+
+
+def test_a_new_eval_files_snapshot_is_written_and_reported_outside_ci_and_fails_in_ci(
+    pytester, monkeypatch
+):
+    pytester.makefile(".yaml", **{"evals/new": NEW})
+    ambr = pytester.path / "evals" / "__snapshots__" / "new.ambr"
+    monkeypatch.setenv("CI", "true")
+    result = run(pytester, "evals")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            (
+                "*the first request of local/random (eval new, seed 0) has no snapshot yet in "
+                "__snapshots__/new.ambr, and CI is set, so it is not written*"
+            )
+        ]
+    )
+    assert not ambr.exists()
+    monkeypatch.delenv("CI")  # outside CI: Jest's rule, written and reported
+    result = run(pytester, "evals")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            (
+                "crafter-eval: 1 payload snapshot(s) created (missing, and CI is not set): "
+                "evals/__snapshots__/new.ambr: payload[local/random]; commit them"
+            )
+        ]
+    )
+    assert snapshot_names(ambr) == ["payload[local/random]"]
+    monkeypatch.setenv("CI", "1")
+    run(pytester, "evals").assert_outcomes(passed=2)  # now it is there: CI passes
+
+
+def test_snapshots_of_payload_items_that_did_not_run_are_never_deleted(pytester, monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    pytester.makefile(".yaml", **{"evals/a_fails": FAILS, "evals/b_new": NEW})
+    run(pytester, "evals", "-m", "crafter_payload").assert_outcomes(passed=2)
+    snapshots = pytester.path / "evals" / "__snapshots__"
+    both = {"a_fails.ambr": ["payload[local/random]"], "b_new.ambr": ["payload[local/random]"]}
+    assert {p.name: snapshot_names(p) for p in snapshots.iterdir()} == both
+    # --collect-only runs nothing: syrupy called every snapshot unused, and deleted them all
+    result = run(pytester, "evals", "--collect-only", "--snapshot-update")
+    result.stdout.fnmatch_lines(["crafter-eval: --collect-only runs no payload item: no snapshot*"])
+    assert {p.name: snapshot_names(p) for p in snapshots.iterdir()} == both
+    # -x stops the run in a_fails.yaml, before b_new.yaml's payload item runs
+    result = run(pytester, "evals", "-x", "--snapshot-update")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["crafter-eval: 1 selected payload item(s) did not compare*"])
+    assert {p.name: snapshot_names(p) for p in snapshots.iterdir()} == both
+    # a model no longer in its file, in a run of every payload item, is still cleaned up
+    pytester.makefile(".yaml", **{"evals/b_new": NEW.replace("local/random", "local/fumble")})
+    result = run(pytester, "evals", "--snapshot-update")
+    assert snapshot_names(snapshots / "b_new.ambr") == ["payload[local/fumble]"]
+    assert snapshot_names(snapshots / "a_fails.ambr") == ["payload[local/random]"]

@@ -310,14 +310,16 @@ def test_a_bad_profiles_file_is_a_one_line_usage_error(pytester, where):
     assert "Traceback" not in result.stderr.str()
 
 
-def test_a_missing_snapshot_says_it_is_missing_and_how_to_create_it(evals):
+def test_a_missing_snapshot_says_it_is_missing_and_how_to_create_it(evals, monkeypatch):
+    monkeypatch.setenv("CI", "true")  # outside CI it is written (tests/test_first_run.py)
     result = run(evals, "evals", "-m", "crafter_payload", "-k", "local")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
             (
                 "the first request of local/random (eval smoke, seed 0) has no snapshot yet in "
-                "__snapshots__/smoke.ambr: create it with pytest --snapshot-update"
+                "__snapshots__/smoke.ambr, and CI is set, so it is not written: create it with "
+                "pytest --snapshot-update (or a run outside CI) and commit it"
             )
         ]
     )

@@ -167,6 +167,7 @@ def _episode() -> None:
 
 # An episode item's node id: `evals/smoke.yaml::local/heuristic[seed=3]`.
 EPISODE_ID = re.compile(r"\.ya?ml::(?P<model>.+)\[seed=(?P<seed>\d+)\]$")
+PAYLOAD_ID = re.compile(r"\.ya?ml::payload\[(?!seed=\d+\]$).+\]$")
 
 
 class EpisodeItem(pytest.Function):
@@ -322,6 +323,18 @@ class EpisodeItem(pytest.Function):
         return self.path, (self.run.line or 1) - 1, f"{self.run.model}[seed={self.seed}]"
 
 
+# user_properties of a payload item's report: it compared every request with its snapshot;
+# it wrote a missing snapshot (the value: where).
+COMPARED_KEY = "crafter_payload_compared"
+CREATED_KEY = "crafter_payload_created"
+
+
+def in_ci() -> bool:
+    """Whether this is a CI run: $CI set, and not to 0, false or no (as CI services set it,
+    and as Jest reads it: outside CI a missing snapshot is written, in CI it fails)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
 def _payload(snapshot) -> None:
     """Placeholder callable: it asks for syrupy's `snapshot` fixture; PayloadItem runs."""
 
@@ -337,11 +350,19 @@ class PayloadItem(pytest.Function):
         self.add_marker(pytest.mark.crafter_payload)
 
     def runtest(self) -> None:
+        """Compare each snapshot request with its snapshot, all of them before failing (a
+        request not compared would look unused to syrupy). A missing snapshot is written
+        and reported, outside CI (Jest's rule; `in_ci`); in CI it fails."""
         from ..agent.episode import StepNotReached, api_name, request_at
         from ..config.profiles import Unsupported
         from ..wire.payload import snapshot_view
 
         snapshot = self.funcargs["snapshot"]
+        ci = in_ci()
+        if not ci:
+            snapshot.update_new_snapshots_only = True  # syrupy's --snapshot-update-new-only
+        problems: list[str] = []
+        where = f"__snapshots__/{self.path.stem}.ambr"
         for step in self.steps:
             try:  # built here, not at collection: it resets and renders the env
                 body, unsupported = (
@@ -352,23 +373,30 @@ class PayloadItem(pytest.Function):
                 body, unsupported = {}, str(exc)
             if unsupported:  # failed outside the except block: no chained traceback
                 pytest.fail(unsupported, pytrace=False)
-            if snapshot != snapshot_view(body, api=api_name(self.run)):
-                which = "first request" if step == 0 else f"request of step {step}"
-                executions = getattr(snapshot, "executions", None)
-                if executions and executions[max(executions)].recalled_data is None:
-                    pytest.fail(
-                        f"the {which} of {self.run.model} (eval {self.spec.name}, seed "
-                        f"{self.seed}) has no snapshot yet in __snapshots__/"
-                        f"{self.path.stem}.ambr: create it with pytest --snapshot-update",
-                        pytrace=False,
-                    )
-                pytest.fail(
-                    f"the {which} of {self.run.model} (eval {self.spec.name}, seed "
-                    f"{self.seed}) does not match its snapshot in __snapshots__/"
-                    f"{self.path.stem}.ambr; if the change is intended, run pytest "
-                    f"--snapshot-update\n{self._diff(snapshot)}",
-                    pytrace=False,
+            which = "first request" if step == 0 else f"request of step {step}"
+            what = f"the {which} of {self.run.model} (eval {self.spec.name}, seed {self.seed})"
+            matched = snapshot == snapshot_view(body, api=api_name(self.run))
+            executions = getattr(snapshot, "executions", None) or {}
+            last = executions[max(executions)] if executions else None
+            if last is not None and last.created and not self.config.option.update_snapshots:
+                ambr = Path(self.nodeid.split("::")[0]).parent / where
+                self.user_properties.append((CREATED_KEY, [ambr.as_posix(), last.snapshot_name]))
+            if matched:
+                continue
+            if last is not None and last.recalled_data is None:
+                problems.append(
+                    f"{what} has no snapshot yet in {where}, and CI is set, so it is not "
+                    "written: create it with pytest --snapshot-update (or a run outside CI) "
+                    "and commit it"
                 )
+            else:
+                problems.append(
+                    f"{what} does not match its snapshot in {where}; if the change is "
+                    f"intended, run pytest --snapshot-update\n{self._diff(snapshot)}"
+                )
+        self.user_properties.append((COMPARED_KEY, True))
+        if problems:
+            pytest.fail("\n".join(problems), pytrace=False)
 
     @property
     def steps(self) -> tuple[int, ...]:

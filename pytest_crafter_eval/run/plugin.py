@@ -22,7 +22,15 @@ import pytest
 from ..config import spec
 from ..report import results
 from . import decisions
-from .items import EPISODE_ID, EpisodeItem, EvalFile
+from .items import (
+    COMPARED_KEY,
+    CREATED_KEY,
+    EPISODE_ID,
+    PAYLOAD_ID,
+    EpisodeItem,
+    EvalFile,
+    PayloadItem,
+)
 from .settings import (
     CONNECTIONS,
     EXPECTED,
@@ -244,6 +252,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not is_worker(config):
         config.stash[RECORDS] = {}
         config.pluginmanager.register(_Controller(config), "crafter-eval-controller")
+        config.pluginmanager.register(_SnapshotGuard(config), "crafter-eval-snapshots")
     tally_of(config)
     every = _progress_every(config)
     if every is not None and not is_worker(config):
@@ -370,6 +379,82 @@ class _Controller:
         if type(excinfo.value) is KeyboardInterrupt or not reason:
             reason = "interrupted (Ctrl-C)"
         self.config.stash[STOPPED] = reason
+
+
+class _SnapshotGuard:
+    """Controller-only: payload snapshots of items that did not run are never deleted.
+
+    syrupy calls a snapshot unused when no test asserted it, and `--snapshot-update`
+    deletes unused ones. It handles deselected items (-k, -m, --lf, --shard, --model), but
+    an item selected and not run (--collect-only; -x, --maxfail or Ctrl-C stopping the run
+    first; a failure before its comparison) looks like a test whose snapshot is gone, and
+    `pytest evals/ --collect-only --snapshot-update` deleted every payload snapshot. So
+    once the run loop ends, unless every selected payload item compared its requests,
+    syrupy's unused-snapshot detection is turned off for the run (its public option
+    --snapshot-disable-unused), before syrupy looks at it. Also reports the snapshots that
+    payload items wrote because they were missing (`items.in_ci`)."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self.selected: set[str] = set()
+        self.compared: set[str] = set()
+        self.created: dict[str, set[str]] = {}  # .ambr file -> snapshot names written
+        self.note: str | None = None
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.selected.update(item.nodeid for item in session.items if isinstance(item, PayloadItem))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids: list[str]) -> None:
+        self.selected.update(nodeid for nodeid in ids if PAYLOAD_ID.search(nodeid))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "setup" and report.skipped:
+            self.compared.add(report.nodeid)  # syrupy keeps a skipped item's snapshots
+        for name, value in report.user_properties:
+            if name == COMPARED_KEY:
+                self.compared.add(report.nodeid)
+            elif name == CREATED_KEY:
+                self.created.setdefault(value[0], set()).add(value[1])
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session):
+        try:
+            return (yield)
+        finally:  # before pytest_sessionfinish, where syrupy deletes unused snapshots
+            self._guard()
+
+    def _guard(self) -> None:
+        option = self.config.option
+        if not hasattr(option, "disable_unused_snapshots"):
+            return  # syrupy is not loaded
+        not_run = self.selected - self.compared
+        if option.collectonly:
+            why = "--collect-only runs no payload item"
+        elif not_run:
+            why = f"{len(not_run)} selected payload item(s) did not compare their requests"
+        else:
+            return
+        option.disable_unused_snapshots = True
+        self.note = (
+            f"{why}: no snapshot is reported unused or deleted in this run (a run of every "
+            "payload item does that)"
+        )
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.note:
+            terminalreporter.write_line(f"crafter-eval: {self.note}", yellow=True)
+        if self.created:
+            count = sum(len(names) for names in self.created.values())
+            where = "; ".join(
+                f"{path}: {', '.join(sorted(names))}"
+                for path, names in sorted(self.created.items())
+            )
+            terminalreporter.write_line(
+                f"crafter-eval: {count} payload snapshot(s) created (missing, and CI is not "
+                f"set): {where}; commit them",
+                yellow=True,
+            )
 
 
 def add_record(config: pytest.Config, record: dict) -> None:
