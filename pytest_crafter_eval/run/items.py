@@ -357,9 +357,8 @@ class PayloadItem(pytest.Function):
         from ..config.profiles import Unsupported
         from ..wire.payload import snapshot_view
 
-        snapshot = self.funcargs["snapshot"]
-        ci = in_ci()
-        if not ci:
+        snapshot: Any = self.funcargs["snapshot"]  # syrupy's SnapshotAssertion
+        if not in_ci():
             snapshot.update_new_snapshots_only = True  # syrupy's --snapshot-update-new-only
         problems: list[str] = []
         where = f"__snapshots__/{self.path.stem}.ambr"

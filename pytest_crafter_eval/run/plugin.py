@@ -415,7 +415,8 @@ class _SnapshotGuard:
             if name == COMPARED_KEY:
                 self.compared.add(report.nodeid)
             elif name == CREATED_KEY:
-                self.created.setdefault(value[0], set()).add(value[1])
+                path, snapshot = cast("list[str]", value)
+                self.created.setdefault(path, set()).add(snapshot)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session):
