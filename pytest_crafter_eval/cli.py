@@ -190,7 +190,12 @@ def payload(args) -> int:
         warnings.simplefilter("ignore", profiles.CrafterEvalWarning)
         try:
             body = episode.request_at(
-                run, seed, args.step, loaded.instructions, answer_with=args.answer_with
+                run,
+                seed,
+                args.step,
+                loaded.instructions,
+                answer_with=args.answer_with,
+                eval_name=loaded.name,
             )
         except ModelError as exc:
             return fail(USAGE_ERROR, f"--answer-with {args.answer_with}: {exc.message}")

@@ -43,12 +43,12 @@ def client():
         yield ModelClient(sdk, policy=POLICY)
 
 
-def play(client, model="local/heuristic", steps=8, history=(0, 0), **answer):
+def play(client, model="local/heuristic", steps=8, history=(0, 0), layout="window", **answer):
     run = replace(
         BASE,
         model=model,
         steps=steps,
-        history=spec.History(*history),
+        history=spec.History(*history, layout=layout),
         answer=spec.Answer(**answer),
     )
     events = []
@@ -143,7 +143,7 @@ def test_each_request_holds_the_last_steps_and_grows_with_history_not_with_the_e
 @pytest.mark.parametrize("model", ["gpt-4o-mini", "gpt-5-nano"])
 def test_payload_step_prints_the_history_of_earlier_steps(capsys, tmp_path, model):
     path = tmp_path / "h.yaml"
-    path.write_text(f"models: [{model}]\nhistory: {{steps: 4, images: 2}}\n")
+    path.write_text(f"models: [{model}]\nhistory: {{steps: 4, images: 2, layout: window}}\n")
     assert cli.main(["payload", "--model", model, "--eval", str(path), "--step", "6"]) == 0
     body = json.loads(capsys.readouterr().out)
     assert list(SCHEMA.iter_errors(body)) == []
@@ -255,7 +255,7 @@ def test_on_invalid_retry_asks_the_same_step_again_with_the_reason(client):
 
 
 def test_the_trace_holds_the_messages_sent_history_included(client, tmp_path):
-    run = replace(BASE, steps=4, history=spec.History(2, 1))
+    run = replace(BASE, steps=4, history=spec.History(2, 1, "window"))
     with trace.TraceWriter(tmp_path) as writer:
         run_episode(run, 0, client, eval_name="h", on_step=writer)
     lines = [json.loads(x) for x in (tmp_path / "steps.jsonl").read_text().splitlines()]

@@ -410,7 +410,7 @@ def test_fingerprints_of_runs_without_request_api_are_unchanged():
 def test_an_episode_with_history_sends_valid_responses_bodies_with_bounded_images(connections):
     run = replace(
         make_run("local/exhaust", steps=4),
-        history=spec.History(steps=2, images=1),
+        history=spec.History(steps=2, images=1, layout="window"),
         answer=spec.Answer(on_invalid="noop"),
         profiles=profiles.check_entries(
             {"local/exhaust": {"like": "gpt-5-nano"}}, lambda k, m: ValueError(m)

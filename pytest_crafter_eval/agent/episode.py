@@ -10,6 +10,7 @@ usable tool call ends the episode and says why; a failed request ends it as an e
 from __future__ import annotations
 
 import functools
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -22,7 +23,7 @@ from ..report import metrics
 from ..wire import adapters, tools
 from ..wire.adapters import Adapter
 from ..wire.answers import parse_text
-from ..wire.conversation import Conversation, Observation, Outcome, Reply, Usage
+from ..wire.conversation import Conversation, Observation, Outcome, Reply, Usage, turns_kept
 from .env import ACTIONS, CrafterEnv, data_uri
 
 SYSTEM_PROMPT = """You are playing Crafter, a 2D survival game seen from above. \
@@ -80,6 +81,7 @@ class EpisodeResult:
     tokens_in: int = 0
     tokens_out: int = 0
     tokens_reasoning: int = 0
+    tokens_cached: int = 0  # of tokens_in, those the provider's prompt cache served
     reasoning_summaries: int = 0  # steps whose answer carried a reasoning summary
     api: str = ""  # the wire API used (a config.apis.REGISTRY name)
     # USD from the run's profile prices, summed per response; None once one is unpriced
@@ -139,7 +141,17 @@ def observe(
     return Observation(text, image, observation.image.detail)
 
 
-def first_request(run: spec.Run, seed: int, instructions: str | None = None) -> dict[str, Any]:
+def cache_key(eval_name: str, model: str, seed: int) -> str:
+    """An episode's `prompt_cache_key`: stable per eval, model and seed, so that a
+    provider routes its requests, which share their prefixes, together; a hash, so that
+    it names nothing."""
+    digest = hashlib.sha256(f"{eval_name}\0{model}\0{seed}".encode()).hexdigest()
+    return f"crafter-eval-{digest[:24]}"
+
+
+def first_request(
+    run: spec.Run, seed: int, instructions: str | None = None, eval_name: str = "payload"
+) -> dict[str, Any]:
     """The body of an episode's first request, without calling anything. The first
     observation is computed once per (seed, observation) in a process: every model of an
     eval file sees the same one."""
@@ -147,7 +159,8 @@ def first_request(run: spec.Run, seed: int, instructions: str | None = None) -> 
     profiles.check_capabilities(run, profile)  # before resetting an env for nothing
     adapter = adapters.for_run(run, profile)
     prompt = system_prompt(instructions, run.answer.format)
-    prepared = adapters.prepare(adapter, run, profile, prompt)
+    key = cache_key(eval_name, run.model, seed)
+    prepared = adapters.prepare(adapter, run, profile, prompt, cache_key=key)
     conversation = Conversation(prompt)
     conversation.observe(_first_observation(seed, run.observation, run.answer.format))
     return adapter.body(prepared.template, conversation.window())
@@ -166,13 +179,14 @@ def request_at(
     step: int,
     instructions: str | None = None,
     answer_with: str = ANSWER_WITH,
+    eval_name: str = "payload",
 ) -> dict[str, Any]:
-    """The body of step `step`'s request (its first attempt), steps 0 to `step`-1 answered
-    in-process by the local model `answer_with` (no network, no server). Step 0 is
-    `first_request`. Raises `StepNotReached` when the episode ends earlier, and
-    `local.ModelError` when `answer_with` is no local model."""
+    """The body of step `step`'s request (its first attempt) in eval `eval_name`, steps 0
+    to `step`-1 answered in-process by the local model `answer_with` (no network, no
+    server). Step 0 is `first_request`. Raises `StepNotReached` when the episode ends
+    earlier, and `local.ModelError` when `answer_with` is no local model."""
     if step == 0:
-        return first_request(run, seed, instructions)
+        return first_request(run, seed, instructions, eval_name)
     from ..wire.local.inprocess import InProcess
 
     client = InProcess(answer_with)
@@ -186,7 +200,7 @@ def request_at(
         replace(run, steps=step + 1),
         seed,
         client,  # type: ignore[arg-type]  # duck-typed: complete(body, adapter)
-        eval_name="payload",
+        eval_name=eval_name,
         instructions=instructions,
         on_step=keep,
     )
@@ -227,8 +241,10 @@ def run_episode(
 ) -> EpisodeResult:
     """Play one episode of `run.model` on `seed` for at most `run.steps` steps.
 
-    Each request holds the last `run.history.steps` answered steps (only the last
-    `run.history.images` of them with their frame) and the current observation; the
+    Each request holds the answered steps `run.history` keeps in its layout (window:
+    the last `steps`; blocks: `steps` to `2 * steps - 1`, cut in blocks; only the last
+    `images` of them with their frame), the current observation and, where the profile
+    takes one, the episode's `prompt_cache_key` (`cache_key`); the
     answer is read as `run.answer.format` says, and an answer without a valid action
     ends the episode, plays noop, or is asked again (`run.answer.on_invalid`).
 
@@ -259,9 +275,10 @@ def run_episode(
     result.api = adapter.name
     prompt = system_prompt(instructions, run.answer.format)
     # The settings part of the body is built once per episode; each step renders turns.
-    template = adapters.prepare(adapter, run, profile, prompt).template
+    key = cache_key(eval_name, run.model, seed)
+    template = adapters.prepare(adapter, run, profile, prompt, cache_key=key).template
     history, answer = run.history, run.answer
-    conversation = Conversation(prompt, keep=history.steps + 1)
+    conversation = Conversation(prompt, keep=turns_kept(history.steps, history.layout))
     wants_frame = run.observation.image is not None or on_step is not None
     notice: str | None = None  # what the next request says about the last answer
     for step in range(run.steps):
@@ -271,7 +288,8 @@ def run_episode(
         result.steps += 1
         attempt = 0
         while True:
-            body = adapter.body(template, conversation.window(history.steps), history.images)
+            turns = conversation.window(history.steps, history.layout)
+            body = adapter.body(template, turns, history.images)
             try:
                 response = client.complete(body, adapter)
             except ModelCallError as exc:
@@ -286,7 +304,8 @@ def run_episode(
             reply = adapter.parse(response.body)
             _count_usage(result, reply.usage)
             result.reasoning_summaries += reply.reasoning_summary is not None
-            cost = profile.cost(reply.usage.input, reply.usage.output)  # the run's profile
+            usage = reply.usage  # priced with the run's profile, cached input at its price
+            cost = profile.cost(usage.input, usage.output, usage.cached)
             result.cost_usd = (
                 None if cost is None or result.cost_usd is None else result.cost_usd + cost
             )
@@ -577,6 +596,7 @@ def _count_usage(result: EpisodeResult, usage: Usage) -> None:
     result.tokens_in += usage.input
     result.tokens_out += usage.output
     result.tokens_reasoning += usage.reasoning
+    result.tokens_cached += usage.cached
 
 
 def check(result: EpisodeResult, expect: spec.Expect) -> list[str]:

@@ -85,6 +85,7 @@ class Profile:
     tool_call: bool = True
     tool_choice: tuple[str, ...] = ("none", "auto")
     parallel_tool_calls: bool = False
+    prompt_cache_key: bool = False  # whether its API takes a prompt_cache_key
     system_role: str = "system"
     max_output_tokens: int | None = None
     context_tokens: int | None = None
@@ -143,6 +144,7 @@ FIELDS = {
     "tool_call",
     "tool_choice",
     "parallel_tool_calls",
+    "prompt_cache_key",
     "system_role",
     "max_output_tokens",
     "context_tokens",
@@ -220,6 +222,7 @@ def _check_field(name: str, key: str, value: Any, error) -> Any:
         "parallel_tool_calls",
         "logprobs",
         "token_ids",
+        "prompt_cache_key",
     ):
         if not isinstance(value, bool):
             raise error(where, f"must be true or false, got {type_name(value)}")
@@ -468,6 +471,7 @@ class Settings:
     reasoning: bool = False  # a reasoning model
     logprobs: bool = False  # ask for the answer's token logprobs
     token_ids: bool = False  # and the token ids of the prompt and the answer
+    prompt_cache_key: bool = False  # send the episode's prompt_cache_key
 
 
 def normalise_settings(
@@ -499,6 +503,16 @@ def normalise_settings(
             parallel = req.parallel_tool_calls
         else:
             note("parallel_tool_calls", "request.parallel_tool_calls dropped: not taken")
+
+    # the episode's cache key: asked for, or by default with a history (a prompt without
+    # one is shorter than the 1,024 tokens a provider caches)
+    wanted = run.history.steps > 0 if req.prompt_cache_key is None else req.prompt_cache_key
+    if req.prompt_cache_key and not profile.prompt_cache_key:
+        note(
+            "prompt_cache_key",
+            "request.prompt_cache_key dropped: the model's API does not take it "
+            "(profile prompt_cache_key: false)",
+        )
 
     budget: int | None = None
     if req.max_output_tokens is not None:
@@ -580,6 +594,7 @@ def normalise_settings(
         reasoning=profile.reasoning,
         logprobs=logprobs,
         token_ids=token_ids,
+        prompt_cache_key=wanted and profile.prompt_cache_key,
     )
     return settings, notes
 

@@ -55,15 +55,21 @@ class Request:
     # keep the answer's token log-probabilities (and token ids, where the profile says the
     # server returns them) in the trace; None: not asked
     logprobs: bool | None = None
+    # send the episode's prompt_cache_key where the profile takes it; None: with a history
+    prompt_cache_key: bool | None = None
 
 
 @dataclass(frozen=True)
 class History:
     """Earlier steps sent with each request: `steps` of them (0: only the current one),
-    the last `images` of those with their frame, the rest as text only."""
+    the last `images` of those with their frame, the rest as text only. `layout`:
+    window (the last `steps`, sliding by one each step) or blocks (append-only, the
+    oldest `steps` cut at once when the history reaches twice `steps`: `steps` to
+    `2 * steps - 1` sent, a prompt cache holding all but the newest turns)."""
 
     steps: int = 0
     images: int = 0
+    layout: str = "blocks"
 
 
 @dataclass(frozen=True)
@@ -243,7 +249,8 @@ TOP_KEYS = {
     "gate",
 }
 MODEL_KEYS = {"steps", "observation", "history", "answer", "request", "expect", "xfail", "gate"}
-HISTORY_KEYS = {"steps", "images"}
+HISTORY_KEYS = {"steps", "images", "layout"}
+LAYOUTS = ("window", "blocks")  # history.layout
 ANSWER_KEYS = {"format", "on_invalid", "retries", "feedback"}
 OBSERVATION_KEYS = {"image", "text"}
 IMAGE_KEYS = {"size", "detail"}
@@ -257,6 +264,7 @@ REQUEST_KEYS = {
     "parallel_tool_calls",
     "api",
     "logprobs",
+    "prompt_cache_key",
 }
 EXPECT_KEYS = {"tool_call_at_first_step", "min_tool_call_rate", "min_achievements"}
 # gate key -> (lowest, highest) accepted threshold
@@ -692,6 +700,8 @@ _FIELD_TYPES = {
     "min_achievements": int,
     "steps": int,
     "images": int,
+    "layout": str,
+    "prompt_cache_key": bool,
     "format": str,
     "on_invalid": str,
     "retries": int,
@@ -711,6 +721,7 @@ _RANGES: dict[str, tuple[float, float]] = {
 _CHOICES = {
     "format": ("tool", "text", "auto"),
     "on_invalid": ("end", "noop", "retry"),
+    "layout": LAYOUTS,
     "reasoning_effort": ("none", "minimal", "low", "medium", "high", "xhigh", "max"),
     "tool_choice": ("auto", "required", "none"),
 }

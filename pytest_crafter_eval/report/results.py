@@ -38,10 +38,11 @@ removed or renamed while SCHEMA stays 1)::
     first_invalid   None or the same of the first answer without a valid action, in an
                     episode that went on (answer.on_invalid: noop or retry)
     tokens_in, tokens_out, tokens_reasoning
+    tokens_cached   of tokens_in, those the provider's prompt cache served (usage
+                    cached_tokens), priced at the profile's cached-input price
     api             the wire API the episode used: chat | responses
     reasoning_summaries  steps whose answer carried a reasoning summary (the summaries
                     are in the traces; no_tool_call.reasoning holds the failing step's)
-    cost_usd        estimated cost, or None when the model's price is unknown
     cost_usd        estimated cost: the episode's sum over its responses of
                     `Profile.cost` with the run's profile (file and --profiles prices, as
                     --max-cost counts them); None when the model's price is unknown
@@ -104,7 +105,7 @@ def fingerprint(run: Any, eval_name: str, instructions: str | None) -> str:
 
 # request keys added after records existed: hashed only when set, so that records made
 # before them keep their fingerprints
-_LATER_REQUEST_KEYS = ("api", "logprobs")
+_LATER_REQUEST_KEYS = ("api", "logprobs", "prompt_cache_key")
 
 
 def _request_shape(request: Any) -> dict[str, Any]:

@@ -7,7 +7,8 @@ judges it in the call phase, so that a missing capability is reported as a failu
 Each model the file names also gets one `PayloadItem`, `evals/smoke.yaml::payload[gpt-5-nano]`:
 offline, it compares the first request body with a syrupy snapshot in evals/__snapshots__/,
 and with `history:` also the request of step `history.steps + 1` (a second snapshot,
-`payload[gpt-5-nano].1`; the steps before it answered in-process by local/heuristic).
+`payload[gpt-5-nano].1`) and, with layout blocks, of step `2 * history.steps + 1`, the
+first after a cut (`.2`); the steps before them answered in-process by local/heuristic.
 """
 
 from __future__ import annotations
@@ -365,7 +366,13 @@ class PayloadItem(pytest.Function):
         for step in self.steps:
             try:  # built here, not at collection: it resets and renders the env
                 body, unsupported = (
-                    request_at(self.run, self.seed, step, self.spec.instructions),
+                    request_at(
+                        self.run,
+                        self.seed,
+                        step,
+                        self.spec.instructions,
+                        eval_name=self.spec.name,
+                    ),
                     None,
                 )
             except (Unsupported, StepNotReached) as exc:
@@ -400,9 +407,15 @@ class PayloadItem(pytest.Function):
     @property
     def steps(self) -> tuple[int, ...]:
         """The steps whose request is snapshot: the first, and with `history` one whose
-        request holds a full history (steps before it answered by local/heuristic)."""
-        later = min(self.run.history.steps + 1, self.run.steps - 1)
-        return (0, later) if self.run.history.steps and later > 0 else (0,)
+        request holds a full history, `history.steps + 1`; with layout blocks also the
+        first request after a cut, `2 * history.steps + 1`, when the episode gets there
+        (steps before them answered by local/heuristic)."""
+        history, last = self.run.history, self.run.steps - 1
+        if not history.steps or last < 1:
+            return (0,)
+        cut = 2 * history.steps + 1
+        after_cut = (cut,) if history.layout == "blocks" and cut <= last else ()
+        return (0, min(history.steps + 1, last), *after_cut)
 
     def _diff(self, snapshot) -> str:
         from syrupy.terminal import disable_color

@@ -14,8 +14,13 @@ a `Reply`; nothing here knows a wire format.
     turn.reply = adapter.parse(response)
     turn.outcome = Outcome(actions=("noop",), reward=0.0)
 
-`window(steps)` is the current turn plus up to `steps` earlier answered turns, oldest
-first: what a request with `steps` steps of history holds. `keep` bounds memory: the
+`window(steps, layout)` is the current turn plus the earlier answered turns a request
+with `steps` steps of history holds, oldest first. Layout `window`: the last `steps`,
+so every request drops the oldest and its prompt differs from the last one right after
+the instructions. Layout `blocks`: append-only, the oldest `steps` cut at once when the
+history reaches `2 * steps`, so `steps` to `2 * steps - 1` are sent and an earlier turn
+is sent the same way until it is cut (a provider's prompt cache then holds all of the
+last prompt but its newest turns). `keep` bounds memory (`turns_kept`): the
 conversation forgets turns older than that, so an episode's memory does not grow with
 its length. Pure: no I/O.
 """
@@ -119,25 +124,41 @@ class Turn:
     outcome: Outcome | None = None
 
 
+def turns_kept(steps: int, layout: str = "window") -> int:
+    """The turns a conversation must remember for requests with `steps` steps of
+    history in `layout`: the current one and the most earlier ones a request holds."""
+    return steps * (2 if layout == "blocks" else 1) + 1
+
+
 @dataclass
 class Conversation:
-    """An episode's instructions and turns, remembering at most `keep` turns."""
+    """An episode's instructions and turns, remembering at most `keep` turns; `seen`
+    counts every turn observed, forgotten ones included."""
 
     instructions: str
     keep: int = 1
     turns: list[Turn] = field(default_factory=list)
+    seen: int = 0
 
     def observe(self, observation: Observation) -> Turn:
         """Start the turn of a new step; forget turns beyond `keep`."""
         turn = Turn(observation)
         self.turns.append(turn)
+        self.seen += 1
         if len(self.turns) > max(1, self.keep):
             del self.turns[: len(self.turns) - max(1, self.keep)]
         return turn
 
-    def window(self, steps: int = 0) -> list[Turn]:
-        """The current turn and up to `steps` answered turns before it, oldest first."""
+    def window(self, steps: int = 0, layout: str = "window") -> list[Turn]:
+        """The current turn and the answered turns before it that a request with
+        `steps` steps of history holds in `layout`, oldest first: `window` the last
+        `steps`; `blocks` those since the last cut (`steps` to `2 * steps - 1`)."""
         if not self.turns:
             return []
-        earlier = [t for t in self.turns[:-1] if t.reply is not None][-steps:] if steps else []
-        return [*earlier, self.turns[-1]]
+        earlier = self.turns[:-1] if steps else []
+        if layout == "blocks" and earlier:
+            before = self.seen - 1  # earlier turns observed so far, forgotten ones included
+            first = max(0, (before // steps - 1) * steps)  # the oldest one not cut
+            earlier = earlier[max(0, first - (before - len(earlier))) :]
+        answered = [t for t in earlier if t.reply is not None]
+        return [*(answered if layout == "blocks" else answered[-steps:]), self.turns[-1]]

@@ -5,7 +5,8 @@ An adapter owns everything that depends on a wire format, and nothing else knows
 - `prepare(run, profile, instructions)`: the parts of a request body that stay the same
   for a whole episode (model, instructions, tools, token budget, sampling, reasoning),
   built from the model-independent settings as `profiles.normalise_settings` maps them
-  onto the model, with the notes of what changed;
+  onto the model, with the notes of what changed, and the body key of the episode's
+  prompt cache key when the model takes one (`prepare(..., cache_key=...)` sets it);
 - `body(template, turns, keep_images)`: the request body of one step: the template plus
   the turns of the conversation rendered (earlier turns first, then the current
   observation; only the last `keep_images` earlier turns keep their frame);
@@ -66,11 +67,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Prepared:
-    """An episode's fixed request parts: `template` (the body without the turns) and the
-    notes of settings the model's profile changed."""
+    """An episode's fixed request parts: `template` (the body without the turns), the
+    notes of settings the model's profile changed, and `cache_key_param`: the body key
+    that carries the episode's prompt cache key, when the model takes one (None: none
+    is sent)."""
 
     template: dict[str, Any]
     notes: tuple[profiles.Note, ...] = ()
+    cache_key_param: str | None = None
 
 
 class Adapter(Protocol):
@@ -131,14 +135,23 @@ def by_endpoint(path: str) -> Adapter | None:
 
 
 def prepare(
-    adapter: Adapter, run: spec.Run, profile: profiles.Profile, instructions: str
+    adapter: Adapter,
+    run: spec.Run,
+    profile: profiles.Profile,
+    instructions: str,
+    cache_key: str | None = None,
 ) -> Prepared:
-    """`adapter.prepare`, warning once per process for each note and an assumed profile."""
+    """`adapter.prepare`, warning once per process for each note and an assumed profile;
+    the template carries `cache_key` (the episode's) where the adapter says the model
+    takes one."""
     if profile.assumed:  # at the eval file's line (the model's entry, or the setting's)
         warn_note(run, profile.assumed)
     prepared = adapter.prepare(run, profile, instructions)
     for note in prepared.notes:
         warn_note(run, str(note))
+    if cache_key is not None and prepared.cache_key_param:
+        template = {**prepared.template, prepared.cache_key_param: cache_key}
+        prepared = Prepared(template, prepared.notes, prepared.cache_key_param)
     return prepared
 
 

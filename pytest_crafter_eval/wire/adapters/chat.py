@@ -6,7 +6,8 @@ one `tool` message per call with the matching `tool_call_id`, then the current u
 message: text part, then the frame as an `image_url` part), `tools` (nested function
 tool `interact_many`), `tool_choice`, `parallel_tool_calls`, `max_tokens` or
 `max_completion_tokens` (the profile's `token_param`), `temperature`, `top_p` and a
-top-level `reasoning_effort`. A response is `choices[0].message` with `finish_reason`
+top-level `reasoning_effort`, and the episode's `prompt_cache_key` where the profile
+says the API takes it. A response is `choices[0].message` with `finish_reason`
 and `usage`. Chat is also the canonical trace form, so its translations are identities.
 Pure.
 """
@@ -70,7 +71,8 @@ class Chat:
             body["logprobs"] = True
             if settings.token_ids:
                 body["return_token_ids"] = True  # vLLM's: prompt_token_ids, choice token_ids
-        return Prepared(body, tuple(notes))
+        cache_key = "prompt_cache_key" if settings.prompt_cache_key else None
+        return Prepared(body, tuple(notes), cache_key)
 
     def body(
         self, template: dict[str, Any], turns: Sequence[Turn], keep_images: int = 0

@@ -6,7 +6,8 @@ item per tool call and a `function_call_output` item with what happened; then th
 user message: an `input_text` part and the frame as an `input_image` part with its
 `detail`), `tools` (the flat function tool `interact_many`), `tool_choice`,
 `parallel_tool_calls`, `max_output_tokens` (at least 16), `temperature`, `top_p`, and for
-reasoning models `reasoning: {effort, summary: auto}`. Requests are stateless
+reasoning models `reasoning: {effort, summary: auto}`, and the episode's
+`prompt_cache_key` where the profile says the API takes it. Requests are stateless
 (`store: false`): reasoning models get `include: ["reasoning.encrypted_content"]` so that
 their reasoning items can be sent back, and record/replay and resume work as for chat.
 
@@ -113,7 +114,8 @@ class Responses:
                     "function calls (request.api: chat returns them)",
                 )
             )
-        return Prepared(body, tuple(notes))
+        cache_key = "prompt_cache_key" if settings.prompt_cache_key else None
+        return Prepared(body, tuple(notes), cache_key)
 
     def body(
         self, template: dict[str, Any], turns: Sequence[Turn], keep_images: int = 0
