@@ -171,15 +171,19 @@ def test_cost_budget_uses_profile_prices(pytester, monkeypatch):
             "0.00001",
         )
         requests = len(server.log)
-    result.assert_outcomes(passed=1, skipped=2)
-    assert requests == 2  # the first episode ran to its end; the others never started
+    result.assert_outcomes(skipped=3)
+    assert requests == 1  # the first call spent the budget: no other call was made
     # gpt-4o-mini: $0.15 / $0.60 per million tokens in and out; ~700 tokens a step
     result.stdout.fnmatch_lines(
         [
             (
+                "SKIPPED [[]1[]] evals/priced.yaml:1: cost budget reached: $0.000[0-9]* spent, "
+                "--max-cost 1e-05: episode cut before step 1"
+            ),
+            (
                 "SKIPPED [[]2[]] evals/priced.yaml:1: cost budget reached: $0.000[0-9]* spent, "
                 "--max-cost 1e-05: episode not started"
-            )
+            ),
         ]
     )
 
@@ -324,3 +328,34 @@ def test_a_worker_killed_mid_episode_is_one_error_and_resume_reruns_only_it(pyte
 
 def results_lines(pytester) -> list[str]:
     return (pytester.path / "reports" / "results.jsonl").read_text().splitlines()
+
+
+def test_a_budget_cuts_the_episodes_in_flight(pytester):
+    """--max-tokens with 8 episodes in flight is checked before every model call: the
+    run spends at most the budget and one call per episode in flight (70,167 tokens were
+    spent for --max-tokens 10000 at --concurrency 8), and the episodes in flight when it
+    is spent end there, recorded as skipped (end: cut), neither passed nor failed."""
+    pytester.makefile(
+        ".yaml",
+        **{
+            "evals/budget": "models: ['local/random?latency_ms=20']\nseeds: 16\nsteps: 10\n"
+            "expect: {min_achievements: 0}\n"
+        },
+    )
+    result = run(
+        pytester, "evals", "-p", "no:xdist", "--episodes-per-process", "8", "--max-tokens", "10000"
+    )
+    records = [json.loads(line) for line in results_lines(pytester)]
+    assert len(records) == 16
+    spent = sum(r["tokens_in"] + r["tokens_out"] for r in records)
+    per_call = max((r["tokens_in"] + r["tokens_out"]) / r["steps"] for r in records if r["steps"])
+    assert spent <= 10000 + 8 * 1.5 * per_call, (spent, per_call)
+    cut = [r for r in records if r["end"] == "cut"]
+    assert cut and all(r["outcome"] == "skipped" for r in cut)
+    assert all(
+        re.search(r"token budget reached: .* episode cut before step \d+", r["message"])
+        for r in cut
+    ), cut[0]["message"]
+    assert all(r["steps"] == 10 for r in records if r["outcome"] == "passed")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) == 0 and outcomes["skipped"] >= len(cut)

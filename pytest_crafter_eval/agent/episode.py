@@ -4,7 +4,8 @@ Knows no pytest, and no wire format. The loop: observe -> add a turn to the
 conversation -> the run's wire adapter (`adapters/`) renders the request for the
 model's profile -> call the model -> the adapter parses the reply -> step the env with
 each action of its tool calls -> record what happened in the turn. A response with no
-usable tool call ends the episode and says why; a failed request ends it as an error.
+usable tool call ends the episode and says why; a failed request ends it as an error;
+a client that raises `Cut` instead of calling the model ends it where it is.
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ IMAGE_ONLY_PROMPT = "What do you do next? Call interact_many."
 IMAGE_ONLY_TEXT_PROMPT = "What do you do next? End with a line ACTIONS: followed by the actions."
 
 
+class Cut(Exception):
+    """Raised by a model client's `complete` instead of calling the model: the episode
+    ends there, before that call, with `end: cut` and this message as its `error` (the
+    run's budget is spent)."""
+
+
 @dataclass
 class EpisodeResult:
     """Everything one episode produced. `outcome` is set by whoever judges it."""
@@ -90,8 +97,8 @@ class EpisodeResult:
     retries: dict[str, int] = field(default_factory=dict)  # cause ("429", "timeout", ...) -> count
     retry_wait_s: float = 0.0  # time spent waiting between attempts
     duration_s: float = 0.0
-    end: str = "steps"  # steps | done | no_tool_call | error | unsupported
-    error: str | None = None
+    end: str = "steps"  # steps | done | no_tool_call | error | unsupported | cut
+    error: str | None = None  # with end cut: why it was cut
     infra_error: bool = False
     outcome: str | None = None  # passed | failed | error | skipped | xfailed
     gif: str | None = None  # the episode's animated frames, relative to the report dir
@@ -292,6 +299,11 @@ def run_episode(
             body = adapter.body(template, turns, history.images)
             try:
                 response = client.complete(body, adapter)
+            except Cut as exc:
+                if attempt == 0:
+                    result.steps -= 1  # this step was not asked
+                result.end, result.error = "cut", f"{exc}: episode cut before step {step}"
+                break
             except ModelCallError as exc:
                 _count_retries(result, exc.retries)
                 message = f"step {step}: {exc}"
@@ -345,7 +357,7 @@ def run_episode(
             turn.observation = with_notice(
                 shown, f"Your answer was invalid: {problem}. {_ask_again(answer.format)}"
             )
-        if result.end == "error":
+        if result.end in ("error", "cut"):
             break
         if parsed.ok:
             result.tool_calls += 1

@@ -49,9 +49,11 @@ removed or renamed while SCHEMA stays 1)::
     latencies_s     seconds per model call; latency_p50_s, latency_p95_s
     duration_s      wall time of the episode
     end             steps | done | no_tool_call | error | unsupported (the model lacks
-                    image input or tool calls: a failure) | not_run (skipped, or an
-                    error before the episode started)
-    error           the episode's own error (request failures), if any
+                    image input or tool calls: a failure) | cut (stopped before a model
+                    call because the run's budget was spent: outcome skipped) | not_run
+                    (skipped, or an error before the episode started)
+    error           the episode's own error (request failures), if any; with end cut,
+                    why it was cut
     infra_error     true when the error is not the model's fault
     crashed         (only on such records) true: the xdist worker running the episode
                     died; written by the controller, with an empty fingerprint
@@ -226,8 +228,9 @@ def unstart(report_dir: str | Path) -> None:
 
 def played(record: dict[str, Any]) -> bool:
     """Whether `record` is of an episode that was played (or resumed, and judged again):
-    not a skip, nor an error before the first model call (a missing key)."""
-    if record.get("outcome") == "skipped":
+    not a skip (but an episode the budget cut is played), nor an error before the first
+    model call (a missing key)."""
+    if record.get("outcome") == "skipped" and record.get("end") != "cut":
         return False
     return bool(
         record.get("resumed")

@@ -34,6 +34,7 @@ from .settings import (
     RESUMABLE,
     budget_reason,
     connections,
+    limits,
     overrides,
     path_setting,
     report_dir,
@@ -198,14 +199,18 @@ class EpisodeItem(pytest.Function):
         if outcome == "error":
             # Failing in setup makes pytest report an error: not a verdict on the model.
             pytest.fail(message or "", pytrace=False)
+        if outcome == "skipped":  # cut by the budget: neither passed nor failed
+            raise pytest.skip.Exception(message or "", _use_item_location=True)
 
     def play(self, check_stop=None) -> None:
         """Play this episode (or take it from --resume) into `self.result`. Raises
         pytest's skip (budget spent) or fail (missing key with --require-api-key).
         Needs no pytest state of the running test: the in-flight pool runs it on a
         thread, ahead of `setup`; `check_stop` is called before each model call (it raises
-        `inflight.Cancelled` when the run stops)."""
-        from ..agent.episode import EpisodeResult, run_episode
+        `inflight.Cancelled` when the run stops). With --max-tokens or --max-cost the
+        budget is checked before each model call too: once it is spent the episode is
+        cut there (`episode.Cut`), and judged skipped."""
+        from ..agent.episode import Cut, EpisodeResult, run_episode
         from ..wire.client import MissingKey
 
         prior = _resumable(self.config).get(self.nodeid)
@@ -225,10 +230,20 @@ class EpisodeItem(pytest.Function):
             client, missing = None, str(exc)
         if client is None:  # only with --require-api-key: collection skips these otherwise
             pytest.fail(f"{missing} (--require-api-key is set)", pytrace=False)
-        if check_stop is not None:
+        lim = limits(self.config)
+        budgeted = lim["max_tokens"] is not None or lim["max_cost"] is not None
+
+        def before_call() -> None:
+            if check_stop is not None:
+                check_stop()
+            spent = budget_reason(self.config) if budgeted else None
+            if spent is not None:
+                raise Cut(spent)
+
+        if check_stop is not None or budgeted:
             from .inflight import Checked
 
-            client = Checked(client, check_stop)
+            client = Checked(client, before_call)
         from ..data import trace
 
         where = trace.episode_path(self.spec.name, self.run.model, self.seed)
@@ -265,6 +280,8 @@ class EpisodeItem(pytest.Function):
 
         result = self.result
         assert result is not None, "verdict() before play()"
+        if result.end == "cut":
+            return "skipped", result.error
         if result.error and result.end != "unsupported":  # a missing capability: below
             message = f"{self.run.model} seed {self.seed}: {result.error}"
             return ("failed" if is_miss(result.error) else "error"), message
