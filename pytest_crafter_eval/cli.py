@@ -6,9 +6,14 @@
                          [--step K [--answer-with local/heuristic]] [--api chat|responses]
         Print the JSON body of an episode's first request to that model (or of step K,
         steps 0..K-1 answered in-process by a local model); no network.
-    crafter-eval report DIR [DIR ...] --out DIR [--rootdir DIR]
+    crafter-eval report DIR [DIR ...] --out DIR [--rootdir DIR] [--baseline PATH]
         Merge the results.jsonl of several runs (shards) into one report; exit 1 on a
         failed gate.
+    crafter-eval compare BASE CAND [--models A,B] [--metric M ...] [--out DIR]
+                         [--max-drop D [--alpha A]] [--allow-different-settings]
+        Compare two runs (report dirs or results.jsonl files; several of one side
+        joined with commas), or two models of one run, seed by seed; exit 1 when a
+        regression gate fails.
     crafter-eval export TRACE_DIR [TRACE_DIR ...] --out DIR [options]
         Turn --trace-dir traces into fine-tuning files (train/val JSONL + manifest.json).
 
@@ -111,6 +116,12 @@ def _parser() -> argparse.ArgumentParser:
         help="the runs' rootdir: eval file paths in the records are relative to it "
         "(default: the current directory)",
     )
+    report.add_argument(
+        "--baseline",
+        metavar="PATH",
+        help="the report directory (or results.jsonl) every regression gate compares with",
+    )
+    _add_compare(sub)
     _add_export(sub)
     return parser
 
@@ -122,6 +133,150 @@ def _version() -> str:
         return version("pytest-crafter-eval")
     except PackageNotFoundError:  # run from a source tree that is not installed
         return "unknown"
+
+
+def _add_compare(sub) -> None:
+    from .report.compare import DEFAULT_METRICS, METRICS
+
+    def models(text: str) -> tuple[str, str]:
+        names = tuple(n.strip() for n in text.split(","))
+        if len(names) != 2 or not all(names):
+            raise argparse.ArgumentTypeError(f"expected BASE_MODEL,CANDIDATE_MODEL, got {text!r}")
+        return names[0], names[1]
+
+    def share(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not 0 < value < 0.5:
+            raise argparse.ArgumentTypeError(f"expected a number between 0 and 0.5, got {text!r}")
+        return value
+
+    def drop(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not value >= 0:
+            raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+        return value
+
+    compare = sub.add_parser(
+        "compare",
+        help="compare two runs, or two models of one run, seed by seed",
+        description="Pair the episodes of BASE and CAND by eval and seed and compare them: "
+        "per metric the difference (CAND - BASE) with its 95%% interval and one-sided "
+        "p-values (exact sign-flip test), per achievement McNemar's exact test. Exit 1 "
+        "when a regression gate (--max-drop, or gate: regression: in CAND's eval files) "
+        "fails.",
+    )
+    compare.add_argument(
+        "base", metavar="BASE", help="report directories or results.jsonl files, comma-joined"
+    )
+    compare.add_argument(
+        "cand",
+        metavar="CAND",
+        nargs="?",
+        help="the same for the candidate (default with --models: BASE again)",
+    )
+    compare.add_argument(
+        "--models",
+        type=models,
+        metavar="A,B",
+        help="compare model A (of BASE) with model B (of CAND, or of BASE again)",
+    )
+    compare.add_argument(
+        "--metric",
+        action="append",
+        choices=tuple(METRICS),
+        metavar="M",
+        help=f"a metric to compare (repeatable; the first is plotted and gated; default: "
+        f"{', '.join(DEFAULT_METRICS)})",
+    )
+    compare.add_argument("--out", metavar="DIR", help="write compare.json, .md and .html here")
+    compare.add_argument(
+        "--max-drop",
+        type=drop,
+        metavar="D",
+        help="a regression gate on the first metric for every eval: fail when CAND is "
+        "shown lower than BASE by more than D",
+    )
+    compare.add_argument(
+        "--alpha",
+        type=share,
+        default=0.025,
+        help="the regression gate's one-sided level (default: %(default)s)",
+    )
+    compare.add_argument(
+        "--allow-different-settings",
+        action="store_true",
+        help="compare episodes played with different settings (they are named)",
+    )
+    compare.add_argument(
+        "--rootdir",
+        default=".",
+        metavar="DIR",
+        help="the runs' rootdir, where CAND's eval files (and their regression gates) are "
+        "(default: the current directory)",
+    )
+
+
+def compare(args) -> int:
+    """`crafter-eval compare`: the table per eval; 1 when a regression gate fails."""
+    from .config import spec
+    from .report import compare as comparing
+    from .report import files, merge
+
+    def fail(message: str) -> int:
+        print(f"crafter-eval compare: error: {message}", file=sys.stderr)
+        return USAGE_ERROR
+
+    if args.cand is None and args.models is None:
+        return fail("give BASE and CAND, or one run and --models A,B")
+    sides = [args.base, args.cand or args.base]
+    loaded = []
+    for side in sides:
+        try:
+            records, _ = merge.load([s for s in side.split(",") if s])
+        except merge.MergeError as exc:
+            return fail(str(exc))
+        if not records:
+            return fail(f"no records in {side}")
+        loaded.append(records)
+    names = tuple(dict.fromkeys(args.metric or comparing.DEFAULT_METRICS))
+    regressions: dict[tuple[str, str], object] = {}
+    runs, notes = merge.gate_runs(args.rootdir, loaded[1])
+    for note in notes:
+        print(f"crafter-eval compare: warning: {note}", file=sys.stderr)
+    for key, run in runs.items():
+        if run.gate.regression is not None:
+            regressions[key] = run.gate.regression
+    if args.max_drop is not None:
+        gate = spec.Regression(metric=names[0], max_drop=args.max_drop, alpha=args.alpha)
+        regressions = {(r["eval"], r["model"]): gate for r in loaded[1]}
+    labels = (sides[0], sides[1]) if args.cand else ("base", "candidate")
+    try:
+        comparison = comparing.compare(
+            loaded[0],
+            loaded[1],
+            models=args.models,
+            names=names,
+            regressions=regressions,
+            allow_different_settings=args.allow_different_settings,
+            labels=labels,
+        )
+    except comparing.CompareError as exc:
+        return fail(str(exc))
+    for line in comparing.terminal_lines(comparison):
+        print(line)
+    if args.out:
+        files.write_comparison(args.out, comparison)
+        print(f"comparison: {args.out}/compare.json, compare.md, compare.html")
+    failed = comparison["failed_gates"]
+    if failed:
+        print(f"crafter-eval compare: regression gates failed for {len(failed)} comparison(s)")
+    return 1 if failed else 0
 
 
 def _seed(text: str) -> int:
@@ -228,7 +383,8 @@ def report(args) -> int:
     runs, notes = merge.gate_runs(args.rootdir, records)
     for note in notes:
         print(f"crafter-eval report: warning: {note}", file=sys.stderr)
-    summary = reports.summarize(records, runs)
+    baselines = merge.baselines(runs, args.baseline, args.rootdir)
+    summary = reports.summarize(records, runs, baselines=baselines)
     merge.write(args.out, records, origin)
     files.write_reports(args.out, records, summary)
     for line in reports.terminal_lines(summary):
@@ -425,6 +581,8 @@ def main(argv: list[str] | None = None) -> int:
         return payload(args)
     elif args.command == "report":
         return report(args)
+    elif args.command == "compare":
+        return compare(args)
     elif args.command == "export":
         return export(args)
     return 0

@@ -159,45 +159,10 @@ def test_a_missing_gif_is_a_placeholder_not_a_broken_image(report, tmp_path):
     assert "<img class=film" not in text and "no frames" in text
 
 
-def _browser(tmp_path):
-    """Selenium's Chrome on the system chromium; fails in CI when it is missing."""
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        driver = None
-    if not (chromium and driver):
-        why = (
-            "headless Chromium is needed: apt-get install chromium chromium-driver "
-            "(.ci/run does) and pip install -e '.[test]'"
-        )
-        if os.environ.get("CI") == "true":
-            pytest.fail(why)
-        pytest.skip(f"NOT TESTED: {why}")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,900",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-    ):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(executable_path=driver), options=options)
-
-
-def test_the_report_renders_in_headless_chromium(report, tmp_path):
+def test_the_report_renders_in_headless_chromium(report, chromium, tmp_path):
     report_dir, records, _ = report
     index = report_dir / "index.html"
-    browser = _browser(tmp_path)
+    browser = chromium()
     try:
         browser.get(index.as_uri())
         browser.execute_async_script(  # wait until every image has loaded or failed

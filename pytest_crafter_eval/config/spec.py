@@ -103,6 +103,32 @@ class Expect:
 
 
 @dataclass(frozen=True)
+class Regression:
+    """`gate: regression:`: fail when the candidate (this run) is shown lower than the
+    baseline's episodes of the same model and seeds by more than `max_drop` (in the
+    metric's units; for error_rate, higher), by a one-sided paired test at `alpha`.
+    `baseline`: a report directory or results.jsonl, relative to the rootdir (--baseline
+    sets or overrides it)."""
+
+    metric: str = "progression"
+    max_drop: float = 0.0
+    alpha: float = 0.025
+    baseline: str | None = None
+
+
+# metric -> (lowest, highest) max_drop: the per-episode metrics a comparison pairs
+# (report.compare.METRICS has one entry for each)
+REGRESSION_METRICS = {
+    "progression": (0, 100),
+    "achievements": (0, 22),
+    "reward": (0, 23),
+    "tool_call_rate": (0, 1),
+    "error_rate": (0, 1),
+}
+REGRESSION_KEYS = {"baseline", "metric", "max_drop", "alpha"}
+
+
+@dataclass(frozen=True)
 class Gate:
     """Thresholds over all of a model's episodes, checked once after the run (`report`).
 
@@ -124,11 +150,14 @@ class Gate:
     # 0: judged once, after the run. N: judged again after every round of N seeds on
     # confidence sequences, and the model's remaining episodes skipped once decided.
     sequential: int = 0
+    regression: Regression | None = None
 
     @property
     def empty(self) -> bool:
-        return not self.success_rate and all(
-            getattr(self, name) is None for name in GATE_THRESHOLDS
+        return (
+            not self.success_rate
+            and self.regression is None
+            and all(getattr(self, name) is None for name in GATE_THRESHOLDS)
         )
 
 
@@ -148,6 +177,7 @@ class Run:
     history: History = History()
     answer: Answer = Answer()
     source: str | None = None  # the eval file, for warnings that point at its lines
+    compare: str | None = None  # the eval's `compare: {baseline: MODEL}`: the others vs it
     lines: tuple[tuple[str, int], ...] = ()  # ("request.temperature", line) where each is set
 
     def line_of(self, key: str) -> int | None:
@@ -247,6 +277,7 @@ TOP_KEYS = {
     "expect",
     "profiles",
     "gate",
+    "compare",
 }
 MODEL_KEYS = {"steps", "observation", "history", "answer", "request", "expect", "xfail", "gate"}
 HISTORY_KEYS = {"steps", "images", "layout"}
@@ -285,7 +316,7 @@ GATE_METRICS = {
     "min_tool_call_rate": ("tool_call_rate", ">="),
     "max_error_rate": ("error_rate", "<="),
 }
-GATE_KEYS = set(GATE_THRESHOLDS) | {"success_rate", "on", "sequential"}
+GATE_KEYS = set(GATE_THRESHOLDS) | {"success_rate", "on", "sequential", "regression"}
 SEQUENTIAL_ROUND = 10  # seeds per round of `gate: {sequential: true}` and --until-decided
 
 
@@ -420,6 +451,10 @@ def load(path: str | Path, text: str | None = None) -> EvalSpec:
     )
     seeds, train_seeds = _seed_splits(doc, data.get("seeds", 1), "seeds")
     runs = _models(doc, data["models"], base)
+    if "compare" in data:
+        baseline = _compare(doc, data["compare"], runs)
+        runs = tuple(replace(run, compare=baseline) for run in runs)
+        base = replace(base, compare=baseline)
     return EvalSpec(
         name=name,
         path=str(path),
@@ -787,6 +822,8 @@ def _gate(doc: _Doc, value: Any, key: str, base: Gate) -> Gate:
                     "must be true, false or a round size in seeds (a whole number from 1), "
                     f"got {type_name(raw)}",
                 )
+        elif name == "regression":
+            changes[name] = None if raw is None else _regression(doc, raw, sub)
         elif name == "success_rate":
             if raw is None:
                 changes[name] = ()
@@ -815,6 +852,52 @@ def _gate(doc: _Doc, value: Any, key: str, base: Gate) -> Gate:
             lo, hi = GATE_THRESHOLDS[name]
             changes[name] = None if raw is None else _number(doc, raw, sub, lo, hi)
     return replace(base, **changes)
+
+
+def _regression(doc: _Doc, value: Any, key: str) -> Regression:
+    if not isinstance(value, dict):
+        raise doc.error(
+            key,
+            "must be a mapping like {baseline: reports/main, metric: progression, "
+            f"max_drop: 3}}, got {type_name(value)}",
+        )
+    _check_keys(doc, value, REGRESSION_KEYS, key)
+    metric = value.get("metric", "progression")
+    if metric not in REGRESSION_METRICS:
+        raise doc.error(
+            f"{key}.metric", f"must be one of {', '.join(REGRESSION_METRICS)}, got {metric!r}"
+        )
+    if "max_drop" not in value:
+        raise doc.error(
+            key, "missing key 'max_drop' (the drop it tolerates, in the metric's units)"
+        )
+    lo, hi = REGRESSION_METRICS[metric]
+    max_drop = _number(doc, value["max_drop"], f"{key}.max_drop", lo, hi)
+    alpha = _number(doc, value.get("alpha", 0.025), f"{key}.alpha", 0, 0.5)
+    if not 0 < alpha < 0.5:
+        raise doc.error(f"{key}.alpha", f"must be between 0 and 0.5, got {alpha:g}")
+    baseline = value.get("baseline")
+    if baseline is not None and not (isinstance(baseline, str) and baseline.strip()):
+        raise doc.error(
+            f"{key}.baseline",
+            f"must be a path (a report directory or results.jsonl), got {type_name(baseline)}",
+        )
+    return Regression(metric=metric, max_drop=max_drop, alpha=alpha, baseline=baseline)
+
+
+def _compare(doc: _Doc, value: Any, models: tuple[Run, ...]) -> str:
+    if not isinstance(value, dict) or set(value) != {"baseline"}:
+        if isinstance(value, dict):
+            _check_keys(doc, value, {"baseline"}, "compare")
+        raise doc.error("compare", "must be a mapping {baseline: MODEL}, one of the file's models")
+    name = value["baseline"]
+    listed = [run.model for run in models]
+    if name not in listed:
+        raise doc.error(
+            "compare.baseline",
+            f"must be one of the file's models ({', '.join(listed)}), got {name!r}",
+        )
+    return name
 
 
 def _number(doc: _Doc, raw: Any, key: str, lo: float, hi: float) -> float:

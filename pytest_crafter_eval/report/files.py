@@ -17,7 +17,7 @@ from typing import Any
 from .html import write_html
 from .summary import markdown as summary_md
 
-__all__ = ["write_reports"]
+__all__ = ["write_comparison", "write_reports"]
 
 
 def write_reports(
@@ -37,6 +37,32 @@ def write_reports(
     _write_atomic(path, md)
     written.append(path)
     written.append(write_html(report_dir, records, summary))
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        with open(step_summary, "a", encoding="utf-8") as f:
+            f.write(md + "\n")
+    return written
+
+
+def write_comparison(out_dir: str | Path, comparison: Mapping[str, Any]) -> list[Path]:
+    """Write compare.json, compare.md and compare.html (`compare_html`) of a
+    `compare.compare` result into `out_dir`; append compare.md to $GITHUB_STEP_SUMMARY
+    when set. Returns the paths written."""
+    from .compare import markdown
+    from .compare_html import render
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md = markdown(comparison)
+    texts = {
+        "compare.json": json.dumps(comparison, indent=1, allow_nan=False) + "\n",
+        "compare.md": md,
+        "compare.html": render(comparison),
+    }
+    written = []
+    for name, text in texts.items():
+        _write_atomic(out_dir / name, text)
+        written.append(out_dir / name)
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         with open(step_summary, "a", encoding="utf-8") as f:

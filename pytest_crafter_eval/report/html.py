@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from .compare import COMPARISON_HEADER, comparison_rows
 from .metrics import ACHIEVEMENTS
 from .summary import incomplete_line
 
@@ -157,12 +158,29 @@ def _eval_section(name: str, records: list[Mapping[str, Any]], summary: Mapping[
         ),
         _heatmap(rows),
         "</div>",
+        _comparisons(summary.get("comparisons") or []),
         "<div class=card><h3>Episodes</h3>",
     ]
     for stats in rows:
         out.append(_episodes(stats))
     out.append("</div></section>")
     return "".join(out)
+
+
+def _comparisons(comparisons: list[Mapping[str, Any]]) -> str:
+    """The eval's `compare: {baseline: MODEL}` table: the summary's paired differences."""
+    if not comparisons:
+        return ""
+    head = "".join(f"<th>{_e(h)}</th>" for h in COMPARISON_HEADER)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>"
+        for row in comparison_rows(comparisons)
+    )
+    return (
+        "<div class=card><h3>Paired by seed <span class=hint>candidate − baseline, 95% CI, "
+        "exact sign-flip test</span></h3><table class=paired><thead><tr>"
+        f"{head}</tr></thead><tbody>{body}</tbody></table></div>"
+    )
 
 
 def _model_stats(item: Mapping[str, Any], records: list[Mapping[str, Any]]) -> dict:

@@ -78,6 +78,32 @@ def gate_runs(
     return runs, notes
 
 
+def baselines(
+    runs: Mapping[tuple[str, str], spec.Run], override: str | None, root: str | Path
+) -> dict[tuple[str, str], list[Mapping[str, Any]] | str]:
+    """(eval, model) -> the records of the baseline its regression gate compares with
+    (`--baseline` `override`, else the gate's `baseline`, relative to `root`), or why
+    there are none; only models with a regression gate."""
+    loaded: dict[str, list[Mapping[str, Any]] | str] = {}
+    out: dict[tuple[str, str], list[Mapping[str, Any]] | str] = {}
+    for key, run in runs.items():
+        regression = run.gate.regression
+        if regression is None:
+            continue
+        path = override or regression.baseline
+        if path is None:
+            out[key] = "no baseline: set gate.regression.baseline or --baseline"
+            continue
+        if path not in loaded:
+            try:
+                records = load([Path(root) / path])[0]
+                loaded[path] = records or f"baseline {path}: no records"
+            except MergeError as exc:
+                loaded[path] = f"baseline {exc}"
+        out[key] = loaded[path]
+    return out
+
+
 def write(
     out: str | Path, records: Iterable[Mapping[str, Any]], origin: Mapping[str, Path]
 ) -> None:

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from . import paired
-from .summary import COMPLETED, check_gate, model_metrics
+from .results import COMPLETED
+from .summary import check_gate, model_metrics
 
 SPREAD_CONFIDENCE = 0.8
 NS = (10, 30, 100)

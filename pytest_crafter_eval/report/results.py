@@ -13,6 +13,10 @@ removed or renamed while SCHEMA stays 1)::
     nodeid          "evals/smoke.yaml::local/heuristic[seed=3]"  (the resume key)
     path            "evals/smoke.yaml"  the eval file, relative to the rootdir
     eval, model, seed
+    settings        the settings the episode was played with (steps, observation,
+                    history, answer, request, an instructions digest; `settings`):
+                    `crafter-eval compare` names the ones that differ; None in
+                    records written by the controller
     fingerprint     hash of everything that shapes the episode (model, steps,
                     observation, history, answer, request, instructions, eval name): --resume reuses a
                     record only when it matches
@@ -110,6 +114,24 @@ def fingerprint(run: Any, eval_name: str, instructions: str | None) -> str:
 _LATER_REQUEST_KEYS = ("api", "logprobs", "prompt_cache_key")
 
 
+def settings(run: Any, instructions: str | None) -> dict[str, Any]:
+    """The settings an episode was played with, as its record keeps them (`settings`):
+    steps, observation, history, answer, request and a digest of the instructions; not
+    the model nor its profile. `report.compare` pairs only episodes whose settings
+    agree, and names the ones that differ."""
+    digest = None
+    if instructions is not None:
+        digest = hashlib.sha256(instructions.encode()).hexdigest()[:12]
+    return {
+        "steps": run.steps,
+        "observation": asdict(run.observation),
+        "history": asdict(run.history),
+        "answer": asdict(run.answer),
+        "request": _request_shape(run.request),
+        "instructions": digest,
+    }
+
+
 def _request_shape(request: Any) -> dict[str, Any]:
     """The request settings as fingerprinted (`_LATER_REQUEST_KEYS` only when set)."""
     shape = asdict(request)
@@ -128,9 +150,10 @@ def make_record(
     path: str,
     fingerprint: str,
     resumed: bool = False,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The record of an `episode.EpisodeResult` judged `outcome` (its cost is the
-    episode's own, priced with the run's profile)."""
+    episode's own, priced with the run's profile); `settings` as `settings` gives them."""
     if outcome not in OUTCOMES:
         raise ValueError(f"unknown outcome {outcome!r}")
     record = {
@@ -144,6 +167,7 @@ def make_record(
         "outcome": outcome,
         "message": _clip(message),
         "resumed": resumed,
+        "settings": settings,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     for key, value in result.to_dict().items():

@@ -19,8 +19,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..config import spec
-from . import metrics, sequential
+from . import compare, metrics, sequential
 from .results import COMPLETED, OUTCOMES
+from .tables import text_table
 
 SCHEMA = 1
 
@@ -166,12 +167,62 @@ def _judged(
     return checks, all(c["passed"] for c in checks), info
 
 
+def regression_check(
+    gate: Any, records: list[Mapping[str, Any]], baseline: Any, key: tuple[str, str]
+) -> dict[str, Any]:
+    """The check row of a `spec.Regression` (as `check_gate` rows, plus `judged` and the
+    verdict of `compare.judge` under `regression`): value, low and high are the paired
+    difference candidate - baseline and its interval, `compared` its p-value."""
+    row: dict[str, Any] = {
+        "metric": f"regression.{gate.metric}",
+        "op": "drop <=",
+        "threshold": gate.max_drop,
+        "on": "regression",
+        "value": None,
+        "low": None,
+        "high": None,
+        "compared": None,
+        "passed": False,
+        "judged": False,
+        "note": None,
+        "regression": None,
+    }
+    if not isinstance(baseline, list):
+        row["note"] = baseline or "no baseline: set gate.regression.baseline or --baseline"
+        return row
+    base = compare.latest_by_model(baseline).get(key, [])
+    differ = compare.settings_differences(base, records)
+    if differ:
+        row["note"] = "settings differ from the baseline's: " + "; ".join(differ)
+        return row
+    verdict = compare.judge(base, records, gate)
+    row["regression"] = verdict
+    if verdict["status"] == "not_judged":
+        row["note"] = f"{verdict['note']} (baseline {gate.baseline})"
+        return row
+    power = "-" if verdict["power"] is None else f"{verdict['power']:.2f}"
+    row.update(
+        value=verdict["difference"],
+        low=verdict["low"],
+        high=verdict["high"],
+        compared=verdict["p"],
+        passed=verdict["status"] == "passed",
+        judged=True,
+        note=(
+            f"p {compare.fmt_p(verdict['p'])}, n {verdict['n']}, power {power} to detect a "
+            f"drop of {gate.max_drop:g}"
+        ),
+    )
+    return row
+
+
 def summarize(
     records: Iterable[Mapping[str, Any]],
     runs: Mapping[tuple[str, str], Any] | None = None,
     *,
     unplayed: Iterable[Mapping[str, Any]] = (),
     incomplete_reason: str | None = None,
+    baselines: Mapping[tuple[str, str], Any] | None = None,
 ) -> dict[str, Any]:
     """The summary of a run: per eval and model, outcome counts, metrics and gates.
 
@@ -194,8 +245,16 @@ def summarize(
     xpassed (an xfail model that meets its gate: reported), not_judged (some of its
     episodes were not played: neither passed nor failed), skipped (no episode ran) or
     None (no gate).
+
+    A gate's `regression` adds a check row (`regression_check`) against the baseline's
+    records in `baselines` ((eval, model) -> the records of its baseline run, or a
+    string saying why there are none, `merge.baselines`); a regression that cannot be
+    judged (no baseline, no seed in common) is said, and fails nothing. An eval whose
+    file has `compare: {baseline: MODEL}` gets `comparisons`: every other model against
+    MODEL, paired by seed (`compare.compare_models`).
     """
     runs = runs or {}
+    baselines = baselines or {}
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     paths: dict[str, str | None] = {}
     missing: Counter[tuple[str, str]] = Counter()
@@ -247,13 +306,20 @@ def summarize(
             item["skip_reasons"] = reasons
         gate = getattr(run, "gate", None)
         if gate is not None and not gate.empty:
+            checks = check_gate(gate, values)
+            if gate.regression is not None:
+                checks.append(regression_check(gate.regression, group, baselines.get(key), key))
             if missing[key]:  # judged on part of its episodes, a gate could pass by luck
-                checks = check_gate(gate, values)
                 item["gate"] = {"status": "not_judged", "on": gate.on, "checks": checks}
             elif values["episodes"] + values["errors"] == 0:
                 item["gate"] = {"status": "skipped", "on": gate.on, "checks": []}
+            elif all(c.get("judged") is False for c in checks):  # no baseline to judge by
+                item["gate"] = {"status": "not_judged", "on": gate.on, "checks": checks}
             else:
-                checks, ok, decided = _judged(gate, group, values)
+                judged_checks, ok, decided = _judged(gate, group, values)
+                regressions = [c for c in checks if c["on"] == "regression"]
+                checks = judged_checks + regressions
+                ok = ok and all(c["passed"] or c.get("judged") is False for c in regressions)
                 status = (
                     ("xpassed" if ok else "xfailed") if xfail else ("passed" if ok else "failed")
                 )
@@ -264,6 +330,23 @@ def summarize(
                 if status == "failed":
                     failed_gates.append({"eval": eval_name, "model": model})
         entry["models"][model] = item
+    for key, run in runs.items():
+        against = getattr(run, "compare", None)
+        if against is None or key[1] == against or key not in groups:
+            continue
+        base = groups.get((key[0], against))
+        if key[0] in evals and base:
+            evals[key[0]].setdefault("comparisons", []).append(
+                {
+                    "base_model": against,
+                    "cand_model": key[1],
+                    **compare.compare_models(base, groups[key]),
+                }
+            )
+    for entry in evals.values():  # in the order the models are listed
+        if "comparisons" in entry:
+            listed = list(entry["models"])
+            entry["comparisons"].sort(key=lambda c: listed.index(c["cand_model"]))
     all_outcomes = Counter(r.get("outcome") for g in groups.values() for r in g)
     not_played = sum(missing.values())
     return {
@@ -400,6 +483,18 @@ def markdown(summary: Mapping[str, Any]) -> str:
         if cut:
             completed = sum(m["metrics"]["episodes_completed"] for m in items)
             lines += ["", SCORE_NOTE.format(cut=cut, n=completed)]
+        if entry.get("comparisons"):
+            lines += [
+                "",
+                "Paired by seed (candidate - baseline, 95% CI, exact sign-flip test):",
+                "",
+                "| " + " | ".join(compare.COMPARISON_HEADER) + " |",
+                "|" + "---|" * len(compare.COMPARISON_HEADER),
+            ]
+            lines += [
+                "| " + " | ".join(c.replace("|", "\\|") for c in row) + " |"
+                for row in compare.comparison_rows(entry["comparisons"])
+            ]
         lines.append("")
     if summary["skipped"]:
         lines += ["**Skipped models**", ""]
@@ -440,7 +535,9 @@ def gate_rows(summary: Mapping[str, Any], notable_only: bool = False) -> list[li
                 bound = {"lower_bound": " on lower bound", "sequential": " on sequence"}.get(
                     check["on"], ""
                 )  # on sequence: `value` holds the confidence sequence's ends
-                if not judged:
+                if check.get("judged") is False:
+                    result = "not judged"
+                elif not judged:
                     result = "not judged (episodes not played)"
                 elif check["passed"]:
                     result = (
@@ -464,16 +561,6 @@ def gate_rows(summary: Mapping[str, Any], notable_only: bool = False) -> list[li
     return rows
 
 
-def _table(header: Iterable[str], rows: list[list[str]]) -> list[str]:
-    header = list(header)
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-
-    def line(cells):
-        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
-
-    return [line(header)] + [line(r) for r in rows]
-
-
 def terminal_lines(summary: Mapping[str, Any]) -> list[str]:
     """The end-of-run summary: a table per eval with one row per model, then skipped
     models with their reasons."""
@@ -483,11 +570,15 @@ def terminal_lines(summary: Mapping[str, Any]) -> list[str]:
         if not items:
             continue
         lines.append(f"{entry['eval']} ({entry['path']})")
-        lines += ["  " + x for x in _table(_COLUMNS, [_row(m) for m in items])]
+        lines += ["  " + x for x in text_table(_COLUMNS, [_row(m) for m in items])]
         cut = sum(m["metrics"]["episodes_cut"] for m in items)
         if cut:
             completed = sum(m["metrics"]["episodes_completed"] for m in items)
             lines.append("  note: " + SCORE_NOTE.format(cut=cut, n=completed))
+        if entry.get("comparisons"):
+            lines.append("  paired by seed (candidate - baseline, 95% CI, exact sign-flip test):")
+            rows = compare.comparison_rows(entry["comparisons"])
+            lines += ["  " + x for x in text_table(compare.COMPARISON_HEADER, rows)]
     for s in summary["skipped"]:
         lines.append(
             f"skipped {s['eval']}: {s['model']} ({s['episodes']} episodes): "
@@ -507,4 +598,4 @@ def gate_failure_lines(summary: Mapping[str, Any]) -> list[str]:
     rows = gate_rows(summary, notable_only=True)
     if not rows:
         return []
-    return _table(("eval", "model", "metric", "value (95% CI)", "threshold", "result"), rows)
+    return text_table(("eval", "model", "metric", "value (95% CI)", "threshold", "result"), rows)

@@ -335,6 +335,7 @@ class EpisodeItem(pytest.Function):
             path=self.nodeid.split("::")[0],
             fingerprint=self.fingerprint,
             resumed=self.resumed_from is not None,
+            settings=results.settings(self.run, self.spec.instructions),
         )
 
     def reportinfo(self):

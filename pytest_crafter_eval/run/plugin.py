@@ -194,6 +194,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini("crafter_until_decided", "see --until-decided", type="bool", default=False)
     group.addoption(
+        "--baseline",
+        dest="crafter_baseline",
+        metavar="PATH",
+        help="the report directory (or results.jsonl) every regression gate "
+        "(gate: regression:) compares with; sets or overrides the eval files' baseline",
+    )
+    group.addoption(
         "--progress",
         nargs="?",
         const="5",
@@ -587,11 +594,15 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         or str(session.shouldfail or session.shouldstop or "")
         or "not run"
     )
+    from ..report.merge import baselines
+
+    runs = _runs(config, records + unplayed)
     summary = report.summarize(
         records,
-        _runs(config, records + unplayed),
+        runs,
         unplayed=unplayed,
         incomplete_reason=stopped if unplayed else None,
+        baselines=baselines(runs, config.getoption("crafter_baseline"), config.rootpath),
     )
     if played:
         files.write_reports(report_dir(config), records, summary)
