@@ -243,6 +243,12 @@ def test_the_comparison_page_plots_every_seed_and_renders_in_headless_chromium(
             "return [r.width, r.height]"
         )
         assert dots == 30 and bars >= 1 and box[0] > 500 and box[1] > 150
+        drawn = browser.execute_script(  # each dot in the plot itself, with a size
+            "return [...document.querySelectorAll('circle.seed')].filter(c => "
+            "c.parentElement.tagName === 'svg' && c.getBoundingClientRect().width > 0).length"
+        )
+        labels = browser.execute_script("return document.querySelectorAll('svg.seeds text').length")
+        assert drawn == 30 and labels >= 3  # the axis' ends, 0 and the seeds
         shot = tmp_path / "compare.png"
         assert browser.get_screenshot_as_file(str(shot)) and shot.stat().st_size > 5_000
         if os.environ.get("CRAFTER_COMPARE_SCREENSHOT"):

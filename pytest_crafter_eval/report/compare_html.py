@@ -117,7 +117,7 @@ def _seed_plot(item: Mapping[str, Any]) -> str:
     if est:
         parts.append(
             f"<line class=mean x1={left} x2={left + inner_w} y1={y(est['value']):.1f} "
-            f"y2={y(est['value']):.1f} stroke='#2a55b8' stroke-width=2/>"
+            f"y2={y(est['value']):.1f} stroke='#2a55b8' stroke-width='2'/>"
         )
     for k, ((seed, b, c), d) in enumerate(zip(seeds, diffs)):
         color = "#b3261e" if d < 0 else "#1b7f3b" if d > 0 else "#777"
@@ -125,7 +125,7 @@ def _seed_plot(item: Mapping[str, Any]) -> str:
             f"<circle class=seed cx={x(k):.1f} cy={y(d):.1f} r=4 fill='{color}'>"
             f"<title>seed {seed}: {b:g} → {c:g} ({d:+g})</title></circle>"
         )
-    for v in (hi - pad, 0.0, lo + pad):
+    for v in sorted({round(hi - pad, 6), 0.0, round(lo + pad, 6)}):
         parts.append(
             f"<text x={left - 6} y={y(v) + 4:.1f} text-anchor=end font-size=11>{v:+.1f}</text>"
         )
