@@ -7,6 +7,7 @@ opensimplex versions it names. Seeds 0-999 take about 5 s of CPU in all.
 
 from __future__ import annotations
 
+import concurrent.futures
 import importlib.metadata
 import importlib.util
 import json
@@ -79,3 +80,15 @@ def test_the_world_digest_sees_one_tile_one_creature_and_one_random_draw():
     assert digest(lambda w: w.__setitem__((0, 0), "lava")) != same
     assert digest(lambda w: w.move(cow(w), cow(w).pos + (0, 1))) != same
     assert digest(lambda w: w.random.uniform()) != same
+
+
+def test_episodes_starting_at_once_on_threads_share_one_plan(monkeypatch):
+    """The in-flight pool resets dozens of envs at once; each building the set-up (15 MB,
+    more while it is made) multiplied a worker's peak memory."""
+    monkeypatch.setattr(worldgen, "_PLANS", {})
+    made = []
+    real = worldgen._Plan
+    monkeypatch.setattr(worldgen, "_Plan", lambda area: made.append(area) or real(area))
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda seed: CrafterEnv(seed).reset(), range(8)))
+    assert made == [(64, 64)]

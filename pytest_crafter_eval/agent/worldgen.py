@@ -27,6 +27,7 @@ tests/test_worldgen.py compares every material, object and the RNG state of seed
 from __future__ import annotations
 
 import operator
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -400,12 +401,23 @@ def noise3d(seed: int, x, y, z) -> np.ndarray:
 
 
 _PLANS: dict[tuple[int, int], _Plan] = {}
+_PLANS_LOCK = threading.Lock()  # episodes on threads reset at once: one plan, made once
+
+
+def _plan(area: tuple[int, int]) -> _Plan:
+    plan = _PLANS.get(area)
+    if plan is None:
+        with _PLANS_LOCK:
+            plan = _PLANS.get(area)
+            if plan is None:
+                plan = _PLANS[area] = _Plan(area)
+    return plan
 
 
 def generate_world(world, player) -> None:
     """Fill `world` (just reset, the player added) as `crafter.worldgen.generate_world`."""
     area = (int(world.area[0]), int(world.area[1]))
-    plan = _PLANS.get(area) or _PLANS.setdefault(area, _Plan(area))
+    plan = _plan(area)
     noise = plan.noise(world.random.randint(0, 2**31 - 1))
 
     def field(name: str):
