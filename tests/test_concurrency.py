@@ -300,3 +300,11 @@ def test_a_slot_wait_ends_at_the_step_deadline_and_a_stop_sends_nothing(server, 
         t.join(30)
     assert len(errors) == 5 and all(isinstance(e, inflight.Cancelled) for e in errors), errors
     assert len(server.log) == before  # nothing sent
+
+
+def test_malloc_arenas_are_capped_on_glibc_and_left_alone_elsewhere():
+    import platform
+
+    from pytest_crafter_eval.run.scheduling import few_malloc_arenas
+
+    assert few_malloc_arenas() == (platform.libc_ver()[0] == "glibc")
