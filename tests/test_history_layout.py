@@ -96,7 +96,10 @@ def play(client, layout, images, steps=40, history=16, seed=0, profiles_=PRICED)
         profiles=profiles_,
     )
     events = []
-    result = run_episode(run, seed, client, eval_name="cache", on_step=events.append)
+    # an eval of its own per layout: a prompt cache key of its own (the two layouts send the
+    # same requests until the first cut, which would be cache hits across the runs)
+    name = f"cache-{layout}-{images}"
+    result = run_episode(run, seed, client, eval_name=name, on_step=events.append)
     return result, events
 
 
@@ -135,8 +138,8 @@ def test_cost_prices_cached_input_at_the_profiles_cached_price(client):
 
 
 def test_a_frame_kept_on_the_latest_turns_moves_and_the_cache_holds_less(client):
-    text_only, _ = play(client, "blocks", 0)
-    framed, events = play(client, "blocks", 2)
+    text_only, _ = play(client, "blocks", 0, seed=2)  # a seed no other test plays
+    framed, events = play(client, "blocks", 2, seed=2)
     assert framed.tokens_cached / framed.tokens_in < text_only.tokens_cached / text_only.tokens_in
     assert max(json.dumps(e["request"]).count("image/png") for e in events) == 3
 
@@ -192,3 +195,34 @@ def test_the_payload_of_step_k_carries_the_runs_key():
     run = replace(BASE, history=spec.History(4))
     made = episode.request_at(run, 3, 5, eval_name="e")
     assert made["prompt_cache_key"] == cache_key("e", "local/heuristic", 3)
+
+
+# -- reports -----------------------------------------------------------------------------
+
+
+def test_summary_tables_and_html_show_the_cached_share_of_input_tokens(client):
+    from pytest_crafter_eval.report import html
+    from pytest_crafter_eval.report import summary as report
+
+    records = []
+    for model, layout in (("blocks", "blocks"), ("window", "window")):
+        result, _ = play(client, layout, 0, steps=36, seed=1)  # not played before
+        record = {**result.to_dict(), "eval": "cache", "model": model, "outcome": "passed"}
+        records.append(record)
+    summary = report.summarize(records)
+    models = summary["evals"]["cache"]["models"]
+    blocks, window = models["blocks"]["metrics"], models["window"]["metrics"]
+    assert blocks["cached_share"] == blocks["tokens_cached"] / blocks["tokens_in"] > 0.8
+    assert 0 < window["cached_share"] < 0.3 and blocks["cost_usd"] < window["cost_usd"]
+    share = f"{100 * blocks['cached_share']:.0f}%"
+    md = report.markdown(summary)
+    assert "| cost | cached input | gate |" in md and f" | {share} | " in md
+    terminal = "\n".join(report.terminal_lines(summary))
+    assert "cached input" in terminal and share in terminal
+    page = html.render_html(records, summary)
+    assert "cached<br><small>of input tokens</small>" in page and f"{share}</td>" in page
+    assert f"{share} of input cached" in page
+    # with no cached tokens the column is left out, as before
+    plain = report.summarize([{**r, "tokens_cached": 0} for r in records])
+    assert "cached input" not in report.markdown(plain)
+    assert "of input tokens" not in html.render_html(records, plain)

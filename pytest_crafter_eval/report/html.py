@@ -207,6 +207,7 @@ def _model_stats(item: Mapping[str, Any], records: list[Mapping[str, Any]]) -> d
         "mean_reward": value("mean_reward"),
         "tool_rate": value("tool_call_rate"),
         "cost": values.get("cost_usd"),
+        "cached": values.get("cached_share") if values.get("tokens_cached") else None,
         # a medal needs a passed gate, or without a gate a passed episode
         "medal": gate.get("status") in ("passed", "xpassed")
         if gate
@@ -232,6 +233,7 @@ def _ranked(rows: list[dict]) -> list[dict]:
 def _leaderboard(rows: list[dict]) -> str:
     best = max((s["score"] or 0 for s in rows), default=0) or 1
     with_cost = any(s["cost"] is not None for s in rows)
+    with_cached = any(s["cached"] is not None for s in rows)  # a prompt cache served some
     out = [
         (
             "<table class=board><thead><tr><th>#</th><th>model</th><th>Crafter score</th>"
@@ -240,6 +242,7 @@ def _leaderboard(rows: list[dict]) -> str:
             "<th class=num>tool calls<br><small>of steps</small></th>"
         ),
         "<th class=num>cost</th>" if with_cost else "",
+        "<th class=num>cached<br><small>of input tokens</small></th>" if with_cached else "",
         "<th>episodes</th><th>gate</th></tr></thead><tbody>",
     ]
     for rank, s in enumerate(rows, 1):
@@ -263,6 +266,7 @@ def _leaderboard(rows: list[dict]) -> str:
             f"<td class=num>{_num(None if s['tool_rate'] is None else 100 * s['tool_rate'], '%', 0)}"
             f"{_interval(summ, 'tool_call_rate', 100, 0)}</td>"
             + (f"<td class=num>{_cost(s['cost'])}</td>" if with_cost else "")
+            + (f"<td class=num>{_num(_percent(s['cached']), '%', 0)}</td>" if with_cached else "")
             + f"<td>{_outcome_bar(s['outcomes'])}</td><td>{_gate(summ)}</td></tr>"
         )
     out.append("</tbody></table>")
@@ -358,6 +362,8 @@ def _facts(r: Mapping[str, Any]) -> str:
     tokens = (r.get("tokens_in") or 0) + (r.get("tokens_out") or 0)
     if tokens:
         facts.append(f"{_si(tokens)} tokens")
+    if r.get("tokens_cached") and r.get("tokens_in"):
+        facts.append(f"{100 * r['tokens_cached'] / r['tokens_in']:.0f}% of input cached")
     if isinstance(r.get("cost_usd"), (int, float)) and r["cost_usd"]:
         facts.append(_cost(r["cost_usd"]))
     if r.get("duration_s"):
@@ -508,6 +514,10 @@ def _num(value: float | None, unit: str, digits: int) -> str:
 
 def _cost(usd: float | None) -> str:
     return "—" if usd is None else "$0" if usd == 0 else f"${usd:.4f}" if usd < 1 else f"${usd:.2f}"
+
+
+def _percent(share: float | None) -> float | None:
+    return None if share is None else 100 * share
 
 
 def _si(n: int) -> str:

@@ -89,8 +89,10 @@ def model_metrics(records: list[Mapping[str, Any]]) -> dict[str, Any]:
         out["tool_call_rate"] = metrics.mean(rates, bounds=(0.0, 1.0)).to_dict() if rates else None
         out["mean_steps"] = metrics.mean([float(r.get("steps") or 0) for r in done]).to_dict()
     ran_records = [r for r in records if r.get("outcome") != "skipped"]
-    for key in ("tokens_in", "tokens_out", "tokens_reasoning", "duration_s"):
+    for key in ("tokens_in", "tokens_out", "tokens_reasoning", "tokens_cached", "duration_s"):
         out[key] = sum(r.get(key) or 0 for r in ran_records)
+    # the share of input tokens a provider's prompt cache served (priced at its cached price)
+    out["cached_share"] = out["tokens_cached"] / out["tokens_in"] if out["tokens_in"] else None
     costs = [r.get("cost_usd") for r in ran_records]
     known = [c for c in costs if c is not None]
     out["cost_usd"] = sum(known) if known else None
@@ -438,10 +440,27 @@ _COLUMNS = (
 )
 
 
-def _row(item: Mapping[str, Any]) -> list[str]:
+CACHED_COLUMN = "cached input"  # shown after cost when a model of the eval had cached tokens
+
+
+def _columns(items: list[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The table's columns for these models: the cached share of input tokens only when
+    a provider's prompt cache served some (else every row would say 0%)."""
+    if not any(m["metrics"].get("tokens_cached") for m in items):
+        return _COLUMNS
+    at = _COLUMNS.index("cost") + 1
+    return (*_COLUMNS[:at], CACHED_COLUMN, *_COLUMNS[at:])
+
+
+def fmt_share(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
+
+
+def _row(item: Mapping[str, Any], columns: tuple[str, ...] = _COLUMNS) -> list[str]:
     v, o = item["metrics"], item["outcomes"]
     # the completed episodes, which every metric of the row is computed from
     episodes = f"{v['episodes']}" + (f" ({item['resumed']} resumed)" if item.get("resumed") else "")
+    cached = [fmt_share(v.get("cached_share"))] if CACHED_COLUMN in columns else []
     return [
         _model_name(item),
         episodes,
@@ -451,6 +470,7 @@ def _row(item: Mapping[str, Any]) -> list[str]:
         fmt_estimate(v.get("tool_call_rate")),
         str(o.get("error", 0)),
         fmt_cost(v),
+        *cached,
         _gate_cell(item),
     ]
 
@@ -470,14 +490,16 @@ def markdown(summary: Mapping[str, Any]) -> str:
         items = _shown(entry)
         if not items:
             continue
+        columns = _columns(items)
         lines += [
             f"### {entry['eval']} (`{entry['path']}`)",
             "",
-            "| " + " | ".join(_COLUMNS) + " |",
-            "|" + "---|" * len(_COLUMNS),
+            "| " + " | ".join(columns) + " |",
+            "|" + "---|" * len(columns),
         ]
         lines += [
-            "| " + " | ".join(cell.replace("|", "\\|") for cell in _row(m)) + " |" for m in items
+            "| " + " | ".join(cell.replace("|", "\\|") for cell in _row(m, columns)) + " |"
+            for m in items
         ]
         cut = sum(m["metrics"]["episodes_cut"] for m in items)
         if cut:
@@ -570,7 +592,8 @@ def terminal_lines(summary: Mapping[str, Any]) -> list[str]:
         if not items:
             continue
         lines.append(f"{entry['eval']} ({entry['path']})")
-        lines += ["  " + x for x in text_table(_COLUMNS, [_row(m) for m in items])]
+        columns = _columns(items)
+        lines += ["  " + x for x in text_table(columns, [_row(m, columns) for m in items])]
         cut = sum(m["metrics"]["episodes_cut"] for m in items)
         if cut:
             completed = sum(m["metrics"]["episodes_completed"] for m in items)
