@@ -308,3 +308,61 @@ def test_malloc_arenas_are_capped_on_glibc_and_left_alone_elsewhere():
     from pytest_crafter_eval.run.scheduling import few_malloc_arenas
 
     assert few_malloc_arenas() == (platform.libc_ver()[0] == "glibc")
+
+
+def test_a_pools_future_is_claimed_once():
+    pool = inflight.Pool(1)
+    pool.submit("a", lambda: 1)
+    assert pool.claim("a").result(timeout=5) == 1
+    assert pool.claim("a") is None  # a second setup (a rerun) plays the episode itself
+    pool.stop()
+
+
+def test_a_dead_workers_episodes_leave_the_in_flight_count(tmp_path):
+    """A worker killed with two episodes in flight: the progress line no longer counts
+    them (it showed 6 in flight where 4 was the most); its calls were made, and stay."""
+    code = (
+        "import os, signal, sys\n"
+        "from pytest_crafter_eval.run import runstate\n"
+        "t = runstate.Tally(sys.argv[1])\n"
+        "t.started(); t.started(); t.reply(100, None)\n"
+        "t._add(force=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], timeout=60)
+    assert done.returncode == -signal.SIGKILL
+    mine = runstate.Tally(tmp_path)
+    mine.started()
+    counts = runstate.tallies(tmp_path)
+    assert counts["in_flight"] == 1 and counts["calls"] == 1 and counts["tokens"] == 100
+
+
+def test_a_failure_to_record_does_not_replace_the_interrupt(pytester):
+    """The run stops (Ctrl-C) and recording a finished episode fails: the interrupt is
+    what propagates (the recording error replaced it), the others are still recorded, and
+    the failure is a warning."""
+    from pytest_crafter_eval.run.scheduling import InflightHooks
+    from pytest_crafter_eval.run.settings import POOL
+
+    config = pytester.parseconfigure("-p", "no:cacheprovider")
+    recorded = []
+
+    def finish(item):
+        recorded.append(item)
+        if item == "first":
+            raise OSError("disk full")
+
+    hooks = InflightHooks(config, 2, finish)
+    loop = hooks.pytest_runtestloop(pytest.Session.from_config(config))
+    next(loop)  # the pool is up
+    pool = config.stash[POOL]
+    for key in ("first", "second"):
+        hooks.items[key] = key
+        pool.submit(key, lambda: None)
+        pool.claim(key).result(timeout=5)
+    with (
+        pytest.warns(UserWarning, match="first: its result could not be recorded: disk full"),
+        pytest.raises(KeyboardInterrupt),
+    ):
+        loop.throw(KeyboardInterrupt())
+    assert recorded == ["first", "second"]

@@ -35,7 +35,6 @@ class Pool:
     def __init__(self, n: int):
         if n < 1:
             raise ValueError("a pool needs at least one thread")
-        self.n = n
         self.stopping = threading.Event()
         self._executor = ThreadPoolExecutor(max_workers=n, thread_name_prefix="crafter-episode")
         self._futures: dict[Hashable, Future[Any]] = {}
@@ -62,16 +61,15 @@ class Pool:
             raise Cancelled("the run is stopping")
 
     def claim(self, key: Hashable) -> Future[Any] | None:
-        """The future of `key`'s job, once (None if it was never submitted)."""
+        """The future of `key`'s job, the first time only: None if it was never
+        submitted or was claimed before (an item run again plays its episode again)."""
         with self._lock:
+            if key in self._claimed:
+                return None
             future = self._futures.get(key)
             if future is not None:
                 self._claimed.add(key)
             return future
-
-    @property
-    def in_flight(self) -> int:
-        return sum(1 for f in self._futures.values() if f.running())
 
     def stop(self) -> None:
         """Start nothing more, cancel the episodes in flight at their next step, and

@@ -295,7 +295,9 @@ _PACE_KEYS = ("not_before", "spacing", "before", "calm")
 class Tally:
     """This process's live counts, written to `tally/<pid>.json` when an episode starts
     or ends and at most once a second on replies (never a lock: one writer per file).
-    Thread-safe within the process."""
+    Thread-safe within the process. While the process lives it holds a lock on
+    `tally/<pid>.lock`, which the kernel frees when it dies, even by kill -9: `tallies`
+    then no longer counts its episodes in flight."""
 
     FIELDS = ("in_flight", "calls", "tokens", "cost_usd")
 
@@ -303,6 +305,7 @@ class Tally:
         directory = Path(run_dir) / "tally"
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / f"{os.getpid()}.json"
+        self._alive = _hold(directory / f"{os.getpid()}.lock")
         self.every_s = every_s
         self.counts: dict[str, float] = dict.fromkeys(self.FIELDS, 0)
         self._lock = threading.Lock()
@@ -335,15 +338,48 @@ class Tally:
 
 
 def tallies(run_dir: Path) -> dict[str, float]:
-    """The sum of every process's `Tally` of this run."""
+    """The sum of every process's `Tally` of this run; a process that died (its lock is
+    free) has no episode in flight, and keeps its calls, tokens and cost (spent)."""
     total: dict[str, float] = dict.fromkeys(Tally.FIELDS, 0)
     for path in (Path(run_dir) / "tally").glob("*.json"):
         try:
             counts = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
+        dead = not _held(path.with_suffix(".lock"))
         for key in Tally.FIELDS:
             value = counts.get(key) if isinstance(counts, dict) else None
-            if isinstance(value, (int, float)):
+            if isinstance(value, (int, float)) and not (dead and key == "in_flight"):
                 total[key] += value
     return total
+
+
+def _hold(path: Path) -> int | None:
+    """An open file holding an exclusive lock on `path` for as long as it stays open
+    (None without POSIX locks)."""
+    if fcntl is None:
+        return None
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:  # held already: another Tally of this process
+        os.close(fd)
+        return None
+    return fd
+
+
+def _held(path: Path) -> bool:
+    """Whether a live process holds the lock on `path` (True without POSIX locks)."""
+    if fcntl is None:
+        return True
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

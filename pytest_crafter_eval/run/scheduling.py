@@ -80,12 +80,32 @@ class InflightHooks:
         pool = inflight.Pool(self.n)
         self.config.stash[POOL] = pool
         try:
-            return (yield)
-        finally:
-            pool.stop()
-            del self.config.stash[POOL]
-            for key in pool.finished():
+            result = yield
+        except BaseException:
+            self._end(pool, stopping=True)
+            raise
+        self._end(pool, stopping=False)
+        return result
+
+    def _end(self, pool: inflight.Pool, stopping: bool) -> None:
+        """Stop the pool and `finish` every episode that ran to the end, each though
+        another fails. A failure to finish one never replaces the exception that is
+        stopping the run (Ctrl-C): it is a warning then; otherwise the first is raised."""
+        pool.stop()
+        del self.config.stash[POOL]
+        failures = []
+        for key in pool.finished():
+            try:
                 self.finish(self.items[str(key)])
+            except Exception as exc:  # the others are still recorded
+                failures.append((str(key), exc))
+        if failures and stopping:
+            import warnings
+
+            for key, error in failures:
+                warnings.warn(f"{key}: its result could not be recorded: {error}", stacklevel=1)
+        elif failures:
+            raise failures[0][1]
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:

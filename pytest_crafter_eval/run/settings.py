@@ -27,12 +27,10 @@ STOPPED = pytest.StashKey[str]()  # why the run stopped early (-x, --maxfail, Ct
 NOTE = pytest.StashKey[str]()  # a line for the terminal summary
 
 
-LIMITS = pytest.StashKey[dict]()
-SHARD = pytest.StashKey[Any]()
-POOL = pytest.StashKey[Any]()
-TALLY = pytest.StashKey[
-    Any
-]()  # this process's runstate.Tally (live progress counts)  # this process's inflight.Pool, with --concurrency > 1
+LIMITS = pytest.StashKey[dict]()  # the checked resilience and budget settings
+SHARD = pytest.StashKey[Any]()  # --shard as a shard.Shard, or None
+POOL = pytest.StashKey[Any]()  # this process's inflight.Pool, with --episodes-per-process > 1
+TALLY = pytest.StashKey[Any]()  # this process's runstate.Tally (live progress counts)
 RUN_DIR = pytest.StashKey[Path]()
 OWN_RUN_DIR = pytest.StashKey[bool]()
 RUN_DIR_KEY = "crafter_run_dir"  # in xdist's workerinput
