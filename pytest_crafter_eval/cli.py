@@ -14,6 +14,9 @@
         Compare two runs (report dirs or results.jsonl files; several of one side
         joined with commas), or two models of one run, seed by seed; exit 1 when a
         regression gate fails.
+    crafter-eval plan PILOT [PILOT ...] [--drop D] [--power P] [--metric M] [--baseline PATH]
+        From pilot runs: the seeds a paired comparison needs to detect a drop of D, and
+        how often each absolute gate passes at n seeds (resampling the pilot).
     crafter-eval export TRACE_DIR [TRACE_DIR ...] --out DIR [options]
         Turn --trace-dir traces into fine-tuning files (train/val JSONL + manifest.json).
 
@@ -122,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the report directory (or results.jsonl) every regression gate compares with",
     )
     _add_compare(sub)
+    _add_plan(sub)
     _add_export(sub)
     return parser
 
@@ -220,6 +224,82 @@ def _add_compare(sub) -> None:
         help="the runs' rootdir, where CAND's eval files (and their regression gates) are "
         "(default: the current directory)",
     )
+
+
+def _add_plan(sub) -> None:
+    from .report.compare import METRICS
+
+    def positive(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+        return value
+
+    def share(text: str) -> float:
+        value = positive(text)
+        if not value < 1:
+            raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
+        return value
+
+    plan = sub.add_parser(
+        "plan",
+        help="the seeds a decision needs, from pilot runs",
+        description="From pilot runs (report directories or results.jsonl files): the seeds "
+        "a paired comparison needs to detect a drop of D with the given power (paired "
+        "spread when the pilot has two models, or with --baseline; unpaired otherwise), "
+        "and for each absolute gate of the eval files how often it passes at n seeds.",
+    )
+    plan.add_argument("pilots", nargs="+", metavar="PILOT", help="report dirs or results.jsonl")
+    plan.add_argument(
+        "--drop", type=positive, default=3.0, help="the drop to detect (default: %(default)s)"
+    )
+    plan.add_argument(
+        "--power", type=share, default=0.8, help="the power to reach (default: %(default)s)"
+    )
+    plan.add_argument(
+        "--metric",
+        choices=tuple(METRICS),
+        default="progression",
+        metavar="M",
+        help="the metric of the drop (default: %(default)s)",
+    )
+    plan.add_argument(
+        "--baseline", metavar="PATH", help="an earlier run to pair each model with (itself)"
+    )
+    plan.add_argument(
+        "--rootdir",
+        default=".",
+        metavar="DIR",
+        help="the runs' rootdir, where their eval files are (default: the current directory)",
+    )
+
+
+def plan(args) -> int:
+    """`crafter-eval plan`: the seeds needed and the gates' chances, one line each."""
+    from .report import merge
+    from .report import plan as planning
+
+    try:
+        records = merge.load(args.pilots)[0]
+        baseline = merge.load([args.baseline])[0] if args.baseline else None
+    except merge.MergeError as exc:
+        print(f"crafter-eval plan: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    if not records:
+        print("crafter-eval plan: error: no records in " + ", ".join(args.pilots), file=sys.stderr)
+        return USAGE_ERROR
+    runs, notes = merge.gate_runs(args.rootdir, records)
+    for note in notes:
+        print(f"crafter-eval plan: warning: {note}", file=sys.stderr)
+    result = planning.plan(
+        records, runs, drop=args.drop, target=args.power, metric=args.metric, baseline=baseline
+    )
+    for line in planning.lines(result):
+        print(line)
+    return 0
 
 
 def compare(args) -> int:
@@ -583,6 +663,8 @@ def main(argv: list[str] | None = None) -> int:
         return report(args)
     elif args.command == "compare":
         return compare(args)
+    elif args.command == "plan":
+        return plan(args)
     elif args.command == "export":
         return export(args)
     return 0

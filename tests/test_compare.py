@@ -15,14 +15,14 @@ import pytest
 
 from pytest_crafter_eval import cli
 from pytest_crafter_eval.config import spec
-from pytest_crafter_eval.report import compare, compare_html
+from pytest_crafter_eval.report import compare, compare_html, plan
 from pytest_crafter_eval.report.compare import METRICS
 
 FUMBLE = "local/fumble?rate=0.5"
 PAIR = f"""\
 name: pair
 models:
-  - local/heuristic
+  - local/heuristic: {{gate: {{mean_achievements: 1}}}}
   - {FUMBLE}
 compare: {{baseline: local/heuristic}}
 seeds: 0-29
@@ -137,12 +137,15 @@ def test_the_same_model_in_two_runs_passes(runs, capsys):
 
 def test_the_run_judges_its_regression_gate_against_the_baseline(runs):
     first = json.loads((runs / "run1" / "summary.json").read_text())
-    gate = first["evals"]["pair"]["models"]["local/heuristic"]["gate"]
+    gate = first["evals"]["pair"]["models"][FUMBLE]["gate"]
     assert gate["status"] == "not_judged"  # run 1 had no baseline
     assert "no baseline" in gate["checks"][0]["note"]
+    gate = first["evals"]["pair"]["models"]["local/heuristic"]["gate"]
+    assert gate["status"] == "passed"  # its absolute threshold; the regression not judged
+    assert [c["judged"] for c in gate["checks"] if c["on"] == "regression"] == [False]
     second = json.loads((runs / "run2" / "summary.json").read_text())
     gate = second["evals"]["pair"]["models"]["local/heuristic"]["gate"]
-    (check,) = gate["checks"]
+    (check,) = [c for c in gate["checks"] if c["on"] == "regression"]
     assert (
         gate["status"] == "passed"
         and check["judged"]
@@ -255,3 +258,31 @@ def test_the_comparison_page_plots_every_seed_and_renders_in_headless_chromium(
             shutil.copy(shot, os.environ["CRAFTER_COMPARE_SCREENSHOT"])
     finally:
         browser.quit()
+
+
+def test_plan_gives_the_seeds_a_drop_needs_and_each_gates_chances(runs, capsys):
+    cwd = os.getcwd()
+    os.chdir(runs)
+    try:
+        assert cli.main(["plan", "run1"]) == 0
+        paired_out = capsys.readouterr().out
+        assert cli.main(["plan", "run2", "--drop", "2"]) == 0
+        alone = capsys.readouterr().out
+    finally:
+        os.chdir(cwd)
+    line = next(x for x in paired_out.splitlines() if x.strip().startswith(FUMBLE))
+    assert "vs local/heuristic (paired, 30 pilot seeds)" in line
+    n = int(re.search(r"-> (\d+) seeds to detect a drop of 3 in progression %", line)[1])
+    sd = float(re.search(r"spread (\d+\.\d+)", line)[1])
+    assert (
+        n == plan.seeds_for_drop([c - b for _, b, c in _per_seed(runs)], 3.0, 0.8)["n"] and sd > 0
+    )
+    gate = next(x for x in paired_out.splitlines() if "its gate passes in" in x)
+    shares = dict(re.findall(r"n=(\d+): (\d\.\d\d)", gate))
+    assert set(shares) == {"10", "30", "100", str(n)} and float(shares["100"]) >= 0.9
+    assert "local/heuristic (unpaired, no second model" in alone and "drop of 2" in alone
+
+
+def _per_seed(runs):
+    data = json.loads((runs / "run1" / "summary.json").read_text())
+    return data["evals"]["pair"]["comparisons"][0]["per_seed"]["seeds"]

@@ -87,3 +87,86 @@ def gate_pass(
             passed += all(c["passed"] for c in checks)
         out[n] = passed / samples
     return out
+
+
+def plan(
+    records: Sequence[Mapping[str, Any]],
+    runs: Mapping[tuple[str, str], Any],
+    *,
+    drop: float = 3.0,
+    target: float = 0.8,
+    metric: str = "progression",
+    baseline: Sequence[Mapping[str, Any]] | None = None,
+    ns: Iterable[int] = NS,
+    samples: int = 200,
+) -> dict[str, Any]:
+    """The plan of a pilot: {metric, drop, power, evals: {eval: {seeds: [seeds_for_drop +
+    base, cand], gates: [{model, gate, pass: {n: share}}]}}}. Per eval: with `baseline`
+    (records of an earlier run), each model against its own baseline episodes; else,
+    with two models or more, each against the eval's `compare: {baseline: MODEL}` or its
+    first model (paired); else each model alone (unpaired). `runs`: (eval, model) ->
+    spec.Run, for the gates."""
+    from .compare import METRICS, by_seed, latest_by_model
+
+    chosen = METRICS[metric]
+    pilot = latest_by_model(records)
+    before = latest_by_model(baseline or [])
+    out: dict[str, Any] = {"metric": metric, "drop": drop, "power": target, "evals": {}}
+    for name in dict.fromkeys(e for e, _ in pilot):
+        models = [m for e, m in pilot if e == name]
+        listed = {m: getattr(runs.get((name, m)), "line", None) or 0 for m in models}
+        models.sort(key=lambda m: listed[m])
+        entry: dict[str, Any] = {"seeds": [], "gates": []}
+        against = next((getattr(runs.get((name, m)), "compare", None) for m in models), None)
+        first = against if against in models else models[0]
+        for model in models:
+            values = by_seed(pilot[(name, model)], chosen)
+            if baseline is not None:
+                base_model, base = model, by_seed(before.get((name, model), []), chosen)
+            elif len(models) > 1:
+                if model == first:
+                    continue
+                base_model, base = first, by_seed(pilot[(name, first)], chosen)
+            else:
+                base_model, base = None, None
+            if base is None:
+                row = seeds_for_drop(list(values.values()), drop, target, paired_=False)
+            else:
+                keys = sorted(set(base) & set(values))
+                row = seeds_for_drop([values[k] - base[k] for k in keys], drop, target)
+            entry["seeds"].append({"model": model, "base": base_model, **row})
+        for model in models:
+            gate = getattr(runs.get((name, model)), "gate", None)
+            if gate is None or not check_gate(gate, {}):  # no absolute threshold
+                continue
+            ns_ = sorted(set(ns) | {r["n"] for r in entry["seeds"] if r.get("n")})
+            shares = gate_pass(pilot[(name, model)], gate, ns_, samples)
+            entry["gates"].append({"model": model, "pass": shares})
+        out["evals"][name] = entry
+    return out
+
+
+def lines(result: Mapping[str, Any]) -> list[str]:
+    """The plan as the terminal shows it."""
+    from .compare import METRICS
+
+    label = METRICS[result["metric"]].label
+    out = []
+    for name, entry in result["evals"].items():
+        out.append(f"{name}:")
+        for row in entry["seeds"]:
+            who = row["model"] + (f" vs {row['base']}" if row["base"] else "")
+            kind = "paired" if row["paired"] else "unpaired, no second model: spread x sqrt(2)"
+            if row["n"] is None:
+                out.append(f"  {who} ({kind}, {row['pilot']} pilot seeds): {row['note']}")
+                continue
+            out.append(
+                f"  {who} ({kind}, {row['pilot']} pilot seeds): spread {row['sd']:.2f} (80% "
+                f"upper bound {row['sd_bound']:.2f}) -> {row['n']} seeds to detect a drop of "
+                f"{result['drop']:g} in {label} with power {result['power']:g} (one-sided "
+                "alpha 0.025)"
+            )
+        for gate in entry["gates"]:
+            cells = ", ".join(f"n={n}: {share:.2f}" for n, share in gate["pass"].items())
+            out.append(f"  {gate['model']}: its gate passes in {cells} (resampling the pilot)")
+    return out
