@@ -93,3 +93,33 @@ def test_full_length_episodes_carry_no_note():
     assert item["metrics"]["episodes_cut"] == 0 and item["note"] is None
     assert "not comparable" not in report.markdown(summary)
     assert "not comparable" not in "\n".join(report.terminal_lines(summary))
+
+
+def test_scores_say_when_episodes_were_cut_and_when_the_upper_end_says_nothing():
+    from pytest_crafter_eval.report import html, summary
+
+    def rec(seed, end, achievements):
+        return {
+            "eval": "e",
+            "model": "m",
+            "seed": seed,
+            "outcome": "passed",
+            "steps": 50,
+            "end": end,
+            "tool_calls": 50,
+            "achievements": achievements,
+            "reward": 1.0,
+        }
+
+    weak = [rec(s, "steps", {"collect_wood": 1}) for s in range(10)]
+    result = summary.summarize(weak)
+    values = result["evals"]["e"]["models"]["m"]["metrics"]
+    assert values["crafter_score"]["high"] > 3 * values["crafter_score"]["value"]
+    label = "cut at 50 steps; upper end uninformative: 21 achievements never seen"
+    assert values["score_label"] == label
+    assert f"({label})" in "\n".join(summary.terminal_lines(result))
+    assert f"({label})" in summary.markdown(result)
+    assert f"<small class=scorenote>({label})</small>" in html.render_html(weak, result)
+    # full-length episodes whose every achievement was seen: nothing to say
+    strong = [rec(s, "done", dict.fromkeys(metrics.ACHIEVEMENTS, 1)) for s in range(30)]
+    assert summary.summarize(strong)["evals"]["e"]["models"]["m"]["metrics"]["score_label"] is None

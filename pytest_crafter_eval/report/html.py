@@ -167,6 +167,12 @@ def _eval_section(name: str, records: list[Mapping[str, Any]], summary: Mapping[
     return "".join(out)
 
 
+def _score_label(summary: Mapping[str, Any]) -> str:
+    """The summary's `score_label` (cut at N steps; an uninformative upper end)."""
+    label = (summary.get("metrics") or {}).get("score_label")
+    return f"<small class=scorenote>({_e(label)})</small>" if label else ""
+
+
 def _comparisons(comparisons: list[Mapping[str, Any]]) -> str:
     """The eval's `compare: {baseline: MODEL}` table: the summary's paired differences."""
     if not comparisons:
@@ -260,7 +266,8 @@ def _leaderboard(rows: list[dict]) -> str:
         )
         out.append(
             f"{medal}<td class=model>{_e(s['model'])}</td>"
-            f"<td class=score>{bar}<b>{_num(score, '%', 1)}</b>{_interval(summ, 'crafter_score', 1, 1)}</td>"
+            f"<td class=score>{bar}<b>{_num(score, '%', 1)}</b>{_interval(summ, 'crafter_score', 1, 1)}"
+            f"{_score_label(summ)}</td>"
             f"<td class=num>{_num(s['mean_ach'], '', 2)}{_interval(summ, 'mean_achievements')}</td>"
             f"<td class=num>{_num(s['mean_reward'], '', 2)}{_interval(summ, 'mean_reward')}</td>"
             f"<td class=num>{_num(None if s['tool_rate'] is None else 100 * s['tool_rate'], '%', 0)}"
@@ -597,6 +604,7 @@ td.score b{font-size:16px}
 .bar{height:8px;border-radius:4px;background:#edf0e8;margin-bottom:4px;overflow:hidden}
 .bar i{display:block;height:100%;border-radius:4px;background:linear-gradient(90deg,#74c365,#2b8a3e)}
 .ci{display:block;font-size:11px;white-space:nowrap}
+.scorenote{display:block;font-size:11px;color:#8a5a00;max-width:16em}
 .gatewhy{display:block;font-size:11px;color:var(--failed);white-space:nowrap}
 .stack{display:flex;height:8px;width:150px;border-radius:4px;overflow:hidden;background:#eee}
 .stack i{display:block;height:100%}

@@ -60,6 +60,7 @@ def model_metrics(records: list[Mapping[str, Any]]) -> dict[str, Any]:
             "tool_call_rate",
             "success_rates",
             "mean_steps",
+            "score_label",
         ):
             out[name] = None
     else:
@@ -74,6 +75,7 @@ def model_metrics(records: list[Mapping[str, Any]]) -> dict[str, Any]:
             [float(r.get("reward") or 0.0) for r in done], bounds=metrics.REWARD_RANGE
         ).to_dict()
         out["crafter_score"] = metrics.score_interval(unlocked, method="bonferroni").to_dict()
+        out["score_label"] = score_label(out["crafter_score"], unlocked, done)
         out["progression"] = metrics.progression(unlocked).to_dict()
         out["success_rates"] = {
             name: metrics.clopper_pearson(sum(1 for a in unlocked if a.get(name)), len(done))
@@ -104,6 +106,25 @@ def model_metrics(records: list[Mapping[str, Any]]) -> dict[str, Any]:
         Counter(r["no_tool_call_class"] for r in done if r.get("no_tool_call_class"))
     )
     return out
+
+
+def score_label(
+    score: Mapping[str, Any], unlocked: list[Mapping[str, Any]], done: list[Mapping[str, Any]]
+) -> str | None:
+    """What every report says next to a Crafter score: `cut at N steps` when episodes
+    were cut at the `steps` limit (their score is not the paper's), and `upper end
+    uninformative: k achievements never seen` when the interval's upper end is more than
+    3x the estimate (an achievement never seen may still happen often). None when
+    neither."""
+    notes = []
+    cut = [int(r.get("steps") or 0) for r in done if r.get("end") == "steps"]
+    if cut:
+        notes.append(f"cut at {max(cut)} steps")
+    high = score.get("high")
+    if high is not None and high > 3 * score["value"]:
+        unseen = sum(1 for name in metrics.ACHIEVEMENTS if not any(a.get(name) for a in unlocked))
+        notes.append(f"upper end uninformative: {unseen} achievements never seen")
+    return "; ".join(notes) or None
 
 
 def check_gate(gate: Any, values: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -465,7 +486,8 @@ def _row(item: Mapping[str, Any], columns: tuple[str, ...] = _COLUMNS) -> list[s
         _model_name(item),
         episodes,
         fmt_estimate(v.get("mean_achievements")),
-        fmt_estimate(v.get("crafter_score"), 1),
+        fmt_estimate(v.get("crafter_score"), 1)
+        + (f" ({v['score_label']})" if v.get("score_label") else ""),
         fmt_estimate(v.get("mean_reward"), 1),
         fmt_estimate(v.get("tool_call_rate")),
         str(o.get("error", 0)),
