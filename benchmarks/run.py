@@ -42,6 +42,17 @@ serve`), as a remote API is: its CPU and memory are not the harness's.
                             `<tool_call>` tags over 4 x the seconds for N characters (the
                             best of 3 each): 1 when the work is linear in the text's length,
                             4 when quadratic.
+  history16_cached_share    one episode of local/heuristic (seed 0, at most 50 calls,
+                            history 16, images 0) over loopback HTTP, layout blocks: the
+                            share of its input tokens, over the steps after the history is
+                            full, that the local server's prompt cache reports cached
+                            (OpenAI's rule: the prefix shared with an earlier request of
+                            the same model and prompt_cache_key, from 1,024 tokens in
+                            steps of 128). images 1 and the whole episode in the details.
+  history16_cost_ratio_<model>  input cost per step of that episode in layout blocks over
+                            layout window, at the model profile's input and cached-input
+                            prices, over the same steps; details: both layouts' input
+                            tokens per step and cached shares, images 0 and 1.
 
 Exit status: 0 when every measured goal is met (always 0 with --tiny), 1 otherwise.
 """
@@ -82,7 +93,11 @@ GOALS: dict[str, tuple[str, float, str]] = {
     "rss_mb_per_episode_in_flight": ("<=", 1.0, "MB"),
     "rate_limited_wall_over_ideal": ("<=", 1.2, ""),
     "text_tags_scaling": ("<=", 1.5, ""),
+    "history16_cached_share": (">=", 0.8, ""),
+    "history16_cost_ratio_gpt-4o-mini": ("<=", 0.8, ""),
+    "history16_cost_ratio_gpt-5-mini": ("<=", 0.35, ""),
 }
+HISTORY_PRICED = ("gpt-4o-mini", "gpt-5-mini")  # the cost ratios' profiles
 
 SIZES: dict[str, dict[str, int]] = {
     # parallel: 32 episodes x 50 steps x 0.2 s / 8 in flight = an ideal of 40 s
@@ -112,6 +127,8 @@ SIZES: dict[str, dict[str, int]] = {
         "collect_seeds": 1000,
         "snapshot_models": 50,
         "text_chars": 110_000,
+        "history_calls": 50,
+        "history_steps": 16,
     },
     "tiny": {
         "overhead_seeds": 1,
@@ -137,6 +154,8 @@ SIZES: dict[str, dict[str, int]] = {
         "collect_seeds": 10,
         "snapshot_models": 2,
         "text_chars": 11_000,
+        "history_calls": 12,  # past a cut, with prompts above 1,024 tokens
+        "history_steps": 4,
     },
 }
 
@@ -629,6 +648,97 @@ def measure_text_tags(size: dict[str, int]) -> dict[str, Any]:
     }
 
 
+def measure_history_cache(size: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """Layouts window and blocks of a 16-step history: input tokens per step, the share
+    the prompt cache served, and the input cost per step at cached prices, over the
+    steps after the history is full (the first 16 requests are the same in both
+    layouts; the whole episode's figures are in the details)."""
+    import openai
+
+    from pytest_crafter_eval.agent.episode import run_episode
+    from pytest_crafter_eval.config import profiles, spec
+    from pytest_crafter_eval.wire.client import ModelClient
+    from pytest_crafter_eval.wire.local import LocalServer
+
+    prices = {m: profiles.resolve(m).prices for m in HISTORY_PRICED}
+    history = size["history_steps"]
+
+    def figures(usages: list[Any]) -> dict[str, float]:
+        tokens = sum(u.input for u in usages)
+        cached = sum(u.cached for u in usages)
+        row = {
+            "steps": len(usages),
+            "input_tokens_per_step": round(tokens / len(usages), 1),
+            "cached_share": round(cached / tokens, 4),
+        }
+        for model, p in prices.items():
+            assert p is not None and p.cached is not None, model
+            row[model] = ((tokens - cached) * p.input + cached * p.cached) / len(usages) / 1e6
+        return row
+
+    rows: dict[tuple[int, str], dict[str, dict[str, float]]] = {}
+    with (
+        LocalServer() as server,
+        openai.OpenAI(base_url=server.base_url, api_key="local", max_retries=0) as sdk,
+    ):
+        client = ModelClient(sdk)
+        for images in (0, 1):
+            for layout in ("window", "blocks"):
+                run = spec.Run(
+                    model="local/heuristic",
+                    steps=size["history_calls"],
+                    observation=spec.Observation(),
+                    request=spec.Request(),
+                    expect=spec.Expect(),
+                    history=spec.History(history, images, layout),
+                    answer=spec.Answer(on_invalid="noop"),
+                )
+                events: list[dict[str, Any]] = []
+                run_episode(
+                    run,
+                    0,
+                    client,
+                    eval_name=f"bench-{layout}-{images}",  # a cache key of its own
+                    on_step=events.append,
+                )
+                steps = [(event["step"], event["reply"].usage) for event in events]
+                rows[images, layout] = {
+                    "full_history": figures([u for step, u in steps if step > history]),
+                    "whole_episode": figures([u for _, u in steps]),
+                }
+
+    def ratio(images: int, model: str, part: str = "full_history") -> float:
+        blocks, window = rows[images, "blocks"][part], rows[images, "window"][part]
+        return round(blocks[model] / window[model], 4)
+
+    def shown(row: dict[str, float]) -> dict[str, float]:
+        return {k: v for k, v in row.items() if k not in prices}
+
+    details = {
+        f"images_{images}": {
+            layout: {part: shown(row) for part, row in rows[images, layout].items()}
+            for layout in ("window", "blocks")
+        }
+        for images in (0, 1)
+    }
+    out: dict[str, dict[str, Any]] = {
+        "history16_cached_share": {
+            "value": rows[0, "blocks"]["full_history"]["cached_share"],
+            "images_1": rows[1, "blocks"]["full_history"]["cached_share"],
+            **details,
+        }
+    }
+    for model in HISTORY_PRICED:
+        p = prices[model]
+        out[f"history16_cost_ratio_{model}"] = {
+            "value": ratio(0, model),
+            "images_1": ratio(1, model),
+            "whole_episode": {f"images_{i}": ratio(i, model, "whole_episode") for i in (0, 1)},
+            "prices_usd_per_million": {"input": p.input, "cached": p.cached} if p else None,
+        }
+    return out
+
+
 def measure_collect(size: dict[str, int], workdir: Path) -> dict[str, Any]:
     """`pytest --collect-only` of one eval file with M models x N seeds."""
     models = "\n".join(f"  - local/random?seed={i}" for i in range(size["collect_models"]))
@@ -754,6 +864,14 @@ def run_all(size_name: str, only: set[str] | None) -> dict[str, dict[str, Any]]:
             (("overhead_ratio", "harness_cpu_ms_per_call"), lambda: measure_overhead(size)),
             (("reset_median_s",), lambda: {"reset_median_s": measure_reset(size)}),
             (("text_tags_scaling",), lambda: {"text_tags_scaling": measure_text_tags(size)}),
+            (
+                (
+                    "history16_cached_share",
+                    "history16_cost_ratio_gpt-4o-mini",
+                    "history16_cost_ratio_gpt-5-mini",
+                ),
+                lambda: measure_history_cache(size),
+            ),
             (("collect_20k_s",), lambda: {"collect_20k_s": measure_collect(size, workdir)}),
             (("snapshot_50_s",), lambda: {"snapshot_50_s": measure_snapshot(size, workdir)}),
             (

@@ -24,6 +24,9 @@ KEYS = [
     "rss_mb_per_episode_in_flight",
     "rate_limited_wall_over_ideal",
     "text_tags_scaling",
+    "history16_cached_share",
+    "history16_cost_ratio_gpt-4o-mini",
+    "history16_cost_ratio_gpt-5-mini",
 ]
 
 
