@@ -25,6 +25,7 @@ from ..wire import adapters, tools
 from ..wire.adapters import Adapter
 from ..wire.answers import parse_text
 from ..wire.conversation import Conversation, Observation, Outcome, Reply, Usage, turns_kept
+from . import protocols
 from .env import ACTIONS, CrafterEnv, data_uri
 
 SYSTEM_PROMPT = """You are playing Crafter, a 2D survival game seen from above. \
@@ -102,6 +103,7 @@ class EpisodeResult:
     infra_error: bool = False
     outcome: str | None = None  # passed | failed | error | skipped | xfailed
     gif: str | None = None  # the episode's animated frames, relative to the report dir
+    protocol: str = "default"  # spec.Protocol.label: default, balrog or balrog-vision
 
     @property
     def tool_call_rate(self) -> float:
@@ -162,6 +164,8 @@ def first_request(
     """The body of an episode's first request, without calling anything. The first
     observation is computed once per (seed, observation) in a process: every model of an
     eval file sees the same one."""
+    if run.protocol.name != protocols.DEFAULT:
+        return request_at(run, seed, 0, instructions, eval_name=eval_name)
     profile = profiles.for_run(run)
     profiles.check_capabilities(run, profile)  # before resetting an env for nothing
     adapter = adapters.for_run(run, profile)
@@ -192,6 +196,9 @@ def request_at(
     to `step`-1 answered in-process by the local model `answer_with` (no network, no
     server). Step 0 is `first_request`. Raises `StepNotReached` when the episode ends
     earlier, and `local.ModelError` when `answer_with` is no local model."""
+    if run.protocol.name != protocols.DEFAULT:
+        loop = protocols.get(run.protocol.name)
+        return loop.request_at(run, seed, step, instructions, answer_with, eval_name)
     if step == 0:
         return first_request(run, seed, instructions, eval_name)
     from ..wire.local.inprocess import InProcess
@@ -221,7 +228,11 @@ def request_at(
 
 
 def api_name(run: spec.Run) -> str:
-    """The name of the wire API a run's requests use (`request.api`, else the profile's)."""
+    """The name of the wire API a run's requests use (the protocol's, else `request.api`,
+    else the profile's)."""
+    fixed = protocols.APIS.get(run.protocol.name)
+    if fixed is not None:
+        return fixed
     return adapters.for_run(run, profiles.for_run(run)).name
 
 
@@ -268,6 +279,11 @@ def run_episode(
     """
     from ..wire.client import ModelCallError
 
+    if run.protocol.name != protocols.DEFAULT:  # another loop plays it (agent.protocols)
+        loop = protocols.get(run.protocol.name)
+        return loop.run_episode(
+            run, seed, client, eval_name=eval_name, instructions=instructions, on_step=on_step
+        )
     started = time.perf_counter()
     result = EpisodeResult(eval=eval_name, model=run.model, seed=seed)
     profile = profiles.for_run(run)

@@ -6,6 +6,8 @@
   model takes (pure).
 - `game`: Crafter's actions and achievements, the tool's name: the words every stage shares.
 - `apis`: the registered wire API names (the `wire.adapters` modules fill in the rest).
+- `balrog`: BALROG's Crafter protocol as data (action names, wording, settings) and a
+  run's settings under it.
 
 May import: nothing else of the project. Every other stage may import it.
 """

@@ -93,6 +93,25 @@ class Answer:
         return self.format != "text"
 
 
+PROTOCOLS = ("default", "balrog")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Which loop plays the episodes (`agent.protocols`): `default`, this project's (tool
+    calls, the sections above), or `balrog`, BALROG's naive agent for Crafter (one action
+    per request parsed from text, its prompt, history and settings; `vision` adds its one
+    256x256 frame)."""
+
+    name: str = "default"
+    vision: bool = False
+
+    @property
+    def label(self) -> str:
+        """`default`, `balrog` or `balrog-vision`: what records and reports show."""
+        return f"{self.name}-vision" if self.vision else self.name
+
+
 @dataclass(frozen=True)
 class Expect:
     """Per-episode assertions."""
@@ -179,6 +198,7 @@ class Run:
     source: str | None = None  # the eval file, for warnings that point at its lines
     compare: str | None = None  # the eval's `compare: {baseline: MODEL}`: the others vs it
     lines: tuple[tuple[str, int], ...] = ()  # ("request.temperature", line) where each is set
+    protocol: Protocol = Protocol()
 
     def line_of(self, key: str) -> int | None:
         """The eval file's line that sets `key` (`request.temperature`), else the model's."""
@@ -278,8 +298,20 @@ TOP_KEYS = {
     "profiles",
     "gate",
     "compare",
+    "protocol",
 }
-MODEL_KEYS = {"steps", "observation", "history", "answer", "request", "expect", "xfail", "gate"}
+MODEL_KEYS = {
+    "steps",
+    "observation",
+    "history",
+    "answer",
+    "request",
+    "expect",
+    "xfail",
+    "gate",
+    "protocol",
+}
+PROTOCOL_KEYS = {"name", "vision"}
 HISTORY_KEYS = {"steps", "images", "layout"}
 LAYOUTS = ("window", "blocks")  # history.layout
 ANSWER_KEYS = {"format", "on_invalid", "retries", "feedback"}
@@ -439,6 +471,7 @@ def load(path: str | Path, text: str | None = None) -> EvalSpec:
         request=_section(doc, data.get("request", {}), "request", Request(), REQUEST_KEYS),
         expect=_section(doc, data.get("expect", {}), "expect", Expect(), EXPECT_KEYS),
         gate=_gate(doc, data.get("gate", {}), "gate", Gate()),
+        protocol=_protocol(doc, data.get("protocol"), "protocol", Protocol()),
         source=str(path),
         # a model named only by --model gets these settings: its warnings point at the
         # file's model list, which --model replaces
@@ -455,6 +488,8 @@ def load(path: str | Path, text: str | None = None) -> EvalSpec:
         baseline = _compare(doc, data["compare"], runs)
         runs = tuple(replace(run, compare=baseline) for run in runs)
         base = replace(base, compare=baseline)
+    if instructions is not None and any(run.protocol.name == "balrog" for run in runs):
+        raise doc.error("instructions", "not used with protocol: balrog (its prompt is BALROG's)")
     return EvalSpec(
         name=name,
         path=str(path),
@@ -532,9 +567,56 @@ def _models(doc: _Doc, value: Any, base: Run) -> tuple[Run, ...]:
                 answer=_section(
                     doc, overrides.get("answer", {}), f"{sub}.answer", base.answer, ANSWER_KEYS
                 ),
+                protocol=_protocol(
+                    doc, overrides.get("protocol"), f"{sub}.protocol", base.protocol
+                ),
             )
         )
+        if runs[-1].protocol.name == "balrog":
+            runs[-1] = _balrog(doc, runs[-1], sub)
     return tuple(runs)
+
+
+def _protocol(doc: _Doc, value: Any, key: str, base: Protocol) -> Protocol:
+    """`balrog`, or `{name: balrog, vision: true}`; a mapping without `name` keeps the
+    file's protocol."""
+    if value is None:
+        return base
+    fields = {"name": value} if isinstance(value, str) else value
+    if not isinstance(fields, dict):
+        raise doc.error(key, f"must be a protocol name or a mapping, got {type_name(value)}")
+    _check_keys(doc, fields, PROTOCOL_KEYS, key)
+    name = fields.get("name", base.name)
+    if name not in PROTOCOLS:
+        raise doc.error(key, f"unknown protocol {name!r}; expected one of {', '.join(PROTOCOLS)}")
+    vision = fields.get("vision", base.vision if name == base.name else False)
+    if not isinstance(vision, bool):
+        raise doc.error(f"{key}.vision", f"must be true or false, got {vision!r}")
+    if vision and name != "balrog":
+        raise doc.error(f"{key}.vision", "only protocol balrog has a vision mode")
+    return Protocol(name, vision)
+
+
+def _balrog(doc: _Doc, run: Run, sub: str) -> Run:
+    """A run of protocol balrog: BALROG's history (16 steps, 1 frame with vision) and its
+    2,000 steps unless the file sets `steps`; the sections BALROG has no place for are
+    refused."""
+    from . import balrog
+
+    for section in ("observation", "history", "answer"):
+        for key in (section, f"{sub}.{section}"):
+            if key in doc.lines:
+                raise doc.error(key, "not used with protocol: balrog (BALROG's own applies)")
+    for name in balrog.UNUSED_KEYS:
+        for key in (f"request.{name}", f"{sub}.request.{name}"):
+            if key in doc.lines:
+                raise doc.error(key, "not used with protocol: balrog (no tools; chat completions)")
+    given = "steps" in doc.lines or f"{sub}.steps" in doc.lines
+    return replace(
+        run,
+        steps=run.steps if given else balrog.MAX_STEPS,
+        history=History(balrog.TEXT_HISTORY, 1 if run.protocol.vision else 0, "window"),
+    )
 
 
 LOCAL_PREFIX = "local/"

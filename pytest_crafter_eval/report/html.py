@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 from .compare import COMPARISON_HEADER, comparison_rows
 from .metrics import ACHIEVEMENTS
-from .summary import incomplete_line
+from .summary import balrog_lines, incomplete_line
 
 # Crafter's texture (crafter/assets/<name>.png) that stands for each achievement.
 _ICONS = {
@@ -151,6 +151,7 @@ def _eval_section(name: str, records: list[Mapping[str, Any]], summary: Mapping[
         ),
         "<div class=card><h3>Leaderboard</h3>",
         _leaderboard(rows),
+        *[f"<p class=hint>BALROG: {_e(line)}</p>" for line in balrog_lines(summary)],
         "</div>",
         (
             "<div class=card><h3>Achievements <span class=hint>success rate per model, "

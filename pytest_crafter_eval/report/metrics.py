@@ -1,6 +1,7 @@
 """Stage: report (metrics). Pure statistics over episodes: success rates, the Crafter score, intervals.
 
-Public and stable: `success_rates`, `crafter_score`, `progression`, `ACHIEVEMENTS`,
+Public and stable: `success_rates`, `crafter_score`, `progression`,
+`progression_percents`, `balrog_standard_error`, `ACHIEVEMENTS`,
 `REWARD_RANGE`, `Estimate`, `mean`, `clopper_pearson`, `wilson`, `score_interval`,
 `percentile`. No I/O, no pytest, no crafter import.
 
@@ -90,6 +91,14 @@ def progression(episodes: Iterable[Mapping[str, int]], confidence: float = 0.95)
     unlocked (count at least 1), averaged over episodes, with the mean's interval kept
     within [0, 100] (a betting interval, `bounded_mean_interval`). `episodes` as for
     `success_rates`. Raises ValueError for no episodes or an unknown achievement name."""
+    percents = progression_percents(episodes)
+    if not percents:
+        raise ValueError("the progression of no episodes is undefined")
+    return mean(percents, confidence, bounds=(0.0, 100.0))
+
+
+def progression_percents(episodes: Iterable[Mapping[str, int]]) -> list[float]:
+    """Each episode's progression: the percent of the 22 achievements it unlocked."""
     percents = []
     for episode in episodes:
         unknown = set(episode) - _KNOWN
@@ -97,9 +106,20 @@ def progression(episodes: Iterable[Mapping[str, int]], confidence: float = 0.95)
             raise ValueError(f"unknown achievement {min(unknown)!r}")
         unlocked = sum(1 for count in episode.values() if count and count > 0)
         percents.append(100.0 * unlocked / len(ACHIEVEMENTS))
-    if not percents:
-        raise ValueError("the progression of no episodes is undefined")
-    return mean(percents, confidence, bounds=(0.0, 100.0))
+    return percents
+
+
+def balrog_standard_error(values: Sequence[float]) -> float:
+    """The standard error BALROG reports beside a mean (balrog/utils.py,
+    `collect_and_summarize_results`): the population standard deviation (divided by n)
+    over sqrt(n); 0 for fewer than 2 values. Not an interval: mean +- 2 SE covers the
+    true mean only approximately, and not at all for few episodes; the gates use
+    `progression`'s interval."""
+    n = len(values)
+    if n <= 1:
+        return 0.0
+    center = sum(values) / n
+    return math.sqrt(sum((v - center) ** 2 for v in values) / n) / math.sqrt(n)
 
 
 @dataclass(frozen=True)

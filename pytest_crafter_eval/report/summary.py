@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from ..config import spec
+from ..config import balrog, spec
 from . import compare, metrics, sequential
 from .results import COMPLETED, OUTCOMES
 from .tables import text_table
@@ -57,6 +57,7 @@ def model_metrics(records: list[Mapping[str, Any]]) -> dict[str, Any]:
             "mean_reward",
             "crafter_score",
             "progression",
+            "progression_se",
             "tool_call_rate",
             "success_rates",
             "mean_steps",
@@ -77,6 +78,10 @@ def model_metrics(records: list[Mapping[str, Any]]) -> dict[str, Any]:
         out["crafter_score"] = metrics.score_interval(unlocked, method="bonferroni").to_dict()
         out["score_label"] = score_label(out["crafter_score"], unlocked, done)
         out["progression"] = metrics.progression(unlocked).to_dict()
+        # BALROG's standard error (percent) beside the interval, as its leaderboard shows it
+        out["progression_se"] = metrics.balrog_standard_error(
+            metrics.progression_percents(unlocked)
+        )
         out["success_rates"] = {
             name: metrics.clopper_pearson(sum(1 for a in unlocked if a.get(name)), len(done))
             .scaled(100)
@@ -320,6 +325,7 @@ def summarize(
                 else None
             ),
             "gate": None,
+            **_protocol(run, group),
         }
         if group and outcomes.get("skipped", 0) == len(group):
             reasons = sorted({r.get("message") or "skipped" for r in group})
@@ -384,6 +390,43 @@ def summarize(
         "skipped": skipped,
         "failed_gates": failed_gates,
     }
+
+
+def _protocol(run: Any, group: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The model's protocol label (spec.Protocol.label, else its records') and, under
+    protocol balrog, the settings changed from BALROG's (`config.balrog.settings`)."""
+    protocol = getattr(run, "protocol", None)
+    label = (
+        protocol.label
+        if protocol
+        else next((r["protocol"] for r in group if r.get("protocol")), "default")
+    )
+    changed = list(balrog.settings(run)[1]) if protocol and protocol.name == "balrog" else []
+    return {"protocol": label, "protocol_changes": changed}
+
+
+def balrog_lines(entry: Mapping[str, Any]) -> list[str]:
+    """One line per model of an eval played under protocol balrog: its progression as
+    BALROG's leaderboard shows it (mean ± standard error), this project's interval, and
+    the settings changed from BALROG's."""
+    lines = []
+    for item in _shown(entry):
+        v = item["metrics"]
+        if not item.get("protocol", "").startswith("balrog") or v.get("progression") is None:
+            continue
+        p = v["progression"]
+        changed = "; ".join(item.get("protocol_changes") or []) or "none"
+        interval = (
+            f"; 95% interval [{p['low']:.2f}, {p['high']:.2f}]%"
+            if p.get("low") is not None and p.get("high") is not None
+            else ""
+        )
+        lines.append(
+            f"{_model_name(item)} ({item['protocol']}): progression {p['value']:.2f}% ± "
+            f"{v['progression_se']:.2f}% (BALROG's standard error, {v['episodes']} "
+            f"episodes{interval}); settings changed from BALROG's: {changed}"
+        )
+    return lines
 
 
 def incomplete_line(summary: Mapping[str, Any]) -> str | None:
@@ -539,6 +582,9 @@ def markdown(summary: Mapping[str, Any]) -> str:
                 "| " + " | ".join(c.replace("|", "\\|") for c in row) + " |"
                 for row in compare.comparison_rows(entry["comparisons"])
             ]
+        shown = balrog_lines(entry)
+        if shown:
+            lines += ["", *[f"- BALROG: {line}" for line in shown]]
         lines.append("")
     if summary["skipped"]:
         lines += ["**Skipped models**", ""]
@@ -624,6 +670,7 @@ def terminal_lines(summary: Mapping[str, Any]) -> list[str]:
             lines.append("  paired by seed (candidate - baseline, 95% CI, exact sign-flip test):")
             rows = compare.comparison_rows(entry["comparisons"])
             lines += ["  " + x for x in text_table(compare.COMPARISON_HEADER, rows)]
+        lines += [f"  BALROG: {line}" for line in balrog_lines(entry)]
     for s in summary["skipped"]:
         lines.append(
             f"skipped {s['eval']}: {s['model']} ({s['episodes']} episodes): "

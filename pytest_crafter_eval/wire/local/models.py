@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+from ...config import balrog
 from ...config.game import ACTIONS
 from ..answers import actions_line
 from ..tools import MAX_ACTIONS, TOOL_NAME
@@ -447,9 +448,18 @@ def offers_tools(body: dict[str, Any]) -> bool:
     return bool(body.get("tools")) and body.get("tool_choice") != "none"
 
 
+def asks_balrog(body: dict[str, Any]) -> bool:
+    """Whether the request is one of protocol balrog (its last message ends with BALROG's
+    instruction to answer with one action name)."""
+    return last_user_text(body).endswith(balrog.NAIVE_INSTRUCTION)
+
+
 def play(body: dict[str, Any], actions: list[str]) -> Answer:
-    """Answer with `actions`: a call of interact_many when the request offers tools, else
-    the documented text format, a line `ACTIONS: move_left, do`."""
+    """Answer with `actions`: a call of interact_many when the request offers tools; the
+    first action's BALROG name (`Move West`) for a request of protocol balrog; else the
+    documented text format, a line `ACTIONS: move_left, do`."""
+    if asks_balrog(body):
+        return Answer(content=balrog.ACTIONS[ACTIONS.index(actions[0])])
     if offers_tools(body):
         return Answer(tool_calls=[tool_call(actions)], finish_reason="tool_calls")
     return Answer(content=actions_line(actions))
@@ -487,6 +497,10 @@ def heuristic_actions(body: dict[str, Any], rng: random.Random) -> list[str]:
     text = last_user_text(body)
     if not text.strip():
         return random_actions(rng)
+    if asks_balrog(body):  # one action, read from BALROG's observation text
+        from .balrog_player import choose_action
+
+        return [ACTIONS[balrog.ACTIONS.index(choose_action(text, rng))]]
     try:
         from .heuristic import choose_actions
     except ImportError as error:
@@ -498,7 +512,8 @@ def heuristic_actions(body: dict[str, Any], rng: random.Random) -> list[str]:
 
 @register(
     "local/heuristic",
-    "scripted agent reading the text observation (random actions for image-only requests)",
+    "scripted agent reading the text observation (BALROG's under protocol balrog, one action; "
+    "random actions for image-only requests)",
     reads_history=False,
 )
 def heuristic_model(body, rng, options):
