@@ -287,8 +287,20 @@ def test_an_exported_example_is_the_request_as_sent_plus_the_answer(client, tmp_
     for line, event in zip(lines, events):
         sent = event["request"]["messages"]
         assert [m["role"] for m in line["messages"]] == [m["role"] for m in sent] + ["assistant"]
-        assert line["messages"][-1]["content"].startswith("ACTIONS: ")
+        (call,) = line["messages"][-1]["tool_calls"]  # the native call the text was parsed to
+        assert json.loads(call["function"]["arguments"])["actions"] == event["actions"]
         assert texts(line["messages"][:-1]) == texts(sent)
+    out = str(tmp_path / "as-written")
+    assert (
+        cli.main(
+            ["export", str(tmp_path / "t"), "--out", out, "--val", "0", "--calls", "as-written"]
+        )
+        == 0
+    )
+    lines = [
+        json.loads(x) for x in (tmp_path / "as-written" / "train.jsonl").read_text().splitlines()
+    ]
+    assert all(line["messages"][-1]["content"].startswith("ACTIONS: ") for line in lines)
 
 
 def texts(messages):
