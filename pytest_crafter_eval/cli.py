@@ -499,10 +499,16 @@ def _add_export(sub) -> None:
     export.add_argument("--out", required=True, metavar="DIR", help="where the files go")
     export.add_argument(
         "--format",
-        choices=("openai", "hf"),
+        choices=("openai", "hf", "rollouts"),
         default="openai",
         help="openai: chat fine-tuning JSONL, images inlined; hf: messages + images "
-        "(PNG files under DIR/images/) for Hugging Face datasets / TRL (default: openai)",
+        "(PNG files under DIR/images/) for Hugging Face datasets / TRL; rollouts: one "
+        "line per episode with per-step rewards, for RL trainers (default: openai)",
+    )
+    export.add_argument(
+        "--include-test-seeds",
+        action="store_true",
+        help="also export episodes of an eval file's test seeds (seeds: {test: ...})",
     )
     export.add_argument(
         "--results",
@@ -602,6 +608,7 @@ def export(args) -> int:
 
     options = exporting.Options(
         format=args.format,
+        include_test_seeds=args.include_test_seeds,
         evals=args.evals,
         models=args.models,
         outcome=args.outcome,

@@ -13,7 +13,8 @@ The pipeline, one pure function per step over episodes loaded once:
     -> select_episodes -> select_steps -> split -> limit (-> shuffle)
     -> EXAMPLES[format] (openai_example, hf_example) -> write (temporary names, then renames)
 
-A format is one function from a step to a JSON line and one line in `EXAMPLES`.
+A format is one function from a step to a JSON line and one line in `EXAMPLES`, or
+from an episode to a line and one line in `EPISODES` (`rollouts`, in `data/rollouts.py`).
 
 An episode keeps only what the filters need (about 1.5 kB a step); `openai_example`
 and `hf_example` read the step's line again (`Episode.line`), so memory does not grow
@@ -59,13 +60,21 @@ from typing import Any
 from ..config.game import ACHIEVEMENTS
 from ..wire.adapters.chat import parse_message
 from ..wire.answers import find_calls, parse_text
-from . import trace
+from . import rollouts, trace
 
 MANIFEST_SCHEMA = 1
-FORMATS = ("openai", "hf")  # the keys of EXAMPLES
+FORMATS = ("openai", "hf", "rollouts")  # the keys of EXAMPLES and EPISODES
 CALLS = ("native", "hermes", "llama3_json", "as-written")
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed")
-EPISODE_FILTERS = ("evals", "models", "outcome", "min_achievements", "require", "min_reward")
+EPISODE_FILTERS = (
+    "test_seeds",
+    "evals",
+    "models",
+    "outcome",
+    "min_achievements",
+    "require",
+    "min_reward",
+)
 STEP_FILTERS = (
     "no_tool_call",
     "invalid_tool_call",
@@ -90,7 +99,8 @@ class Options:
     """What to export. Every filter is off by default: all episodes, every step with a
     valid tool call, 10% of the episodes in val."""
 
-    format: str = "openai"  # or "hf"
+    format: str = "openai"  # or "hf", "rollouts" (`rollouts`: one line per episode)
+    include_test_seeds: bool = False  # episodes of an eval's test split (seeds.test)
     evals: tuple[str, ...] = ()  # names or fnmatch patterns; empty: all
     models: tuple[str, ...] = ()
     outcome: tuple[str, ...] = ()  # needs results.jsonl; empty: any
@@ -170,6 +180,7 @@ class Episode:
     reward: float  # the sum of the per-step rewards
     reward_total: float | None  # the last line's running total, as written
     record: dict[str, Any] | None = None  # its results.jsonl record, when given
+    seed_split: str | None = None  # train or test in its eval file; None: no split
     checks: list[str] = field(default_factory=list)  # mismatches found
 
     @property
@@ -275,10 +286,12 @@ def load_episode(source: int, directory: Path, records: dict[str, list[dict[str,
     checks: list[str] = []
     unlocked: list[str] = []
     sent = None  # the model name in the first request
+    seed_split = None
     for index, (number, offset, line) in enumerate(lines):
         messages = line["messages"]
         if index == 0:
             sent = line.get("params", {}).get("model")
+            seed_split = line.get("seed_split")
         for i, message in enumerate(messages):
             for name in trace.image_files(message):
                 digest(name, number, f"messages[{i}]")
@@ -331,6 +344,7 @@ def load_episode(source: int, directory: Path, records: dict[str, list[dict[str,
         reward=round(reward, 6),
         reward_total=reward_total,
         checks=checks,
+        seed_split=seed_split,
     )
     _join_record(episode, records)
     return episode
@@ -385,6 +399,8 @@ def _shape_problem(line: Any) -> str | None:
             return f"{key}: expected a list of names"
     if line.get("frame") is not None and not isinstance(line["frame"], str):
         return "frame: expected a file name"
+    if line.get("seed_split") not in (None, "train", "test"):
+        return "seed_split: expected train, test or null"
     if not isinstance(line.get("params", {}), dict):
         return "params: expected an object"
     return None
@@ -496,6 +512,7 @@ def select_episodes(
 ) -> tuple[list[Episode], list[tuple[Episode, str]]]:
     """(kept, [(dropped, the first filter that dropped it)]), filters in EPISODE_FILTERS order."""
     tests: list[tuple[str, Callable[[Episode], bool]]] = [
+        ("test_seeds", lambda e: options.include_test_seeds or e.seed_split != "test"),
         ("evals", lambda e: not options.evals or _matches(e.eval, options.evals)),
         ("models", lambda e: not options.models or _matches(e.model, options.models)),
         ("outcome", lambda e: not options.outcome or e.outcome in options.outcome),
@@ -826,6 +843,13 @@ EXAMPLES: dict[str, Callable[[Episode, Step, Media, Options], dict[str, Any]]] =
     "hf": lambda episode, step, media, options: hf_example(episode, step, media.image, options),
 }
 
+# format -> one line of an episode, all its steps (the step filters do not apply)
+EPISODES: dict[str, Callable[[Episode, Media, Options], dict[str, Any]]] = {
+    "rollouts": lambda episode, media, options: rollouts.rollout(
+        episode, media.image, episode.line
+    ),
+}
+
 
 # ---------------------------------------------------------------- the whole export
 
@@ -943,6 +967,7 @@ def manifest(
                 "reward": e.reward,
                 "reward_total": None if e.reward_total is None else round(e.reward_total, 6),
                 "steps": len(e.steps),
+                "seed_split": e.seed_split,
                 "split": p.split_of[id(e)],
                 "examples": examples[id(e)],
             }
@@ -1055,8 +1080,7 @@ def write(out: Path, the_plan: Plan, data: dict[str, Any], options: Options) -> 
     try:
         for split_name in ("train", "val"):
             with open(temp(f"{split_name}.jsonl"), "w", encoding="utf-8", newline="\n") as file:
-                for episode, step in the_plan.splits[split_name]:
-                    line = EXAMPLES[options.format](episode, step, Media(read, image), options)
+                for line in _lines_of(the_plan, split_name, options, Media(read, image)):
                     file.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")))
                     file.write("\n")
         if images:
@@ -1074,6 +1098,21 @@ def write(out: Path, the_plan: Plan, data: dict[str, Any], options: Options) -> 
             leftover.unlink(missing_ok=True)
         raise
     _remove_stale(out, set(images))
+
+
+def _lines_of(
+    the_plan: Plan, split_name: str, options: Options, media: Media
+) -> Iterator[dict[str, Any]]:
+    """The lines of one split's file: an example per kept step (`EXAMPLES`), or for an
+    episode format (`EPISODES`) a line per kept episode, all its steps."""
+    by_episode = EPISODES.get(options.format)
+    if by_episode is not None:
+        for episode in the_plan.kept:
+            if the_plan.split_of[id(episode)] == split_name:
+                yield by_episode(episode, media, options)
+        return
+    for episode, step in the_plan.splits[split_name]:
+        yield EXAMPLES[options.format](episode, step, media, options)
 
 
 def _remove_stale(out: Path, keep: set[str]) -> None:

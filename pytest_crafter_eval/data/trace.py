@@ -20,7 +20,8 @@ Two `on_step` callbacks of `episode.run_episode` (chain them with `chain`):
   `achievements` unlocked so far and the `new_achievements` of the step, and
   `no_tool_call` (why the answer had no usable tool call, else null), and `logprobs`,
   `token_ids`, `prompt_token_ids` (with `request.logprobs`, what the server returned of
-  them, else null). `messages` +
+  them, else null), and `seed_split` (the seed's split in its eval file, `train` or
+  `test`; null when the file declares none). `messages` +
   `tools` is the chat fine-tuning format; `sft_examples(path)` yields them with the
   images inlined again.
 
@@ -149,8 +150,9 @@ class TraceWriter:
     """Writes one episode's steps.jsonl and frames/ under `directory` (replacing an
     older trace there). Use as a context manager, or call `close()`."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, seed_split: str | None = None) -> None:
         self.directory = Path(directory)
+        self.seed_split = seed_split  # the seed's split in its eval file (None: no split)
         frames = self.directory / "frames"
         frames.mkdir(parents=True, exist_ok=True)
         for old in frames.glob("*.png"):
@@ -233,6 +235,7 @@ class TraceWriter:
             "achievements": unlocked,
             "new_achievements": [a for a in unlocked if a not in self._unlocked],
             "no_tool_call": event.get("no_tool_call"),
+            "seed_split": self.seed_split,
             # request.logprobs: the answer's token logprobs and ids, the prompt's ids
             "logprobs": _listed(reply.logprobs if reply is not None else None),
             "token_ids": _listed(reply.token_ids if reply is not None else None),

@@ -250,7 +250,10 @@ class EpisodeItem(pytest.Function):
         film = trace.Filmstrip()
         writer = None
         if setting(self.config, "trace_dir"):
-            writer = trace.TraceWriter(path_setting(self.config, "trace_dir") / where)
+            writer = trace.TraceWriter(
+                path_setting(self.config, "trace_dir") / where,
+                seed_split=self.spec.split_of(self.seed),
+            )
         tally = tally_of(self.config)
         tally.started()
         try:
