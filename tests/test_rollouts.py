@@ -82,7 +82,7 @@ def test_rollouts_of_the_offline_evals_validate_and_sum_to_the_recorded_rewards(
         assert line["return"] == pytest.approx(record["reward"], abs=1e-6)
         assert line["fingerprint"] == record["fingerprint"] and line["end"] == record["end"]
         assert line["achievements"] == list(record["achievements"])
-        steps_jsonl = traces / line["trace"].split("traces/", 1)[1] / "steps.jsonl"
+        steps_jsonl = traces / line["trace"] / "steps.jsonl"
         assert len(line["steps"]) == len(steps_jsonl.read_text().splitlines())
         assert [s["done"] for s in line["steps"]] == [False] * (len(line["steps"]) - 1) + [True]
         assert {s["step"] for s in line["steps"]} == set(range(record["steps"]))

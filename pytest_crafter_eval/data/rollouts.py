@@ -7,7 +7,7 @@ Each line of train.jsonl / val.jsonl (episodes split as export splits them; ever
 of a kept episode is written, the step filters do not apply) is `ROLLOUT` 1:
 
     rollout        1 (this format's version)
-    eval, model, seed, trace (the episode directory under its TRACE_DIR)
+    eval, model, seed, trace (`<eval>/<model>/seed-<n>`, the directory under TRACE_DIR)
     seed_split     train | test | null (the eval file declares no seed split)
     fingerprint    the run's settings fingerprint (from --results), else null
     outcome, end   from --results, else null
