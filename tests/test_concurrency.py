@@ -366,3 +366,38 @@ def test_a_failure_to_record_does_not_replace_the_interrupt(pytester):
     ):
         loop.throw(KeyboardInterrupt())
     assert recorded == ["first", "second"]
+
+
+def test_x_under_xdist_stops_every_worker(pytester):
+    """-x with two xdist workers and 4 episodes in flight each: the first failure, in
+    one worker, stops the other too, before its next item or model call (each worker had
+    its whole share queued and the other played all 20 of its episodes)."""
+    pytester.makefile(".yaml", **{"evals/a_fails": "models: [local/silent]\nseeds: 1\nsteps: 1\n"})
+    pytester.makefile(
+        ".yaml",
+        **{
+            "evals/b_slow": "models: ['local/random?latency_ms=150']\nseeds: 0-39\nsteps: 6\n"
+            "expect: {min_achievements: 0}\n"
+        },
+    )
+    done = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        "not crafter_payload",
+        "evals",
+        "-x",
+        "-n",
+        "2",
+        "--episodes-per-process",
+        "4",
+    )
+    assert done.ret == pytest.ExitCode.INTERRUPTED  # xdist stops so
+    records = [
+        json.loads(line)
+        for line in (pytester.path / "reports" / "results.jsonl").read_text().splitlines()
+    ]
+    assert [r["model"] for r in records if r["outcome"] == "failed"] == ["local/silent"]
+    played = [r for r in records if r["outcome"] == "passed"]
+    assert len(played) <= 10, len(played)  # of 40: the other worker did not play its 20
+    done.stdout.fnmatch_lines(["*stopping after 1 failures*"])

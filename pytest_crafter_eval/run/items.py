@@ -39,6 +39,7 @@ from .settings import (
     path_setting,
     report_dir,
     run_dir,
+    run_stop,
     setting,
     tally_of,
     usage_recorder,
@@ -192,7 +193,16 @@ class EpisodeItem(pytest.Function):
         pool = self.config.stash.get(POOL, None)
         future = pool.claim(self.nodeid) if pool is not None else None
         if future is not None:  # played ahead by the in-flight pool (--concurrency)
-            future.result()  # its skip or failure is raised here, in this item's setup
+            from .inflight import Cancelled
+
+            try:
+                future.result()  # its skip or failure is raised here, in this item's setup
+            except Cancelled:  # -x or --maxfail in another xdist worker stopped the run
+                stopped = run_stop(self.config) or "the run is stopping"
+                self.session.shouldstop = stopped
+                raise pytest.skip.Exception(
+                    f"{stopped}: episode cut short", _use_item_location=True
+                ) from None
         else:
             self.play()
         outcome, message = self.verdict()

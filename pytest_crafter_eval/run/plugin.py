@@ -359,6 +359,7 @@ class _Controller:
 
     def __init__(self, config: pytest.Config):
         self.config = config
+        self.failures = 0
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node) -> None:
@@ -368,6 +369,13 @@ class _Controller:
         for name, value in report.user_properties:
             if name == RESULT_KEY:
                 add_record(self.config, cast("dict[str, Any]", value))
+        if report.failed:  # -x and --maxfail stop every xdist worker, as xdist counts
+            self.failures += 1
+            maxfail = self.config.getoption("maxfail", 0) or 0
+            if maxfail and self.failures >= maxfail:
+                from .runstate import Stop
+
+                Stop(run_dir(self.config)).request(f"stopping after {self.failures} failures")
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """The episodes selected to run (without xdist: the workers report theirs)."""

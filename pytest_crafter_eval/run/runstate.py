@@ -12,6 +12,8 @@ releases when a process dies (even by kill -9), so a crashed worker never holds 
   in every worker and thread, waits: the requests queue up, then go one per wait (the
   provider's own estimate of the time one request needs), so a run at the rate limit
   goes at the limit instead of hammering it;
+- `Stop(run_dir)`: the run's stop (-x, --maxfail) as the controller decided it, for
+  every worker to see before its next item and model call;
 - `Tally(run_dir)`: this process's episodes in flight, model calls, tokens and cost, in
   its own file `tally/<pid>.json` (no lock: one writer), for the controller's live
   progress (`tallies` sums them).
@@ -290,6 +292,28 @@ class Pacer:
 
 
 _PACE_KEYS = ("not_before", "spacing", "before", "calm")
+
+
+class Stop:
+    """The run's stop, in the file `stop` under the run directory: `request(reason)`
+    (the controller, once -x or --maxfail is reached) writes it, `reason()` reads it
+    (None while the run goes on)."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / "stop"
+
+    def request(self, reason: str) -> None:
+        if self.path.exists():
+            return
+        tmp = self.path.with_name(f"stop.{os.getpid()}.tmp")
+        tmp.write_text(reason)
+        os.replace(tmp, self.path)
+
+    def reason(self) -> str | None:
+        try:
+            return self.path.read_text() or "the run is stopping"
+        except OSError:
+            return None
 
 
 class Tally:

@@ -33,7 +33,7 @@ import pytest
 
 from . import inflight
 from .items import EpisodeItem
-from .settings import POOL, is_worker, run_dir
+from .settings import POOL, check_stop, is_worker, run_dir, run_stop
 
 SCHEDULE_DIR = "schedule"
 
@@ -108,17 +108,27 @@ class InflightHooks:
             raise failures[0][1]
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None):
         pool = self.config.stash.get(POOL, None)
-        if pool is None or item.nodeid in self.known:
-            return
+        if pool is None:
+            return None
+        stopped = run_stop(self.config)
+        if stopped is not None:  # -x or --maxfail, reached in another worker
+            pool.stopping.set()
+            item.session.shouldstop = stopped
+            return True  # not run, not reported: the controller lists it as not run
+        if item.nodeid in self.known:
+            return None
         for other in self._own_items():
             if other.nodeid in self.known:
                 continue
             self.known.add(other.nodeid)
             if isinstance(other, EpisodeItem) and _prefetchable(other):
                 self.items[other.nodeid] = other
-                pool.submit(other.nodeid, functools.partial(other.play, check_stop=pool.check_stop))
+                pool.submit(
+                    other.nodeid,
+                    functools.partial(other.play, check_stop=lambda: check_stop(self.config)),
+                )
 
     def _own_items(self) -> Sequence[pytest.Item]:
         """The items this process runs, in order, as far as it knows them now."""

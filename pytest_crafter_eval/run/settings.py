@@ -295,30 +295,46 @@ def connections(config: pytest.Config):
             if runstate.fcntl is not None
             else None,
             sleep=lambda seconds: _wait(config, seconds),
-            check=lambda: _check_stop(config),
+            check=lambda: check_stop(config),
         )
     return config.stash[CONNECTIONS]
 
 
 def _wait(config: pytest.Config, seconds: float) -> None:
-    """A wait between attempts; with --concurrency, the run's stop (Ctrl-C, -x) cuts it
-    short and cancels the episode (`inflight.Cancelled`)."""
+    """A wait between attempts; with --episodes-per-process, the run's stop (Ctrl-C,
+    -x, another worker's -x) cuts it short and cancels the episode (`inflight.Cancelled`)."""
     import time
 
     pool = config.stash.get(POOL, None)
     if pool is None:
         time.sleep(seconds)
         return
-    pool.stopping.wait(seconds)
-    pool.check_stop()
+    end = time.monotonic() + seconds
+    while True:
+        check_stop(config)
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        pool.stopping.wait(min(left, 0.25))
 
 
-def _check_stop(config: pytest.Config) -> None:
-    """With --concurrency, raise `inflight.Cancelled` once the run stops: checked before
-    each request is sent and while it waits for a request slot."""
+def run_stop(config: pytest.Config) -> str | None:
+    """Why the run stops, once the controller has said so (-x, --maxfail: `runstate.Stop`)."""
+    from . import runstate
+
+    return runstate.Stop(run_dir(config)).reason()
+
+
+def check_stop(config: pytest.Config) -> None:
+    """With --episodes-per-process, raise `inflight.Cancelled` once the run stops (here,
+    or in the controller for every worker): checked before each episode, before each
+    request is sent and while a request waits for a slot."""
     pool = config.stash.get(POOL, None)
-    if pool is not None:
-        pool.check_stop()
+    if pool is None:
+        return
+    if not pool.stopping.is_set() and run_stop(config) is not None:
+        pool.stopping.set()
+    pool.check_stop()
 
 
 def tally_of(config: pytest.Config):
