@@ -17,8 +17,7 @@ says, with the same feedback), and each observation is the one the harness sends
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,17 +67,11 @@ class CrafterTools:
         *,
         include_test_seeds: bool = False,
         rng_seed: int | None = None,
-    ) -> Callable[[], CrafterTools]:
+    ) -> Factory:
         """A factory TRL can call with no arguments: instances with the settings of
-        `model` (the file's first when None) in the eval file at `path`, read once now."""
-        source = Source.from_eval(path, model, include_test_seeds)
-        counter = iter(range(1 << 62))
-
-        def factory() -> CrafterTools:
-            salt = None if rng_seed is None else rng_seed + next(counter)
-            return cls(source, rng_seed=salt)
-
-        return factory
+        `model` (the file's first when None) in the eval file at `path`, read once now.
+        It pickles (AsyncGRPOTrainer sends the factory to its rollout process)."""
+        return Factory(Source.from_eval(path, model, include_test_seeds), rng_seed)
 
     def reset(self, seed: int | None = None, **columns: Any) -> list[dict[str, Any]]:
         """Start an episode on `seed` (a dataset column; a training seed drawn at
@@ -152,3 +145,18 @@ class CrafterTools:
         if self.run.observation.image is not None and self.frame is not None:
             blocks.append({"type": "image", "image": Image.fromarray(self.frame)})
         return blocks
+
+
+@dataclass
+class Factory:
+    """Makes `CrafterTools` of one `Source`; instance n draws its seeds from
+    `rng_seed + n` (from fresh entropy when `rng_seed` is None)."""
+
+    source: Source
+    rng_seed: int | None = None
+    made: int = 0
+
+    def __call__(self) -> CrafterTools:
+        salt = None if self.rng_seed is None else self.rng_seed + self.made
+        self.made += 1
+        return CrafterTools(self.source, rng_seed=salt)
