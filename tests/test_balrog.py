@@ -14,13 +14,16 @@ from pathlib import Path
 
 import jsonschema
 import numpy as np
+import openai
 import pytest
 
 from pytest_crafter_eval.agent import balrog
 from pytest_crafter_eval.agent.episode import run_episode
 from pytest_crafter_eval.config import balrog as facts
 from pytest_crafter_eval.config import spec
-from pytest_crafter_eval.report import metrics
+from pytest_crafter_eval.report import html, metrics, results, summary
+from pytest_crafter_eval.wire.client import ModelClient, RetryPolicy
+from pytest_crafter_eval.wire.local import LocalServer
 from pytest_crafter_eval.wire.local.inprocess import Reply
 
 DATA = Path(__file__).parent / "data"
@@ -233,3 +236,38 @@ def test_standard_error_is_balrogs():
     sd = (sum((v - mean) ** 2 for v in values) / 4) ** 0.5
     assert metrics.balrog_standard_error([100 * v for v in values]) == pytest.approx(100 * sd / 2)
     assert metrics.balrog_standard_error([50.0]) == 0.0
+
+
+def test_heuristic_plays_full_episodes_offline_and_reports_show_balrogs_numbers():
+    """local/heuristic answers BALROG's text format over the real SDK and loopback server
+    until the episode ends (death, well before 2,000 steps); every report shows the
+    progression with BALROG's standard error and the settings changed from BALROG's."""
+    run = run_of("models: [local/heuristic]\nprotocol: balrog\nrequest: {temperature: 0.2}\n")
+    policy = RetryPolicy(max_retries=1, deadline_s=10, backoff_s=0.01, max_backoff_s=0.02)
+    with (
+        LocalServer() as server,
+        openai.OpenAI(base_url=server.base_url, api_key="local", max_retries=0) as sdk,
+    ):
+        client = ModelClient(sdk, policy=policy)
+        played = [run_episode(run, seed, client, eval_name="b") for seed in (1, 5)]
+    for result in played:
+        assert (result.end, result.protocol, result.error) == ("done", "balrog", None)
+        assert 0 < result.steps < 2000 and result.tool_calls == result.steps
+        assert result.env_steps == result.steps + 1  # BALROG's noop before the first step
+    records = [
+        results.make_record(r, outcome="passed", message=None, nodeid=f"b::{r.seed}",
+                            path="b.yaml", fingerprint="f")
+        for r in played
+    ]  # fmt: skip
+    done = summary.summarize(records, {("b", run.model): run})
+    item = done["evals"]["b"]["models"]["local/heuristic"]
+    percents = metrics.progression_percents([r.achievements for r in played])
+    assert item["metrics"]["progression_se"] == metrics.balrog_standard_error(percents) > 0
+    assert item["protocol_changes"] == ["temperature 0.2 (BALROG: 1.0)"]
+    line = (
+        f"local/heuristic (balrog): progression {sum(percents) / 2:.2f}% ± "
+        f"{metrics.balrog_standard_error(percents):.2f}% (BALROG's standard error, 2 episodes"
+    )
+    assert any(line in x for x in summary.terminal_lines(done))
+    assert line in summary.markdown(done)
+    assert f"BALROG: {line}".replace("'", "&#x27;") in html.render_html(records, done)

@@ -424,7 +424,8 @@ def balrog_lines(entry: Mapping[str, Any]) -> list[str]:
         lines.append(
             f"{_model_name(item)} ({item['protocol']}): progression {p['value']:.2f}% ± "
             f"{v['progression_se']:.2f}% (BALROG's standard error, {v['episodes']} "
-            f"episodes{interval}); settings changed from BALROG's: {changed}"
+            f"episode{'s' * (v['episodes'] != 1)}{interval}); settings changed from "
+            f"BALROG's: {changed}"
         )
     return lines
 
