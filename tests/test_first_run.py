@@ -227,3 +227,56 @@ def test_snapshots_of_payload_items_that_did_not_run_are_never_deleted(pytester,
     result = run(pytester, "evals", "--snapshot-update")
     assert snapshot_names(snapshots / "b_new.ambr") == ["payload[local/fumble]"]
     assert snapshot_names(snapshots / "a_fails.ambr") == ["payload[local/random]"]
+
+
+def test_a_dead_endpoint_is_named_and_skips_the_models_remaining_episodes(pytester, monkeypatch):
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nothing listens on: connection refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    pytester.makefile(".yaml", **{"evals/dead": "models: [gpt-4o-mini]\nseeds: 5\nsteps: 2\n"})
+    result = run(pytester, "evals", "-m", "crafter", "--base-url", url, "--max-retries", "0", "-rs")
+    result.assert_outcomes(errors=2, skipped=3)
+    result.stdout.fnmatch_lines(
+        [
+            f"gpt-4o-mini seed 0: step 0: connection to {url} failed: *",
+            (
+                f"SKIPPED [[]3[]] evals/dead.yaml:1: not started: the first 2 episodes of gpt-4o-mini "
+                f"failed to connect (connection to {url} failed: *); its remaining episodes are "
+                "skipped: check --base-url or $OPENAI_BASE_URL"
+            ),
+        ]
+    )
+
+
+def test_a_model_that_answered_once_is_never_skipped_as_unreachable(tmp_path):
+    from pytest_crafter_eval.run import reach
+    from pytest_crafter_eval.wire.client import ModelCallError
+
+    class Flaky:
+        def __init__(self, answers):
+            self.answers = list(answers)
+
+        def complete(self, body):
+            answer = self.answers.pop(0)
+            if answer is None:
+                raise ModelCallError("connection to http://x/v1 failed: reset", cause="connection")
+            return answer
+
+    def episode(run_dir, answers):
+        client = reach.Watched(Flaky(answers), run_dir, "m")
+        with pytest.raises(ModelCallError):
+            while True:
+                client.complete({})
+
+    episode(tmp_path, [None])
+    assert reach.unreachable(tmp_path, "m") is None  # one episode could be a blip
+    episode(tmp_path, [None])
+    assert "the first 2 episodes of m failed to connect" in str(reach.unreachable(tmp_path, "m"))
+    other = tmp_path / "other"
+    for answers in ([{"ok": 1}, None], [None], [None]):
+        episode(other, answers)
+    assert reach.unreachable(other, "m") is None  # it answered: later failures are transient

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 from ..config import spec
 from ..report import results
-from . import decisions
+from . import decisions, reach
 from .settings import (
     LATEST,
     POOL,
@@ -234,12 +234,16 @@ class EpisodeItem(pytest.Function):
         if budget is not None:
             # reported at the eval file, like the skips of keyless models
             raise pytest.skip.Exception(f"{budget}: episode not started", _use_item_location=True)
+        dead = reach.unreachable(run_dir(self.config), self.run.model)
+        if dead is not None:  # its first episodes failed to connect
+            raise pytest.skip.Exception(dead, _use_item_location=True)
         try:
             client = connections(self.config).for_model(self.run.model)
         except MissingKey as exc:
             client, missing = None, str(exc)
         if client is None:  # only with --require-api-key: collection skips these otherwise
             pytest.fail(f"{missing} (--require-api-key is set)", pytrace=False)
+        client = reach.Watched(client, run_dir(self.config), self.run.model)
         lim = limits(self.config)
         budgeted = lim["max_tokens"] is not None or lim["max_cost"] is not None
 

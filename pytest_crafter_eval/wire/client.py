@@ -337,8 +337,9 @@ class ModelClient:
             )
         except openai.APIConnectionError as exc:
             reason = exc.__cause__ or exc
+            where = str(self._sdk.base_url).rstrip("/")
             return Attempt(
-                f"connection failed: {_one_line(str(reason)) or type(reason).__name__}",
+                f"connection to {where} failed: {_one_line(str(reason)) or type(reason).__name__}",
                 "connection",
                 True,
             )
