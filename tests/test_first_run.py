@@ -149,7 +149,9 @@ def test_the_readme_contents_list_every_section_with_a_working_link():
         return re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
 
     expected = [(level, title) for level, title in headings if title != "Contents"]
-    assert [("##" if not indent else "###", title) for indent, title, _ in listed] == expected
+    assert [("##" if not indent else "###", title) for indent, title, _ in listed] == expected, (
+        "README.md: the Contents list (after the intro) must list every ## and ### heading"
+    )
     assert all(link == anchor(title) for _, title, link in listed)
 
 
