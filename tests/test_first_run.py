@@ -240,7 +240,20 @@ def test_a_dead_endpoint_is_named_and_skips_the_models_remaining_episodes(pytest
     url = f"http://127.0.0.1:{port}/v1"
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     pytester.makefile(".yaml", **{"evals/dead": "models: [gpt-4o-mini]\nseeds: 5\nsteps: 2\n"})
-    result = run(pytester, "evals", "-m", "crafter", "--base-url", url, "--max-retries", "0", "-rs")
+    # in a process of its own: the HTTP stack imports parts of itself lazily on its first
+    # connection error, which in-process runs of other tests would leave half imported
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "evals",
+        "-m",
+        "crafter",
+        "--base-url",
+        url,
+        "--max-retries",
+        "0",
+        "-rs",
+    )
     result.assert_outcomes(errors=2, skipped=3)
     result.stdout.fnmatch_lines(
         [

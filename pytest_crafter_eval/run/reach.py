@@ -66,12 +66,10 @@ class Watched:
         self._reached = False
 
     def complete(self, *args: Any, **kwargs: Any) -> Any:
-        from ..wire.client import ModelCallError
-
         try:
             reply = self.client.complete(*args, **kwargs)
-        except ModelCallError as exc:
-            if exc.cause == "connection":
+        except Exception as exc:  # a `wire.client.ModelCallError` says its cause
+            if getattr(exc, "cause", None) == "connection":
                 self._note(str(exc))
             raise
         if not self._reached:
