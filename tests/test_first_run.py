@@ -18,6 +18,29 @@ from pytest_crafter_eval.config import spec
 
 pytest_plugins = ["pytester"]
 
+
+def _import_the_http_stack() -> None:
+    """Import every module of the HTTP stack now. Its parts that load lazily (on a first
+    connection error, say) would otherwise load inside an in-process run and be dropped
+    after it, leaving the SDK of this process holding classes no longer importable:
+    later tests in this process would see raw transport errors."""
+    import contextlib
+    import importlib
+    import pkgutil
+
+    for name in ("httpcore2", "httpx2", "anyio", "h11", "sniffio"):
+        try:
+            package = importlib.import_module(name)
+        except ImportError:
+            continue
+        for info in pkgutil.walk_packages(package.__path__, name + "."):
+            # optional backends (trio, h2, socks) may be missing
+            with contextlib.suppress(Exception):
+                importlib.import_module(info.name)
+
+
+_import_the_http_stack()
+
 GATED = """\
 name: gated
 models:
