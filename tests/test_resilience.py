@@ -359,3 +359,18 @@ def test_a_budget_cuts_the_episodes_in_flight(pytester):
     assert all(r["steps"] == 10 for r in records if r["outcome"] == "passed")
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) == 0 and outcomes["skipped"] >= len(cut)
+
+
+def test_a_budget_cuts_episodes_of_another_protocol_too(pytester):
+    """protocol: balrog plays its own loop; the budget cuts its episodes the same way
+    (skipped, end cut), never as an error."""
+    pytester.makefile(
+        ".yaml",
+        **{"evals/cut": "protocol: balrog\nmodels: [local/heuristic]\nseeds: 0-3\nsteps: 20\n"},
+    )
+    result = run(
+        pytester, "evals", "-p", "no:xdist", "--episodes-per-process", "2", "--max-tokens", "3000"
+    )
+    records = [json.loads(line) for line in results_lines(pytester)]
+    assert records and not [r for r in records if r["outcome"] == "error"], result.stdout.str()
+    assert [r for r in records if r["end"] == "cut" and r["outcome"] == "skipped"]

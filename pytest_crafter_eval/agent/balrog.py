@@ -65,6 +65,7 @@ from ..wire import adapters
 from .env import CrafterEnv
 from .episode import (
     ANSWER_WITH,
+    Cut,
     EpisodeResult,
     StepNotReached,
     _clip,
@@ -347,6 +348,10 @@ def run_episode(
         result.steps += 1
         try:
             response = client.complete(request, adapter)
+        except Cut as exc:  # the run's budget is spent
+            result.steps -= 1
+            result.end, result.error = "cut", f"{exc}: episode cut before step {step}"
+            break
         except ModelCallError as exc:
             _count_retries(result, exc.retries)
             result.end, result.error = "error", f"step {step}: {exc}"
