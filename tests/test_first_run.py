@@ -318,3 +318,19 @@ def test_a_model_that_answered_once_is_never_skipped_as_unreachable(tmp_path):
     for answers in ([{"ok": 1}, None], [None], [None]):
         episode(other, answers)
     assert reach.unreachable(other, "m") is None  # it answered: later failures are transient
+
+
+def test_an_eval_file_outside_an_evals_directory_says_how_to_collect_it(pytester):
+    pytester.makefile(".yaml", **{"mine/first": NEW, "mine/other": "not: an eval file\n"})
+    result = run(pytester, "mine")
+    result.stdout.fnmatch_lines(
+        [
+            (
+                "crafter-eval: not collected: mine/first.yaml: YAML files are eval files only in a "
+                "directory named like evals (ini crafter_eval_dirs); name the file (pytest "
+                "mine/first.yaml) or add its directory's name to crafter_eval_dirs"
+            )
+        ]
+    )
+    assert "other.yaml" not in result.stdout.str()
+    run(pytester, "mine/first.yaml", "-m", "crafter").assert_outcomes(passed=1)

@@ -659,6 +659,9 @@ def _runs(config: pytest.Config, records: list[dict]) -> dict[tuple[str, str], s
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    passed_over = _passed_over_line(config)
+    if passed_over and not is_worker(config):
+        terminalreporter.write_line(f"crafter-eval: {passed_over}", yellow=True)
     summary = config.stash.get(SUMMARY, None)
     note = config.stash.get(NOTE, None)
     if summary is None:
@@ -785,11 +788,49 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector):
         return None
     dirs = parent.config.getini("crafter_eval_dirs")
     in_eval_dir = any(fnmatch.fnmatch(part, d) for part in file_path.parent.parts for d in dirs)
-    if "__snapshots__" in file_path.parts or not (
-        in_eval_dir or parent.session.isinitpath(file_path)
-    ):
+    if "__snapshots__" in file_path.parts:
+        return None
+    if not (in_eval_dir or parent.session.isinitpath(file_path)):
+        if _looks_like_eval(file_path):
+            parent.config.stash.setdefault(PASSED_OVER, []).append(file_path)
         return None
     return EvalFile.from_parent(parent, path=file_path)
+
+
+PASSED_OVER = pytest.StashKey[list[Path]]()  # YAML files with `models:` not collected
+
+
+def _looks_like_eval(path: Path) -> bool:
+    """A YAML file with a top-level `models:` key: an eval file, by the look of it."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as file:
+            head = file.read(20_000)
+    except OSError:
+        return False
+    return any(line.startswith("models:") for line in head.splitlines())
+
+
+def _passed_over_line(config: pytest.Config) -> str | None:
+    """Why YAML files that look like eval files were not collected, and how to collect
+    them (a first run in a directory not named evals collects nothing)."""
+    files = config.stash.get(PASSED_OVER, [])
+    if not files:
+        return None
+    shown = ", ".join(_rel(config, f) for f in files[:3])
+    more = f" and {len(files) - 3} more" if len(files) > 3 else ""
+    dirs = " ".join(config.getini("crafter_eval_dirs"))
+    return (
+        f"not collected: {shown}{more}: YAML files are eval files only in a directory named "
+        f"like {dirs} (ini crafter_eval_dirs); name the file (pytest {_rel(config, files[0])}) "
+        "or add its directory's name to crafter_eval_dirs"
+    )
+
+
+def _rel(config: pytest.Config, path: Path) -> str:
+    try:
+        return path.relative_to(config.invocation_params.dir).as_posix()
+    except ValueError:
+        return str(path)
 
 
 @pytest.hookimpl(trylast=True)  # after syrupy has seen every collected item
