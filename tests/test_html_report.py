@@ -222,7 +222,8 @@ def test_the_page_shows_the_summarys_numbers_and_computes_none():
     assert summary["evals"]["e"]["models"]["m"]["metrics"]["tool_call_rate"]["value"] == 0.5
     page = render_html(records, summary)
     board = re.search(r"<table class=board>.*?</table>", page).group(0)
-    assert "<td class=num>50%" in board and "91%" not in page
+    # a share 0-1 with two digits, as the terminal and summary.md show it
+    assert "<td class=num>0.50" in board and "0.91" not in page
     with pytest.raises(TypeError):
         render_html(records)  # type: ignore[call-arg]  # no summary, no page
 
@@ -245,5 +246,61 @@ def test_medals_go_only_to_models_that_passed_and_the_order_is_fixed():
     assert orders == {("failing", "passing")}  # the summary's too (no file here: by name)
     board = re.search(r"<table class=board>.*?</table>", pages.pop()).group(0)
     rows = re.findall(r"<tr[^>]*>.*?</tr>", board.split("<tbody>")[1])
-    assert "passing" in rows[0] and "rank r1" in rows[0]
-    assert "failing" in rows[1] and "class=unranked" in rows[1] and "rank r" not in rows[1]
+    # the summary's order; the failing model gets no medal, and the passing one has no
+    # eligible rival to beat, so it gets none either (`medals`)
+    assert "failing" in rows[0] and "class=unranked" in rows[0] and "rank r" not in rows[0]
+    assert "passing" in rows[1] and "rank r" not in rows[1]
+
+
+def test_medals_need_a_rival_beaten_beyond_the_intervals_and_counts_read_right():
+    from pytest_crafter_eval.report import html as page_module
+    from pytest_crafter_eval.report import summary as report
+
+    every = dict.fromkeys(page_module.ACHIEVEMENTS, 1)
+    # a lone model that passed: nothing to beat, no medal (a random agent got gold alone)
+    alone = [_record("random", s) for s in range(3)]
+    page = render_html(alone, report.summarize(alone))
+    assert "class='rank" not in page
+    # two models whose score intervals overlap (2 episodes each): a tie, no medal
+    two = [_record("a", s, achievements=every) for s in range(2)] + [
+        _record("b", s, achievements={"collect_wood": 1}) for s in range(2)
+    ]
+    assert "class='rank" not in render_html(two, report.summarize(two))
+    # 40 episodes each: the intervals separate, the better model gets gold, the other none
+    many = [_record("a", s, achievements=every) for s in range(40)] + [
+        _record("b", s, achievements={}) for s in range(40)
+    ]
+    summary = report.summarize(many)
+    board = re.search(r"<table class=board>.*?</table>", render_html(many, summary)).group(0)
+    assert "<span class='rank r1'>1</span></td><td class=model>a</td>" in board
+    assert "rank r2" not in board
+    # the leaderboard lists models in the summary's order, as the terminal does
+    order = list(summary["evals"]["e"]["models"])
+    assert list(re.findall(r"<td class=model>(.+?)</td>", board)) == order
+    # "2 errors", not "2 error"; the header counts distinct models over evals
+    errors = [_record("a", 0, outcome="error"), _record("a", 1, outcome="error")]
+    other = [{**r, "eval": "f", "path": "evals/f.yaml"} for r in many[:2]]
+    page = render_html(errors + other, report.summarize(errors + other))
+    assert "<b>2</b> errors</span>" in page and "2 error<" not in page
+    assert "· 1 model ·" in page
+
+
+def test_reports_say_how_episodes_ended_and_how_models_answered():
+    from pytest_crafter_eval.report import summary as report
+
+    records = [
+        {**_record("m", 0), "end": "steps", "noops": 3, "invalid_answers": {"bad_json": 2}},
+        {**_record("m", 1), "end": "no_tool_call", "text_tool_calls": 4},
+    ]
+    summary = report.summarize(records)
+    values = summary["evals"]["e"]["models"]["m"]["metrics"]
+    assert values["ends"] == {"no_tool_call": 1, "steps": 1}
+    assert (values["noops"], values["text_tool_calls"]) == (3, 4)
+    assert values["invalid_answers"] == {"bad_json": 2}
+    line = (
+        "ended: no_tool_call 1, steps 1; invalid answers: bad_json 2; noops 3; "
+        "tool calls written as text 4"
+    )
+    assert f"  m: {line}" in report.terminal_lines(summary)
+    assert f"- m: {line}" in report.markdown(summary)
+    assert f"<small class=how>{line}</small>" in render_html(records, summary)

@@ -11,9 +11,9 @@ achievement icons. The page makes no network request and runs no script.
 
 Every number on the page is the summary's (`report.summarize`; metrics are computed
 once, there): the evals, models and their order, metrics with intervals, outcome counts,
-gates. `records` (results.jsonl records) only give each episode's row. Leaderboard
-medals go to models that passed their gate, or, without a gate, passed an episode;
-the others are listed unranked below them.
+gates. `records` (results.jsonl records) only give each episode's row. The leaderboard
+keeps the summary's order; medals (`medals`) go to models that passed their gate, or,
+without a gate, passed an episode, and beat every model below them beyond the intervals.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 from .compare import COMPARISON_HEADER, comparison_rows
 from .metrics import ACHIEVEMENTS
-from .summary import balrog_lines, incomplete_line
+from .summary import balrog_lines, behaviour_line, incomplete_line
 
 # Crafter's texture (crafter/assets/<name>.png) that stands for each achievement.
 _ICONS = {
@@ -88,7 +88,7 @@ def render_html(records: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]
     entries = summary.get("evals") or {}
     evals = {name: by_eval.get(name, []) for name in entries}
     records = [r for name in evals for r in evals[name]]
-    models = {(name, m) for name, entry in entries.items() for m in entry.get("models") or {}}
+    models = {m for entry in entries.values() for m in entry.get("models") or {}}  # distinct
     totals = _count(r.get("outcome") for r in records)
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
@@ -107,7 +107,9 @@ def render_html(records: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]
         f" · {_e(_when(summary['created_at']))}" if summary.get("created_at") else "",
         "</p></div></div><div class=totals>",
         "".join(
-            f"<span class='pill {o}'><b>{totals[o]}</b> {o}</span>" for o in OUTCOMES if totals[o]
+            f"<span class='pill {o}'><b>{totals[o]}</b> {_outcome_word(o, totals[o])}</span>"
+            for o in OUTCOMES
+            if totals[o]
         ),
         "</div>",
     ]
@@ -223,18 +225,38 @@ def _model_stats(item: Mapping[str, Any], records: list[Mapping[str, Any]]) -> d
 
 
 def _ranked(rows: list[dict]) -> list[dict]:
-    """Models with a medal first, by Crafter score, achievements, then name; then the rest,
-    unranked, in the same order."""
-    return sorted(
-        rows,
-        key=lambda s: (
-            not s["medal"],
-            s["score"] is None,
-            -(s["score"] or 0),
-            -(s["mean_ach"] or 0),
-            s["model"],
-        ),
+    """The rows in the summary's order (the terminal's and summary.md's), each with its
+    `medal`: 1, 2, 3 or None (`medals`)."""
+    places = medals(rows)
+    return [{**s, "place": places.get(s["model"])} for s in rows]
+
+
+def medals(rows: list[dict]) -> dict[str, int]:
+    """model -> 1, 2 or 3. Among the models that may have one (a passed gate, or without a
+    gate a passed episode) ranked by Crafter score, the k-th gets medal k only when the
+    ones above it got theirs and its score's interval lies above the intervals of every
+    model ranked below it: no medal for a tie, for overlapping intervals, or for a model
+    with no other to beat (a lone random agent got gold)."""
+    eligible = sorted(
+        (s for s in rows if s["medal"] and s["score"] is not None),
+        key=lambda s: (-s["score"], s["model"]),
     )
+    if len(eligible) < 2:
+        return {}
+    out: dict[str, int] = {}
+    for k, s in enumerate(eligible[:3]):
+        low = _bound(s, "low")
+        below = [_bound(t, "high") for t in eligible[k + 1 :]]
+        if low is None or not below or any(b is None or b >= low for b in below):
+            break
+        out[s["model"]] = k + 1
+    return out
+
+
+def _bound(s: dict, end: str) -> float | None:
+    est = _estimate(s["summary"], "crafter_score")
+    value = None if est is None else est.get(end)
+    return None if value is None else float(value)
 
 
 def _leaderboard(rows: list[dict]) -> str:
@@ -246,20 +268,22 @@ def _leaderboard(rows: list[dict]) -> str:
             "<table class=board><thead><tr><th>#</th><th>model</th><th>Crafter score</th>"
             "<th class=num>achievements<br><small>per episode</small></th>"
             "<th class=num>reward<br><small>per episode</small></th>"
-            "<th class=num>tool calls<br><small>of steps</small></th>"
+            "<th class=num>tool-call rate<br><small>share of steps</small></th>"
         ),
         "<th class=num>cost</th>" if with_cost else "",
         "<th class=num>cached<br><small>of input tokens</small></th>" if with_cached else "",
         "<th>episodes</th><th>gate</th></tr></thead><tbody>",
     ]
-    for rank, s in enumerate(rows, 1):
+    for s in rows:
         summ = s["summary"]
         score = s["score"]
+        place = s.get("place")
         medal = (
-            f"<tr><td><span class='rank r{rank}'>{rank}</span></td>"
-            if s["medal"] and score is not None
+            f"<tr><td><span class='rank r{place}'>{place}</span></td>"
+            if place
             else "<tr class=unranked><td></td>"
         )
+        how = behaviour_line(summ.get("metrics") or {})
         bar = (
             ""
             if score is None
@@ -271,11 +295,12 @@ def _leaderboard(rows: list[dict]) -> str:
             f"{_score_label(summ)}</td>"
             f"<td class=num>{_num(s['mean_ach'], '', 2)}{_interval(summ, 'mean_achievements')}</td>"
             f"<td class=num>{_num(s['mean_reward'], '', 2)}{_interval(summ, 'mean_reward')}</td>"
-            f"<td class=num>{_num(None if s['tool_rate'] is None else 100 * s['tool_rate'], '%', 0)}"
-            f"{_interval(summ, 'tool_call_rate', 100, 0)}</td>"
+            f"<td class=num>{_num(s['tool_rate'], '', 2)}{_interval(summ, 'tool_call_rate')}</td>"
             + (f"<td class=num>{_cost(s['cost'])}</td>" if with_cost else "")
             + (f"<td class=num>{_num(_percent(s['cached']), '%', 0)}</td>" if with_cached else "")
-            + f"<td>{_outcome_bar(s['outcomes'])}</td><td>{_gate(summ)}</td></tr>"
+            + f"<td>{_outcome_bar(s['outcomes'])}"
+            + (f"<small class=how>{_e(how)}</small>" if how else "")
+            + f"</td><td>{_gate(summ)}</td></tr>"
         )
     out.append("</tbody></table>")
     return "".join(out)
@@ -458,12 +483,22 @@ def _gate(summary: Mapping[str, Any]) -> str:
 def _outcome_bar(counts: dict[str, int]) -> str:
     total = sum(counts.values()) or 1
     segments = "".join(
-        f"<i class={o} style='width:{100 * counts[o] / total:.2f}%' title='{counts[o]} {o}'></i>"
+        f"<i class={o} style='width:{100 * counts[o] / total:.2f}%' "
+        f"title='{counts[o]} {_outcome_word(o, counts[o])}'></i>"
         for o in OUTCOMES
         if counts[o]
     )
-    labels = " ".join(f"<span class={o}>{counts[o]} {o}</span>" for o in OUTCOMES if counts[o])
+    labels = " ".join(
+        f"<span class={o}>{counts[o]} {_outcome_word(o, counts[o])}</span>"
+        for o in OUTCOMES
+        if counts[o]
+    )
     return f"<div class=stack>{segments}</div><div class=stacklabels>{labels}</div>"
+
+
+def _outcome_word(outcome: str, n: int) -> str:
+    """`2 errors`, `1 error`; the other outcomes read the same for any count (2 passed)."""
+    return "errors" if outcome == "error" and n != 1 else outcome
 
 
 def _heat_color(rate: float) -> tuple[str, str]:
@@ -606,7 +641,8 @@ td.score b{font-size:16px}
 .bar i{display:block;height:100%;border-radius:4px;background:linear-gradient(90deg,#74c365,#2b8a3e)}
 .ci{display:block;font-size:11px;white-space:nowrap}
 .scorenote{display:block;font-size:11px;color:#8a5a00;max-width:16em}
-.gatewhy{display:block;font-size:11px;color:var(--failed);white-space:nowrap}
+.gatewhy{display:block;font-size:11px;color:var(--failed);white-space:normal;overflow-wrap:anywhere;max-width:22em}
+.board small.how{display:block;font-weight:400;font-size:11px;color:#6b7280;white-space:normal;max-width:28em}
 .stack{display:flex;height:8px;width:150px;border-radius:4px;overflow:hidden;background:#eee}
 .stack i{display:block;height:100%}
 .stacklabels{font-size:11px;margin-top:3px;display:flex;gap:8px}

@@ -110,7 +110,34 @@ def model_metrics(records: list[Mapping[str, Any]]) -> dict[str, Any]:
     out["no_tool_call_classes"] = dict(
         Counter(r["no_tool_call_class"] for r in done if r.get("no_tool_call_class"))
     )
+    # How the completed episodes went: why each ended (`end`: steps, done, no_tool_call,
+    # ...), and the answers' shape summed over them.
+    out["ends"] = dict(sorted(Counter(str(r.get("end") or "?") for r in done).items()))
+    out["text_tool_calls"] = sum(int(r.get("text_tool_calls") or 0) for r in done)
+    out["noops"] = sum(int(r.get("noops") or 0) for r in done)
+    invalid: Counter[str] = Counter()
+    for r in done:
+        invalid.update({str(k): int(v or 0) for k, v in (r.get("invalid_answers") or {}).items()})
+    out["invalid_answers"] = dict(sorted(invalid.items()))
     return out
+
+
+def behaviour_line(values: Mapping[str, Any]) -> str | None:
+    """How a model's completed episodes went, in one line: `ended: steps 3, no_tool_call 1;
+    invalid answers: invalid_tool_call 2; noops 5; tool calls written as text 30`; None
+    without completed episodes."""
+    ends = values.get("ends") or {}
+    if not ends:
+        return None
+    parts = ["ended: " + ", ".join(f"{k} {n}" for k, n in ends.items())]
+    invalid = values.get("invalid_answers") or {}
+    if invalid:
+        parts.append("invalid answers: " + ", ".join(f"{k} {n}" for k, n in invalid.items()))
+    if values.get("noops"):
+        parts.append(f"noops {values['noops']}")
+    if values.get("text_tool_calls"):
+        parts.append(f"tool calls written as text {values['text_tool_calls']}")
+    return "; ".join(parts)
 
 
 def score_label(
@@ -567,6 +594,8 @@ def markdown(summary: Mapping[str, Any]) -> str:
             "| " + " | ".join(cell.replace("|", "\\|") for cell in _row(m, columns)) + " |"
             for m in items
         ]
+        how = [(m, behaviour_line(m["metrics"])) for m in items]
+        lines += [""] + [f"- {_model_name(m)}: {line}" for m, line in how if line]
         cut = sum(m["metrics"]["episodes_cut"] for m in items)
         if cut:
             completed = sum(m["metrics"]["episodes_completed"] for m in items)
@@ -663,6 +692,10 @@ def terminal_lines(summary: Mapping[str, Any]) -> list[str]:
         lines.append(f"{entry['eval']} ({entry['path']})")
         columns = _columns(items)
         lines += ["  " + x for x in text_table(columns, [_row(m, columns) for m in items])]
+        for m in items:
+            line = behaviour_line(m["metrics"])
+            if line:
+                lines.append(f"  {_model_name(m)}: {line}")
         cut = sum(m["metrics"]["episodes_cut"] for m in items)
         if cut:
             completed = sum(m["metrics"]["episodes_completed"] for m in items)
