@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from dataclasses import replace
 from importlib.metadata import version
 from pathlib import Path
 
@@ -211,6 +212,11 @@ def test_eval_file_protocol_key():
          "temperature 0.2 (BALROG: 1.0)"),
     )  # fmt: skip
     assert run_of("models: [local/heuristic]\n").protocol == spec.Protocol()
+    # --resume and compare tell a BALROG episode from this project's own
+    default = replace(run, protocol=spec.Protocol())
+    assert results.fingerprint(run, "e", None) != results.fingerprint(default, "e", None)
+    assert results.settings(run, None)["protocol"] == {"name": "balrog", "vision": False}
+    assert "protocol" not in results.settings(default, None)
 
 
 @pytest.mark.parametrize(

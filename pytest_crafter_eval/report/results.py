@@ -99,9 +99,9 @@ def fingerprint(run: Any, eval_name: str, instructions: str | None) -> str:
         "request": _request_shape(run.request),
         "profiles": repr(getattr(run, "profiles", ())),
     }
-    # history and answer shape the episode too; left out at their defaults, so that the
-    # records of runs made before these keys existed stay resumable
-    for key in ("history", "answer"):
+    # history, answer and protocol shape the episode too; left out at their defaults, so
+    # that the records of runs made before these keys existed stay resumable
+    for key in ("history", "answer", "protocol"):
         value = getattr(run, key, None)
         if value is not None and value != type(value)():
             shape[key] = asdict(value)
@@ -116,13 +116,13 @@ _LATER_REQUEST_KEYS = ("api", "logprobs", "prompt_cache_key")
 
 def settings(run: Any, instructions: str | None) -> dict[str, Any]:
     """The settings an episode was played with, as its record keeps them (`settings`):
-    steps, observation, history, answer, request and a digest of the instructions; not
-    the model nor its profile. `report.compare` pairs only episodes whose settings
-    agree, and names the ones that differ."""
+    steps, observation, history, answer, request, a digest of the instructions and the
+    protocol unless it is the default; not the model nor its profile. `report.compare`
+    pairs only episodes whose settings agree, and names the ones that differ."""
     digest = None
     if instructions is not None:
         digest = hashlib.sha256(instructions.encode()).hexdigest()[:12]
-    return {
+    out = {
         "steps": run.steps,
         "observation": asdict(run.observation),
         "history": asdict(run.history),
@@ -130,6 +130,10 @@ def settings(run: Any, instructions: str | None) -> dict[str, Any]:
         "request": _request_shape(run.request),
         "instructions": digest,
     }
+    protocol = getattr(run, "protocol", None)
+    if protocol is not None and protocol != type(protocol)():  # kept only when not default
+        out["protocol"] = asdict(protocol)
+    return out
 
 
 def _request_shape(request: Any) -> dict[str, Any]:
