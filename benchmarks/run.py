@@ -10,8 +10,8 @@ speed are ratios against a floor or an ideal measured in the same run, so that t
 on a noisy shared machine. Every model is served by its own process (`crafter-eval
 serve`), as a remote API is: its CPU and memory are not the harness's.
 
-  overhead_ratio            steps/s of episodes of local/random (one action per call) over
-                            loopback HTTP, over steps/s of the raw floor (Crafter step,
+  overhead_ratio            steps/s of episodes of local/random (1-8 actions a call) over
+                            loopback HTTP, over steps/s of the raw floor (Crafter steps,
                             frame, PNG, data URI) on the same seeds and actions; 64x64.
   harness_cpu_ms_per_call   CPU milliseconds of the client per model call (observation,
                             PNG, request, parse, record; no trace), one episode at a time.
@@ -160,12 +160,22 @@ SIZES: dict[str, dict[str, int]] = {
 }
 
 # Written into each temporary pytest run: records collection time, episode results and
-# each worker's peak RSS, and writes them as JSON to $CRAFTER_BENCH_OUT.
+# each process's peak RSS, and writes them as JSON to $CRAFTER_BENCH_OUT.
 PROBE = """\
 import json, os, resource, time
 import pytest
 
 _seen = {"collect_s": None, "items": 0, "episodes": [], "rss_kb": {}}
+
+
+def _peak_rss_kb():
+    # VmHWM: this process's own peak. ru_maxrss also counts the parent's RSS when it
+    # started this process (Linux keeps it across exec): the benchmark's own memory.
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 _started = [None]   # collection start: session_s is collection plus running
 
 
@@ -192,7 +202,7 @@ def pytest_runtest_setup(item):
 def pytest_runtest_makereport(item, call):
     if call.when == "teardown":
         item.user_properties.append(("bench_worker", os.environ.get("PYTEST_XDIST_WORKER", "main")))
-        item.user_properties.append(("bench_rss_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+        item.user_properties.append(("bench_rss_kb", _peak_rss_kb()))
     yield
 
 
@@ -212,7 +222,7 @@ def pytest_sessionfinish(session):
     if _started[0] is not None:
         _seen["session_s"] = time.perf_counter() - _started[0]
     if not os.environ.get("PYTEST_XDIST_WORKER"):
-        _seen["controller_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        _seen["controller_rss_kb"] = _peak_rss_kb()
         with open(os.environ["CRAFTER_BENCH_OUT"], "w") as f:
             json.dump(_seen, f)
 """
@@ -318,7 +328,7 @@ def measure_overhead(size: dict[str, int]) -> dict[str, dict[str, Any]]:
     )
     stack = contextlib.ExitStack()
     os.environ.setdefault("CRAFTER_BENCH_API_KEY", "sk-bench-not-a-key")
-    base_url = stack.enter_context(served("local/random?max_actions=1"))
+    base_url = stack.enter_context(served("local/random"))
     connections = Connections(base_url=base_url, api_key_env="CRAFTER_BENCH_API_KEY")
     client = connections.for_model(run.model)
     harness = [0.0, 0.0]  # wall, CPU seconds
@@ -449,7 +459,7 @@ def measure_parallel(size: dict[str, int], workdir: Path) -> dict[str, dict[str,
         "worker_peak_rss_mb": {
             "value": round(max(rss.values()) / 1024, 1),
             "per_worker_mb": {w: round(kb / 1024, 1) for w, kb in sorted(rss.items())},
-            "note": "ru_maxrss of each xdist worker after each of its episodes (64x64, "
+            "note": "peak RSS (VmHWM) of each xdist worker after each of its episodes (64x64, "
             f"{steps} steps, the model served by its own process)",
         },
     }
@@ -511,7 +521,7 @@ def measure_inflight(size: dict[str, int], workdir: Path) -> dict[str, dict[str,
             "value": round(total_mb, 1),
             "controller_mb": round(run["probe"]["controller_rss_kb"] / 1024, 1),
             "per_worker_mb": {w: round(kb / 1024, 1) for w, kb in sorted(rss.items())},
-            "note": f"sum of the ru_maxrss of every process of the run, {in_flight} in flight "
+            "note": f"sum of the peak RSS (VmHWM) of every process of the run, {in_flight} in flight "
             "(the model's server, in its own process, not included)",
         },
         "rss_mb_per_episode_in_flight": {
