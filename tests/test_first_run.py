@@ -231,22 +231,28 @@ def test_a_new_eval_files_snapshot_is_written_and_reported_outside_ci_and_fails_
     run(pytester, "evals").assert_outcomes(passed=2)  # now it is there: CI passes
 
 
+def _snapshot_files(folder):
+    """The snapshot files in `folder`, without syrupy's write sidecars (`a.ambr.lock`,
+    `a.ambr.tmp`), which it may leave behind after a write."""
+    return [p for p in folder.iterdir() if not p.name.endswith((".lock", ".tmp"))]
+
+
 def test_snapshots_of_payload_items_that_did_not_run_are_never_deleted(pytester, monkeypatch):
     monkeypatch.delenv("CI", raising=False)
     pytester.makefile(".yaml", **{"evals/a_fails": FAILS, "evals/b_new": NEW})
     run(pytester, "evals", "-m", "crafter_payload").assert_outcomes(passed=2)
     snapshots = pytester.path / "evals" / "__snapshots__"
     both = {"a_fails.ambr": ["payload[local/random]"], "b_new.ambr": ["payload[local/random]"]}
-    assert {p.name: snapshot_names(p) for p in snapshots.iterdir()} == both
+    assert {p.name: snapshot_names(p) for p in _snapshot_files(snapshots)} == both
     # --collect-only runs nothing: syrupy called every snapshot unused, and deleted them all
     result = run(pytester, "evals", "--collect-only", "--snapshot-update")
     result.stdout.fnmatch_lines(["crafter-eval: --collect-only runs no payload item: no snapshot*"])
-    assert {p.name: snapshot_names(p) for p in snapshots.iterdir()} == both
+    assert {p.name: snapshot_names(p) for p in _snapshot_files(snapshots)} == both
     # -x stops the run in a_fails.yaml, before b_new.yaml's payload item runs
     result = run(pytester, "evals", "-x", "--snapshot-update")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["crafter-eval: 1 selected payload item(s) did not compare*"])
-    assert {p.name: snapshot_names(p) for p in snapshots.iterdir()} == both
+    assert {p.name: snapshot_names(p) for p in _snapshot_files(snapshots)} == both
     # a model no longer in its file, in a run of every payload item, is still cleaned up
     pytester.makefile(".yaml", **{"evals/b_new": NEW.replace("local/random", "local/fumble")})
     result = run(pytester, "evals", "--snapshot-update")
