@@ -201,6 +201,8 @@ def snapshot_names(path):
 def test_a_new_eval_files_snapshot_is_written_and_reported_outside_ci_and_fails_in_ci(
     pytester, monkeypatch
 ):
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT"):  # see below
+        monkeypatch.delenv(name, raising=False)
     pytester.makefile(".yaml", **{"evals/new": NEW})
     ambr = pytester.path / "evals" / "__snapshots__" / "new.ambr"
     monkeypatch.setenv("CI", "true")
@@ -238,7 +240,10 @@ def _snapshot_files(folder):
 
 
 def test_snapshots_of_payload_items_that_did_not_run_are_never_deleted(pytester, monkeypatch):
-    monkeypatch.delenv("CI", raising=False)
+    # not CI; and not an xdist worker (syrupy reads PYTEST_XDIST_WORKER, which this suite's
+    # own workers set, and then locks snapshot files)
+    for name in ("CI", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT"):
+        monkeypatch.delenv(name, raising=False)
     pytester.makefile(".yaml", **{"evals/a_fails": FAILS, "evals/b_new": NEW})
     run(pytester, "evals", "-m", "crafter_payload").assert_outcomes(passed=2)
     snapshots = pytester.path / "evals" / "__snapshots__"

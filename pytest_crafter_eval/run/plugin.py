@@ -452,6 +452,8 @@ class _SnapshotGuard:
         else:
             return
         option.disable_unused_snapshots = True
+        if not self.selected:
+            return  # no payload item in this run: nothing of ours to explain
         self.note = (
             f"{why}: no snapshot is reported unused or deleted in this run (a run of every "
             "payload item does that)"
