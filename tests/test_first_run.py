@@ -55,6 +55,10 @@ def run(pytester, *args):
     return pytester.runpytest_inprocess("-p", "no:cacheprovider", *args)
 
 
+def run_apart(pytester, *args):
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+
+
 def test_the_last_line_says_a_gate_failed_and_the_table_says_it_lists_failures(pytester):
     pytester.makefile(".yaml", **{"evals/gated": GATED})
     result = run(pytester, "evals", "-m", "not crafter_payload")
@@ -245,22 +249,22 @@ def test_snapshots_of_payload_items_that_did_not_run_are_never_deleted(pytester,
     for name in ("CI", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT"):
         monkeypatch.delenv(name, raising=False)
     pytester.makefile(".yaml", **{"evals/a_fails": FAILS, "evals/b_new": NEW})
-    run(pytester, "evals", "-m", "crafter_payload").assert_outcomes(passed=2)
+    run_apart(pytester, "evals", "-m", "crafter_payload").assert_outcomes(passed=2)
     snapshots = pytester.path / "evals" / "__snapshots__"
     both = {"a_fails.ambr": ["payload[local/random]"], "b_new.ambr": ["payload[local/random]"]}
     assert {p.name: snapshot_names(p) for p in _snapshot_files(snapshots)} == both
     # --collect-only runs nothing: syrupy called every snapshot unused, and deleted them all
-    result = run(pytester, "evals", "--collect-only", "--snapshot-update")
+    result = run_apart(pytester, "evals", "--collect-only", "--snapshot-update")
     result.stdout.fnmatch_lines(["crafter-eval: --collect-only runs no payload item: no snapshot*"])
     assert {p.name: snapshot_names(p) for p in _snapshot_files(snapshots)} == both
     # -x stops the run in a_fails.yaml, before b_new.yaml's payload item runs
-    result = run(pytester, "evals", "-x", "--snapshot-update")
+    result = run_apart(pytester, "evals", "-x", "--snapshot-update")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["crafter-eval: 1 selected payload item(s) did not compare*"])
     assert {p.name: snapshot_names(p) for p in _snapshot_files(snapshots)} == both
     # a model no longer in its file, in a run of every payload item, is still cleaned up
     pytester.makefile(".yaml", **{"evals/b_new": NEW.replace("local/random", "local/fumble")})
-    result = run(pytester, "evals", "--snapshot-update")
+    result = run_apart(pytester, "evals", "--snapshot-update")
     assert snapshot_names(snapshots / "b_new.ambr") == ["payload[local/fumble]"]
     assert snapshot_names(snapshots / "a_fails.ambr") == ["payload[local/random]"]
 
