@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 N      ?= 8
 ARGS   ?=
 
-.PHONY: install eval test lint bench clean
+.PHONY: install eval test test-slow lint bench clean
 
 install: $(STAMP)
 
@@ -21,8 +21,12 @@ eval: $(STAMP)
 	$(BIN)/pytest evals/ -n $(N) -rsx $(ARGS)
 
 ## Run the project's test suite; -rs prints why a test skipped (Chromium missing, say).
+## The slowest end-to-end runs (marked slow) are `make test-slow`; .ci/run runs both.
 test: $(STAMP)
-	$(BIN)/pytest tests/ -n 2 -rs $(ARGS)
+	$(BIN)/pytest tests/ -n 2 -rs -m "not slow" $(ARGS)
+
+test-slow: $(STAMP)
+	$(BIN)/pytest tests/ -n 2 -rs -m slow $(ARGS)
 
 ## Lint, format check and type check (ruff, mypy).
 lint: $(STAMP)

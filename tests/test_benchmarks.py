@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = [
     "overhead_ratio",
@@ -40,6 +42,7 @@ def bench(tmp_path, *args):
     )
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_every_key_with_its_goal(tmp_path):
     out = tmp_path / "results.json"
     done = bench(tmp_path, "--tiny", "--out", str(out))

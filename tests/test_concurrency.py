@@ -83,6 +83,7 @@ def test_checked_client_raises_cancelled_once_stopping():
         client.complete({"a": 1})
 
 
+@pytest.mark.slow
 def test_xdist_with_concurrency_gives_the_results_of_one_at_a_time(pytester):
     pytester.makefile(".yaml", **{"evals/few": EVAL})
     base = ("-p", "no:cacheprovider", "-m", "not crafter_payload", "evals", "-n", "2")

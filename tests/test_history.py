@@ -324,6 +324,7 @@ expect: {tool_call_at_first_step: false, min_tool_call_rate: 1.0}
 """
 
 
+@pytest.mark.slow
 def test_the_plugin_records_invalid_answers_and_resume_replays_other_settings(pytester):
     pytester.makefile(".yaml", **{"evals/fumble": FUMBLE_EVAL})
     args = ("-p", "no:cacheprovider", "-m", "not crafter_payload", "evals", "--report-dir", "out")

@@ -138,6 +138,7 @@ def test_a_run_that_plays_nothing_leaves_results_and_reports_alone(pytester):
         assert not (d / "results.prev.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_resume_appends_no_duplicate_records(pytester):
     pytester.makefile(
         ".yaml",

@@ -42,6 +42,7 @@ def run(pytester, *args):
     return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
 
 
+@pytest.mark.slow
 def test_snapshots_update_pass_offline_under_xdist_diff_readably_and_report_unused(evals):
     result = run(evals, "evals", "--snapshot-update", "-m", "crafter_payload")
     result.assert_outcomes(passed=3)

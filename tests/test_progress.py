@@ -1,5 +1,7 @@
 """progress: the live line on the controller (pure formatting, and a real run)."""
 
+import pytest
+
 from pytest_crafter_eval.run import progress
 
 EVAL = """\
@@ -51,6 +53,7 @@ def test_the_line_is_rewritten_in_place_on_a_terminal_only_when_nothing_came_bet
     assert progress.REWRITE == "\x1b[F\x1b[2K"
 
 
+@pytest.mark.slow
 def test_progress_is_printed_when_asked_and_quieted_by_q(pytester):
     pytester.makefile(".yaml", **{"evals/slow": EVAL})
     base = (

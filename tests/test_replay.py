@@ -49,6 +49,7 @@ def results(path) -> list[dict]:
     )
 
 
+@pytest.mark.slow
 def test_record_then_replay_gives_the_same_episodes_and_a_changed_payload_fails(
     pytester, monkeypatch
 ):

@@ -47,6 +47,7 @@ def run(pytester, *args):
     return pytester.runpytest_subprocess("-p", "no:randomly", *args, timeout=120)
 
 
+@pytest.mark.slow
 def test_last_failed_failed_first_and_stepwise_select_by_node_id(pytester):
     # a project whose last run failed local/silent's two episodes and its payload item
     pytester.makefile(".yaml", **{"evals/smoke": V1})

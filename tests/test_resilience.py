@@ -33,6 +33,7 @@ def outcome_lines(result) -> dict[str, str]:
     return lines
 
 
+@pytest.mark.slow
 def test_chaos_run_completes_with_every_episode_judged_and_retry_after_honoured(
     pytester, monkeypatch
 ):
@@ -95,6 +96,7 @@ EVAL = (
 )
 
 
+@pytest.mark.slow
 def test_api_refusals_are_errors_and_fail_on_error_sets_the_bar(pytester):
     pytester.makefile(".yaml", **{"evals/mixed": EVAL})
     above = run(pytester, "evals", "-rA", "--fail-on-error", "0.25")
@@ -285,6 +287,7 @@ def pytest_runtest_setup(item):
 """
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_episode_is_one_error_and_resume_reruns_only_it(pytester, monkeypatch):
     monkeypatch.setenv("KILL_SEED_1", "1")
     pytester.makeconftest(KILLER)

@@ -339,6 +339,7 @@ def _results(path):
     )
 
 
+@pytest.mark.slow
 def test_a_responses_eval_passes_under_xdist_and_replays_to_the_same_results(pytester, monkeypatch):
     shutil.copytree(DATA / "evals", pytester.path / "evals")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-recording-only")

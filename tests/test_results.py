@@ -141,6 +141,7 @@ def test_passing_gates_exit_zero_and_failed_xfail_gates_do_not_fail(evals):
     assert (evals.path / "reports" / "summary.json").exists()
 
 
+@pytest.mark.slow
 def test_resume_reuses_final_records_and_reruns_the_rest(evals):
     evals.makefile(
         ".yaml",

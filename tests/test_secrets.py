@@ -89,6 +89,7 @@ def scan(root, *texts) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("credentials", ["key", "key and url"])
 def test_sentinel_secrets_are_written_nowhere(pytester, monkeypatch, api, credentials):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)

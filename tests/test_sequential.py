@@ -161,6 +161,7 @@ def test_until_decided_stops_an_easy_gate_early_and_plays_every_seed_of_a_close_
     assert random["gate"]["status"] == "passed"
 
 
+@pytest.mark.slow
 def test_sequential_gates_under_xdist_and_episodes_in_flight(pytester):
     _, models = _run(pytester, "-n", "2", "--concurrency", "2")
     heuristic, random = models["local/heuristic"], models["local/random"]

@@ -68,6 +68,7 @@ def _report(cwd, *args):
     )
 
 
+@pytest.mark.slow
 def test_four_shards_merged_give_the_summary_of_one_run(pytester):
     pytester.makefile(".yaml", **{"evals/split": EVAL})
     base = ("-p", "no:cacheprovider", "-m", "not crafter_payload", "evals")
