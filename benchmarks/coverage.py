@@ -1,6 +1,7 @@
 """Coverage of the interval methods of `pytest_crafter_eval.report.metrics`, by simulation.
 
     python benchmarks/coverage.py              # the README's tables (Statistics), ~1 min
+                                               # (with benchmarks/sequential.py's at the end)
     python benchmarks/coverage.py --reps 300   # quicker, noisier
 
 Prints markdown tables: for each method, sample size n and setting, the share of
@@ -342,7 +343,22 @@ def main(argv: list[str] | None = None) -> int:
             covered = np.mean((p[0] > ALPHA) & (p[1] > ALPHA))
             cells.append(f"{covered:.3f} / {np.mean(p[0] <= ALPHA):.3f}")
         print(f"| {shared:g} | " + " | ".join(cells) + " |", flush=True)
+    print(flush=True)
+    _sequential().main(["--reps", str(args.reps)])  # sequential gates, beside the rest
     return 0
+
+
+def _sequential():
+    """benchmarks/sequential.py: false passes of gates re-judged every round of seeds."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "sequential", Path(__file__).with_name("sequential.py")
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 if __name__ == "__main__":
