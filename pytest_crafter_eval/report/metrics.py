@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
@@ -464,15 +464,21 @@ def clopper_pearson_bounds(
 
 
 def _beta_quantile(q: float, a: float, b: float) -> float:
-    """x with I_x(a, b) = q, by bisection (I is increasing in x)."""
-    lo, hi = 0.0, 1.0
+    """x with I_x(a, b) = q (I is increasing in x)."""
+    return _solve_increasing(lambda x: _betainc(a, b, x), q, 0.0, 1.0, 1e-13)
+
+
+def _solve_increasing(
+    f: Callable[[float], float], target: float, lo: float, hi: float, tol: float
+) -> float:
+    """x in [lo, hi] with f(x) = target, by bisection, for f increasing in x."""
     for _ in range(200):
         mid = (lo + hi) / 2
-        if _betainc(a, b, mid) < q:
+        if f(mid) < target:
             lo = mid
         else:
             hi = mid
-        if hi - lo < 1e-13:
+        if hi - lo < tol:
             break
     return (lo + hi) / 2
 
@@ -543,18 +549,10 @@ def t_quantile(p: float, df: int) -> float:
         g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384
         g4 = (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160
         return z + g1 / df + g2 / df**2 + g3 / df**3 + g4 / df**4
-    lo, hi = 0.0, 1.0
+    hi = 1.0
     while _t_central(hi, df) < target:
         hi *= 2
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if _t_central(mid, df) < target:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-12:
-            break
-    return (lo + hi) / 2
+    return _solve_increasing(lambda t: _t_central(t, df), target, 0.0, hi, 1e-12)
 
 
 def t_cdf(t: float, df: int) -> float:
