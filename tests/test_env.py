@@ -192,6 +192,17 @@ def test_text_observation_at_the_start():
     assert "- tree: 4 left 3 up [2]" in lines and "- cow: 4 right [1]" in lines
 
 
+def test_text_counts_the_models_turns_when_given_them_else_crafters_steps():
+    """An eval's episode is `steps` model calls of up to 8 actions each, not Crafter's
+    10,000 actions: its observations say `turn: k of steps`."""
+    env = CrafterEnv(0)
+    env.reset()
+    env.step("noop")
+    assert env.text().splitlines()[0] == "step: 1 of 10000"
+    assert env.text((0, 50)).splitlines()[0] == "turn: 1 of 50"
+    assert env.text((49, 50)).splitlines() == ["turn: 50 of 50", *env.text().splitlines()[1:]]
+
+
 def test_text_tracks_inventory_achievements_and_what_is_around():
     env = CrafterEnv(0)
     env.reset()

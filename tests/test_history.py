@@ -155,7 +155,7 @@ def test_payload_step_prints_the_history_of_earlier_steps(capsys, tmp_path, mode
         following = messages[i + 1 : i + 1 + len(ids)]
         assert [(m["role"], m["tool_call_id"]) for m in following] == [("tool", x) for x in ids]
     assert images(body) == 3
-    assert "step: " in messages[-1]["content"][0]["text"]  # the current observation last
+    assert "turn: 7 of 7" in messages[-1]["content"][0]["text"]  # the current observation last
     # the same body again (answers are deterministic), and another answering model differs
     assert cli.main(["payload", "--model", model, "--eval", str(path), "--step", "6"]) == 0
     assert json.loads(capsys.readouterr().out) == body
@@ -230,13 +230,14 @@ def test_on_invalid_noop_plays_to_the_step_limit_and_names_the_unknown_actions(c
 
 def test_feedback_without_history_goes_in_the_next_user_text_and_can_be_off(client):
     model = "local/fumble?rate=0.5&fumble=action"
-    _, result, events = play(client, model, steps=8, on_invalid="noop")
+    _, _, events = play(client, model, steps=8, on_invalid="noop")
     step = next(e["step"] for e in events if e["no_tool_call"])
     text = events[step + 1]["request"]["messages"][-1]["content"][0]["text"]
     assert text.startswith("Your last answer was invalid: unknown action(s) '")
-    assert "\n\nstep: " in text  # the observation follows
+    assert f"\n\nturn: {step + 2} of 8\n" in text  # the observation follows
     _, quiet, events = play(client, model, steps=8, on_invalid="noop", feedback=False)
-    assert quiet.noops == result.noops
+    assert quiet.noops > 0  # invalid answers still play noop, unannounced (the model's
+    # draws follow the last user text, which the feedback changes: not the same count)
     assert all("invalid" not in json.dumps(e["request"]["messages"]) for e in events)
 
 

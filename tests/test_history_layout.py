@@ -144,6 +144,16 @@ def test_a_frame_kept_on_the_latest_turns_moves_and_the_cache_holds_less(client)
     assert max(json.dumps(e["request"]).count("image/png") for e in events) == 3
 
 
+def test_every_request_says_which_turn_of_the_episode_it_asks_for():
+    """Not Crafter's `step: 0 of 10000` in a 5-call episode: the turn, counted from 1."""
+    _, events = play(InProcess(), "blocks", 0, steps=5, history=2)
+    firsts = [e["request"]["messages"][-1]["content"] for e in events]
+    texts = [c if isinstance(c, str) else c[0]["text"] for c in firsts]
+    assert [t.splitlines()[0] for t in texts] == [f"turn: {k} of 5" for k in range(1, 6)]
+    run = replace(BASE, steps=5, history=spec.History(2, 0, "blocks"))
+    assert first_request(run, 0)["messages"][-1] == events[0]["request"]["messages"][-1]
+
+
 def test_the_heuristic_gets_the_same_achievements_in_both_layouts_on_10_seeds():
     """It reads only the current observation (its RNG too), so the history's layout
     cannot change its play; answered in-process, as payload snapshots are."""

@@ -94,7 +94,7 @@ def test_a_history_renders_as_input_items_the_schema_accepts():
     run = make_run("gpt-5-nano")
     template = ADAPTER.prepare(run, profiles.resolve("gpt-5-nano"), "Play.").template
     conversation = Conversation("Play.", keep=5)
-    image = episode._first_observation(0, spec.Observation(), "tool").image
+    image = episode._first_observation(0, spec.Observation(), "tool", 8).image
     for i in range(3):
         turn = conversation.observe(Observation(f"state {i}", image))
         turn.reply = Reply(

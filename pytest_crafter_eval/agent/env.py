@@ -255,10 +255,10 @@ class CrafterEnv:
         self._check_started()
         return self._env.render()
 
-    def text(self) -> str:
+    def text(self, turn: tuple[int, int] | None = None) -> str:
         """The text observation: one fact per line, every line `key: value`.
 
-            step: 37 of 10000
+            turn: 5 of 50
             time: day
             vitals: health 9, food 8, drink 7, energy 9
             inventory: wood 2, sapling 1
@@ -270,6 +270,12 @@ class CrafterEnv:
             - cow: 1 right [1]
             - water: 3 right 2 down [6]
 
+        * The first line says how far the episode is. Given `turn` = (index, total),
+          as the eval's episode loop gives it, it counts the model's answers from 1:
+          `turn: 5 of 50` is the fifth of 50 model calls (each plays up to 8
+          actions). Without it, it counts Crafter's actions against Crafter's own
+          episode length: `step: 37 of 10000` (one action a step, as in the
+          Gymnasium env).
         * `time` is `day` or `night` (daylight below 0.5); `sleeping: yes` follows
           it while the player sleeps.
         * `inventory` lists non-zero items except the vitals, or says `none`;
@@ -286,7 +292,11 @@ class CrafterEnv:
         player = self._player
         inv = player.inventory
         lines = [
-            f"step: {self.step_count} of {self.length}",
+            (
+                f"turn: {turn[0] + 1} of {turn[1]}"
+                if turn is not None
+                else f"step: {self.step_count} of {self.length}"
+            ),
             f"time: {'day' if self.daylight >= 0.5 else 'night'}",
         ]
         if player.sleeping:

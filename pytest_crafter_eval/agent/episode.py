@@ -138,12 +138,14 @@ def observe(
     observation: spec.Observation,
     frame: np.ndarray | None = None,
     format: str = "tool",
+    turn: tuple[int, int] | None = None,
 ) -> Observation:
     """What the model is shown of the current state: the text (or a short prompt for
     image-only evals) and the frame as a data URI (`frame` if given, so that a caller
-    who already rendered it does not render twice)."""
+    who already rendered it does not render twice). `turn` = (step, run.steps) makes
+    the text say `turn: step+1 of steps` (see `CrafterEnv.text`)."""
     prompt = IMAGE_ONLY_TEXT_PROMPT if format == "text" else IMAGE_ONLY_PROMPT
-    text = env.text() if observation.text else prompt
+    text = env.text(turn) if observation.text else prompt
     if observation.image is None:
         return Observation(text)
     image = data_uri(env.frame() if frame is None else frame)
@@ -173,7 +175,7 @@ def first_request(
     key = cache_key(eval_name, run.model, seed)
     prepared = adapters.prepare(adapter, run, profile, prompt, cache_key=key)
     conversation = Conversation(prompt)
-    conversation.observe(_first_observation(seed, run.observation, run.answer.format))
+    conversation.observe(_first_observation(seed, run.observation, run.answer.format, run.steps))
     return adapter.body(prepared.template, conversation.window())
 
 
@@ -237,8 +239,10 @@ def api_name(run: spec.Run) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def _first_observation(seed: int, observation: spec.Observation, format: str) -> Observation:
-    return observe(new_env(seed, observation), observation, format=format)
+def _first_observation(
+    seed: int, observation: spec.Observation, format: str, steps: int
+) -> Observation:
+    return observe(new_env(seed, observation), observation, format=format, turn=(0, steps))
 
 
 def new_env(seed: int, observation: spec.Observation) -> CrafterEnv:
@@ -306,7 +310,7 @@ def run_episode(
     notice: str | None = None  # what the next request says about the last answer
     for step in range(run.steps):
         frame = env.frame() if wants_frame else None  # one render per step, shared
-        shown = observe(env, run.observation, frame, answer.format)
+        shown = observe(env, run.observation, frame, answer.format, (step, run.steps))
         turn = conversation.observe(with_notice(shown, notice))
         result.steps += 1
         attempt = 0

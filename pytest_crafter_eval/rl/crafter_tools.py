@@ -136,7 +136,8 @@ class CrafterTools:
         """Render the current state once: the frame, and what a request would show."""
         assert self.env is not None
         self.frame = self.env.frame()
-        shown = episode.observe(self.env, self.run.observation, self.frame, "tool")
+        turn = (self.steps, self.run.steps)
+        shown = episode.observe(self.env, self.run.observation, self.frame, "tool", turn)
         self.last = episode.with_notice(shown, notice)
         return self.last
 

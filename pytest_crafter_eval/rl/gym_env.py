@@ -8,9 +8,10 @@ One step is one model call of the harness: an action (`Discrete(17)`, an index i
 `CrafterEnv`'s ACTIONS), or with `actions="sequence"` a sequence of up to 8 of them
 (longer ones are cut at 8, as the harness cuts a tool call; an empty one plays noop).
 The observation is a Dict of `image` (the frame, HxWx3 uint8) and `text` (the text
-observation), each present as the eval's `observation:` says or as `image=`/`text=`
-override it. `info` holds `achievements` ({name: count} unlocked), `unlocked` (new this
-step), `actions` (played), `seed`, `split`, `steps` and `env_steps`. The episode
+observation; it says `turn: k of steps`, as the harness's does), each present as the
+eval's `observation:` says or as `image=`/`text=` override it. `info` holds
+`achievements` ({name: count} unlocked), `unlocked` (new this step), `actions`
+(played), `seed`, `split`, `steps` and `env_steps`. The episode
 terminates when the game ends (the player died, or Crafter's 10000 steps ran out) and
 is truncated after the eval's `steps` steps.
 
@@ -143,7 +144,7 @@ class CrafterGymEnv(gymnasium.Env):
         if self.image:
             out["image"] = self.game.frame()
         if self.text:
-            out["text"] = self.game.text()
+            out["text"] = self.game.text((self.steps, self.source.run.steps))
         return out
 
     def _info(self, played: list[str], unlocked: list[str]) -> dict[str, Any]:
