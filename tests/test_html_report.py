@@ -188,6 +188,24 @@ def test_the_report_renders_in_headless_chromium(report, chromium, tmp_path):
         )
         remote = [url for url in fetched if not url.startswith(("file:", "data:"))]
         assert not remote, f"the page fetched {remote}"
+        # the failing gate's reasons stay in their cell, and no card's content spills out of
+        # it (a table wider than a narrow window scrolls inside its card)
+        check = (
+            "const out = [];"
+            "for (const e of document.querySelectorAll('.gatewhy')) {"
+            "  const cell = e.closest('td').getBoundingClientRect(), r = e.getBoundingClientRect();"
+            "  if (r.right > cell.right + 0.5 || r.left < cell.left - 0.5) out.push(e.textContent);"
+            "}"
+            "for (const c of document.querySelectorAll('.card'))"
+            "  if (c.scrollWidth > c.clientWidth + 1"
+            "      && !['auto', 'scroll'].includes(getComputedStyle(c).overflowX))"
+            "    out.push('card: ' + c.querySelector('h3').textContent);"
+            "return [document.querySelectorAll('.gatewhy').length, out]"
+        )
+        for width in (1280, 720):  # a desktop window, and half a laptop's screen
+            browser.set_window_size(width, 900)
+            reasons, spilled = browser.execute_script(check)
+            assert reasons >= 1 and spilled == [], (width, spilled)
         height = browser.execute_script("return document.documentElement.scrollHeight")
         browser.set_window_size(1280, min(height, 6000))
         shot = tmp_path / "html-report.png"

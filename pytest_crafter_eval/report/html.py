@@ -620,7 +620,7 @@ section{margin:28px 0 40px}
 h2{margin:0;font-size:22px}
 h3{margin:0 0 12px;font-size:15px;text-transform:uppercase;letter-spacing:.6px;color:var(--muted)}
 .hint,.meta{color:var(--muted);font-weight:400;text-transform:none;letter-spacing:0;font-size:13px}
-.card{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:18px 20px;
+.card{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:18px 20px;overflow-x:auto;
 margin-bottom:18px;box-shadow:0 1px 2px rgba(20,30,10,.05),0 4px 14px rgba(20,30,10,.04)}
 table{border-collapse:collapse;width:100%}
 th{font-weight:600;text-align:left}
