@@ -11,6 +11,7 @@ import concurrent.futures
 import importlib.metadata
 import importlib.util
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +93,27 @@ def test_episodes_starting_at_once_on_threads_share_one_plan(monkeypatch):
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda seed: CrafterEnv(seed).reset(), range(8)))
     assert made == [(64, 64)]
+
+
+def test_envs_made_at_once_on_threads_load_crafters_textures_once(monkeypatch):
+    """crafter.Env reads 56 texture PNGs (~70 ms of CPU); 64 episodes starting at once on
+    a worker's threads each read them before the first had stored its copy."""
+    from crafter import engine
+
+    from pytest_crafter_eval.agent import env as env_module
+
+    monkeypatch.setattr(env_module, "_TEMPLATES", {})
+    loads = []
+    real = engine.Textures.__init__
+
+    def counted(self, directory):
+        loads.append(directory)
+        time.sleep(0.05)  # the window in which the other threads arrive
+        real(self, directory)
+
+    monkeypatch.setattr(engine.Textures, "__init__", counted)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        envs = list(pool.map(lambda seed: CrafterEnv(seed), range(8)))
+    assert len(loads) == 1
+    assert len({id(e._env._textures) for e in envs}) == 1  # one copy, shared
+    assert len({id(e._env._world) for e in envs}) == 8  # each its own world

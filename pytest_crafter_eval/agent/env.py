@@ -31,6 +31,7 @@ import base64
 import collections
 import copy
 import io
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -99,8 +100,10 @@ class _LocalView(engine.LocalView):
         return (1 - mask) * canvas + mask * noise
 
 
-# The attributes `crafter.Env.__init__` set for each frame size, made once per process.
+# The attributes `crafter.Env.__init__` set for each frame size, made once per process
+# (under the lock: 64 episodes starting at once on threads each loaded the textures).
 _TEMPLATES: dict[int, dict] = {}
+_TEMPLATES_LOCK = threading.Lock()
 
 
 class _Env(crafter.Env):
@@ -116,14 +119,14 @@ class _Env(crafter.Env):
         # crafter.Env.__init__ reads its 56 texture PNGs from disk for every env, about
         # 70 ms (a third of a reset). They never change: later envs share the first
         # one's textures and item view, and get their own world and views.
-        template = _TEMPLATES.get(size)
-        if template is None:
-            super().__init__(size=(size, size), length=length, seed=seed)
-            _TEMPLATES[size] = dict(vars(self))
-        else:
-            self.__dict__.update(template)
-            self._seed, self._length = seed, length
-            self._sem_view = copy.copy(self._sem_view)
+        with _TEMPLATES_LOCK:
+            template = _TEMPLATES.get(size)
+            if template is None:
+                super().__init__(size=(size, size), length=length, seed=seed)
+                template = _TEMPLATES[size] = dict(vars(self))
+        self.__dict__.update(template)
+        self._seed, self._length = seed, length
+        self._sem_view = copy.copy(self._sem_view)
         self._world = _World(self._area, constants.materials, self._world._chunk_size)
         self._local_view = _LocalView(self._world, self._textures, self._local_view._grid)
         self._sem_view._world = self._world
