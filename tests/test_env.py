@@ -7,6 +7,7 @@ tests/data/worlds_opensimplex04.json, made with stock `crafter.Env`.
 from __future__ import annotations
 
 import base64
+import collections
 import hashlib
 import io
 import json
@@ -17,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import crafter
 import numpy as np
 import pytest
 from PIL import Image
@@ -24,8 +26,10 @@ from PIL import Image
 from pytest_crafter_eval.agent.env import (
     ACHIEVEMENTS,
     ACTIONS,
+    VIEW_RADIUS_X,
     VITALS,
     CrafterEnv,
+    _Env,
     data_uri,
     png_bytes,
 )
@@ -340,3 +344,62 @@ print(json.dumps(out))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"shared": True, "same": True}
+
+
+class _CraftersOwn(_Env):
+    """Our env stepped and drawn by crafter's own `Env.step` and `Env.render` (the
+    night noise seeded as ours is): the reference for the fast ones."""
+
+    def step(self, action):
+        return crafter.Env.step(self, action)
+
+    def render(self, size=None):
+        self._local_view.noise_rng = np.random.default_rng((self._seed % 2**32, self._step))
+        return crafter.Env.render(self, size)
+
+
+def _twins(seed, size):
+    fast, own = CrafterEnv(seed, size=size), CrafterEnv(seed, size=size)
+    own._env.__class__ = _CraftersOwn
+    fast.reset()
+    own.reset()
+    return fast, own
+
+
+@pytest.mark.parametrize("size", [64, 18, 100])
+def test_fast_step_and_render_are_crafters_own(size):
+    """The same game and the same pixels as crafter's Env.step and Env.render, by day,
+    by night, asleep, and at the world's edge (sizes: 7 px tiles, 2 px, 11 px and a
+    border)."""
+    policy = ["noop"] * 6 + ["sleep"] * 3 + ["do"] * 3 + list(ACTIONS)  # lives into the night
+    seen = collections.Counter()
+    for seed in range(5):
+        fast, own = _twins(seed, size)
+        if seed == 4:  # to a corner: tiles outside the world are grey
+            world, player = fast._env._world, fast._env._player
+            spot = next(
+                (x, y)
+                for x in range(3)
+                for y in range(3)
+                if world[x, y][1] is None and world[x, y][0] in ("grass", "sand", "path")
+            )
+            for env in (fast, own):
+                env._env._world.move(env._env._player, spot)
+            assert tuple(player.pos) == spot
+        rng = random.Random(seed)
+        for step in range(300):
+            if step % 3 == 0 or fast.sleeping or seed == 4:
+                assert np.array_equal(fast.frame(), own._env.render()), (seed, step)
+                seen["night"] += fast.daylight < 0.5
+                seen["asleep"] += fast.sleeping
+                seen["edge"] += min(fast.position) < VIEW_RADIUS_X
+            action = rng.choice(policy)
+            assert (fast.step(action), fast.done) == (own.step(action), own.done), (seed, step)
+            if fast.done:
+                break
+        assert fast.inventory == own.inventory and fast.achievements == own.achievements
+        assert fast._env._world._mat_map.tobytes() == own._env._world._mat_map.tobytes()
+        assert [(type(o), tuple(o.pos), o.health) for o in fast._env._world.objects] == [
+            (type(o), tuple(o.pos), o.health) for o in own._env._world.objects
+        ]
+    assert min(seen.values()) >= 10, seen

@@ -123,6 +123,8 @@ class _Env(crafter.Env):
             template = _TEMPLATES.get(size)
             if template is None:
                 super().__init__(size=(size, size), length=length, seed=seed)
+                self._atlases: dict = {}  # shared by the envs of one size, as the textures
+                self._item_views: dict = {}
                 template = _TEMPLATES[size] = dict(vars(self))
         self.__dict__.update(template)
         self._seed, self._length = seed, length
@@ -144,12 +146,112 @@ class _Env(crafter.Env):
         self._generate(self._world, self._player)
         return self._obs()
 
+    def step(self, action):
+        """`crafter.Env.step`, the same game, for less: without the observation (see
+        `render`) and the `info` dict (its semantic view walked every object on every
+        step), and with the player's distance to each object in plain integers
+        (`Object.distance` made numpy arrays for each of ~60 objects a step)."""
+        self._step += 1
+        self._update_time()
+        player = self._player
+        player.action = constants.actions[action]
+        reach = 2 * max(self._view)
+        for obj in self._world.objects:  # the player first: the others see where it went
+            px, py = player.pos.tolist()
+            ox, oy = obj.pos.tolist()
+            if abs(ox - px) + abs(oy - py) < reach:  # Object.distance: the L1 distance
+                obj.update()
+        if self._step % 10 == 0:
+            for chunk, objs in self._world.chunks.items():
+                self._balance_chunk(chunk, objs)
+        reward = (player.health - self._last_health) / 10
+        self._last_health = player.health
+        unlocked = {
+            name
+            for name, count in player.achievements.items()
+            if count > 0 and name not in self._unlocked
+        }
+        if unlocked:
+            self._unlocked |= unlocked
+            reward += 1.0
+        dead = player.health <= 0
+        over = self._length and self._step >= self._length
+        if not self._reward:
+            reward = 0.0
+        return None, reward, dead or over, {}
+
     def render(self, size=None):
+        """`crafter.Env.render`, the same pixels, drawn in bulk: the 9x7 tiles from one
+        slice of the material map through a per-size atlas of textures (crafter drew
+        them one by one, and walked every object of the world to find the few in
+        view), the objects in view from the object map, the inventory strip from a
+        cache; the light, night noise and sleep filters are crafter's own."""
         self._local_view.noise_rng = np.random.default_rng((self._seed % 2**32, self._step))
-        return super().render(size)
+        size = size or self._size
+        unit = size // self._view
+        local = self._local_view
+        canvas = self._local_canvas(int(unit[0]), int(unit[1]))
+        view = local._light(canvas, self._world.daylight)
+        if self._player.sleeping:
+            view = local._sleep(view)
+        view = np.concatenate([view, self._items(unit)], 1)
+        frame = np.zeros(tuple(size) + (3,), np.uint8)
+        border = (size - unit * self._view) // 2
+        (x, y), (w, h) = border, view.shape[:2]
+        frame[x : x + w, y : y + h] = view
+        return frame.transpose((1, 0, 2))
+
+    def _local_canvas(self, ux: int, uy: int) -> np.ndarray:
+        """What `LocalView.__call__` draws before its light: grey outside the world,
+        each tile's material texture (alpha dropped), each object's alpha-blended."""
+        world, textures = self._world, self._textures
+        gw, gh = (int(n) for n in self._local_view._grid)
+        x0, y0 = (int(c) for c in self._player.pos - np.array([gw // 2, gh // 2]))
+        atlas = self._atlas(ux, uy)
+        ids = np.full((gw, gh), len(atlas) - 1, np.intp)  # the last texture: grey
+        area_w, area_h = world.area
+        ax0, ax1 = max(x0, 0), min(x0 + gw, area_w)
+        ay0, ay1 = max(y0, 0), min(y0 + gh, area_h)
+        if ax0 >= ax1 or ay0 >= ay1:
+            return atlas[ids].transpose(0, 2, 1, 3, 4).reshape(gw * ux, gh * uy, 3)
+        ids[ax0 - x0 : ax1 - x0, ay0 - y0 : ay1 - y0] = world._mat_map[ax0:ax1, ay0:ay1]
+        canvas = atlas[ids].transpose(0, 2, 1, 3, 4).reshape(gw * ux, gh * uy, 3)
+        here = world._obj_map[ax0:ax1, ay0:ay1]
+        for ix, iy in zip(*np.nonzero(here), strict=True):
+            obj = world._objects[here[ix, iy]]
+            texture = textures.get(obj.texture, (ux, uy))
+            gx, gy = int(ix) + ax0 - x0, int(iy) + ay0 - y0
+            engine._draw_alpha(canvas, (gx * ux, gy * uy), texture)  # one object a tile
+        return canvas
+
+    def _atlas(self, ux: int, uy: int) -> np.ndarray:
+        """Material id -> its texture at this unit, RGB; one more entry, grey (127)."""
+        names = self._world._mat_names
+        key = (ux, uy, tuple(sorted(names.items(), key=lambda item: item[0])))
+        atlas = self._atlases.get(key)
+        if atlas is None:
+            atlas = np.full((max(names) + 2, ux, uy, 3), 127, np.uint8)
+            for index, name in names.items():
+                atlas[index] = self._textures.get(name, (ux, uy))[..., :3]
+            self._atlases[key] = atlas
+        return atlas
+
+    def _items(self, unit: np.ndarray) -> np.ndarray:
+        """`ItemView`'s strip for the inventory, kept per inventory (it depends on
+        nothing else); at most `ITEM_VIEWS` of them."""
+        key = (int(unit[0]), int(unit[1]), tuple(self._player.inventory.items()))
+        view = self._item_views.get(key)
+        if view is None:
+            view = self._item_view(self._player.inventory, unit)
+            if len(self._item_views) < ITEM_VIEWS:
+                self._item_views[key] = view
+        return view
 
     def _obs(self):
         return None
+
+
+ITEM_VIEWS = 4096  # inventory strips kept per frame size: 4096 x 2.6 kB at 64x64
 
 
 class CrafterEnv:
