@@ -64,6 +64,10 @@ CORPUS: dict[str, tuple[str | bytes, str]] = {
         "models: [a]\nobservation: {image: {size: big}}\n",
         ":2: observation.image.size: must be a whole number, got the string 'big'",
     ),
+    "size_crafter_cannot_draw": (  # 16 px: 1 px tiles, the counts 0 px: crafter raises
+        "models: [a]\nobservation: {image: {size: 16}}\n",
+        ":2: observation.image.size: must be from 18 to 1024 pixels, got 16",
+    ),
     "negative_goal": (
         "models: [a]\nexpect: {min_achievements: -1}\n",
         ":2: expect.min_achievements: must be from 0 to 22, got -1",

@@ -403,3 +403,16 @@ def test_fast_step_and_render_are_crafters_own(size):
             (type(o), tuple(o.pos), o.health) for o in own._env._world.objects
         ]
     assert min(seen.values()) >= 10, seen
+
+
+def test_the_smallest_frame_size_an_eval_may_ask_for_renders():
+    from pytest_crafter_eval.config.game import IMAGE_SIZES
+
+    low = IMAGE_SIZES[0]
+    env = CrafterEnv(0, size=low)
+    env.reset()
+    assert env.frame().shape == (low, low, 3)
+    with pytest.raises(ValueError):  # crafter's own renderer, one pixel less
+        smaller = CrafterEnv(0, size=low - 1)
+        smaller.reset()
+        smaller.frame()

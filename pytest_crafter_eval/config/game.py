@@ -58,3 +58,8 @@ ACHIEVEMENTS: tuple[str, ...] = (
 # The one function tool the model calls, and how many actions one call may play.
 TOOL_NAME = "interact_many"
 MAX_ACTIONS = 8
+
+# Frame sizes an eval may ask for, in pixels. Crafter draws a 9x9 grid of tiles, the
+# inventory's counts at 0.6 of a tile: below 18 px (2 px tiles) that is 0 px, and
+# crafter's renderer raises on the first frame.
+IMAGE_SIZES: tuple[int, int] = (18, 1024)

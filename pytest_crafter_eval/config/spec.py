@@ -22,7 +22,7 @@ import yaml
 
 from . import apis
 from .errors import SpecError, type_name
-from .game import ACHIEVEMENTS
+from .game import ACHIEVEMENTS, IMAGE_SIZES
 
 MAX_SEEDS = 100_000
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+/-]*(\?[A-Za-z0-9_=&.,-]*)?$")
@@ -767,9 +767,11 @@ def _observation(doc: _Doc, value: Any, key: str, base: Observation) -> Observat
         elif isinstance(raw, dict):
             _check_keys(doc, raw, IMAGE_KEYS, f"{key}.image")
             image = _section(doc, raw, f"{key}.image", base.image or Image(), IMAGE_KEYS)
-            if not 16 <= image.size <= 1024:
+            low, high = IMAGE_SIZES
+            if not low <= image.size <= high:
                 raise doc.error(
-                    f"{key}.image.size", f"must be from 16 to 1024 pixels, got {image.size}"
+                    f"{key}.image.size",
+                    f"must be from {low} to {high} pixels, got {image.size}",
                 )
             if image.detail not in ("low", "high", "auto"):
                 raise doc.error(
