@@ -9,8 +9,8 @@ skip one by one, in order, as pytest reports them.
 
 Threads, not asyncio: the openai SDK call is synchronous here, an episode spends nearly
 all its time waiting on the model (the GIL is free then), and Crafter's step is a short
-CPU burst either way. Each thread has its own SDK client per base URL (`wire.client.
-ThreadClients`), so that no connection pool is looked through by 64 requests at once.
+CPU burst either way. One SDK client per base URL is shared by the threads (httpx's pool
+is thread-safe).
 
 `stop()` (Ctrl-C, -x, the end of the run) starts nothing more, asks the episodes in
 flight to end (`Checked` wraps an episode's model client so that each model call first

@@ -200,7 +200,7 @@ class ModelClient:
 
     def __init__(
         self,
-        sdk: openai.OpenAI | ThreadClients,
+        sdk: openai.OpenAI,
         *,
         timeout: float = 60.0,
         policy: RetryPolicy = RetryPolicy(),
@@ -371,53 +371,10 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-class ThreadClients:
-    """The SDK clients of one base URL and key: each thread its own, made on its first
-    call by `make`, all closed by `close()`. It stands in for an `openai.OpenAI`: its
-    attributes are the calling thread's client's.
-
-    One client shared by the episodes in flight is thread-safe, but its connection pool
-    then holds a connection per episode and looks through all of them on every request
-    (httpcore's `_assign_requests_to_connections`: 16% of the SDK's CPU with 64 episodes
-    in flight a process). A thread's own client holds the one connection it uses."""
-
-    def __init__(self, make: Callable[[], openai.OpenAI]):
-        self._make = make
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._made: list[openai.OpenAI] = []
-        self._generation = 0  # close() starts a new one: no thread keeps a closed client
-
-    def get(self) -> openai.OpenAI:
-        """The calling thread's client."""
-        mine = getattr(self._local, "client", None)
-        if mine is not None and mine[0] == self._generation:
-            return mine[1]
-        sdk = self._make()
-        with self._lock:
-            self._made.append(sdk)
-            self._local.client = (self._generation, sdk)
-        return sdk
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.get(), name)
-
-    def __len__(self) -> int:
-        """How many clients are open."""
-        return len(self._made)
-
-    def close(self) -> None:
-        with self._lock:
-            made, self._made = self._made, []
-            self._generation += 1
-        for sdk in made:
-            sdk.close()
-
-
 class Connections:
-    """SDK clients per base URL and key (`ThreadClients`: each thread its own), and the
-    built-in local server, for one process: made on first use, once, though many
-    threads ask at once, and all closed by `close()`.
+    """One SDK client per base URL and key, and the built-in local server, for one
+    process: made on first use, once, though many threads ask at once, and all closed by
+    `close()`.
 
     `slots(model)` gives the model's request slots (`ModelClient`'s `slot`, see
     `runstate.Slots`) and `pace(model)` its `runstate.Pacer`, each made once per model;
@@ -448,9 +405,7 @@ class Connections:
         self._check = check
         self._lock = threading.Lock()  # episodes in flight ask for clients at once
         self._per_model: dict[str, tuple[Any, Any]] = {}  # model -> (slot, pacer)
-        self._sdks: dict[str, ThreadClients] = {}
-        self._ssl: Any = None
-        self._ssl_lock = threading.Lock()
+        self._sdks: dict[str, openai.OpenAI] = {}
         self._server: LocalServer | None = None
         self._recorder = None
         self.replay = replay
@@ -493,36 +448,21 @@ class Connections:
             check=self._check,
         )
 
-    def _sdk(self, base_url: str | None, key: str) -> ThreadClients:
+    def _sdk(self, base_url: str | None, key: str) -> openai.OpenAI:
         cache_key = f"{base_url}|{key}"
         if cache_key not in self._sdks:
-            hooks = {"response": [self._recorder.hook]} if self._recorder is not None else {}
-
-            def make() -> openai.OpenAI:
-                # max_retries=0: ModelClient retries, so that retries are bounded and counted.
-                return openai.OpenAI(
-                    api_key=key,
-                    base_url=base_url,
-                    timeout=self.timeout,
-                    max_retries=0,
-                    http_client=openai.DefaultHttpxClient(
-                        verify=self._ssl_context(), event_hooks=hooks
-                    ),
-                )
-
-            self._sdks[cache_key] = ThreadClients(make)
+            http = None
+            if self._recorder is not None:
+                http = openai.DefaultHttpxClient(event_hooks={"response": [self._recorder.hook]})
+            # max_retries=0: ModelClient retries, so that retries are bounded and counted.
+            self._sdks[cache_key] = openai.OpenAI(
+                api_key=key,
+                base_url=base_url,
+                timeout=self.timeout,
+                max_retries=0,
+                http_client=http,
+            )
         return self._sdks[cache_key]
-
-    def _ssl_context(self) -> Any:
-        """The SSL context every SDK client of this process verifies with: httpx's
-        default (certifi's CA bundle, SSL_CERT_FILE and SSL_CERT_DIR honoured), made once:
-        each client making its own loads the CA bundle again (~40 ms of CPU)."""
-        with self._ssl_lock:  # threads make their first clients at once
-            if self._ssl is None:
-                import httpx2
-
-                self._ssl = httpx2.create_ssl_context()
-            return self._ssl
 
     def _local_url(self) -> str:
         if self._server is None:
