@@ -126,9 +126,12 @@ class Filmstrip:
             return None
         path.parent.mkdir(parents=True, exist_ok=True)
         # One palette for all frames (from all of them stacked) keeps colours steady and
-        # the file about 40% smaller than a palette per frame.
+        # the file about 40% smaller than a palette per frame. Fast octree: 0.6 ms for
+        # 21 frames where median cut took 6.3 ms (of an 11 ms save, paid by every episode
+        # as it ends, when all of them end together), at a mean error of 0.9 of 255 a
+        # channel (median cut: 0.7).
         palette = Image.fromarray(np.concatenate(frames, axis=0)).quantize(
-            colors=255, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
+            colors=255, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE
         )
         images = [
             Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames
