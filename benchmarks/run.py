@@ -21,9 +21,10 @@ serve`), as a remote API is: its CPU and memory are not the harness's.
                             call: with 1-8, most episodes die within 50 calls, and uneven
                             episodes would measure the workload's imbalance, not the harness.
   inflight_wall_over_ideal  wall time of `pytest -n 2 --concurrency 64` on 128 episodes x 20
-                            calls of a model answering in 1 s, over 128*20*1/128 = 20 s.
+                            calls of a model answering in 1 s, over 128*20*1/128 = 20 s;
+                            the fastest of 3 runs (all in the details).
   inflight_peak_rss_mb      the peak RSS of all that run's processes together (controller
-                            and workers), 128 in flight.
+                            and workers), 128 in flight; the largest of the 3 runs.
   rss_mb_per_episode_in_flight  that peak above an idle run's of the same processes, per
                             episode in flight.
   rate_limited_wall_over_ideal  wall time of `pytest -n 2 --concurrency 8` against one
@@ -117,6 +118,7 @@ SIZES: dict[str, dict[str, int]] = {
         "inflight_workers": 2,
         "inflight_concurrency": 64,
         "inflight_latency_ms": 1000,
+        "inflight_rounds": 3,
         "limited_episodes": 40,
         "limited_steps": 12,
         "limited_rpm": 600,
@@ -489,15 +491,25 @@ def measure_inflight(size: dict[str, int], workdir: Path) -> dict[str, dict[str,
         return run, sum(e["steps"] for e in found), total_mb, command
 
     base, base_calls, base_mb, _ = run_against("local/random?max_actions=1", workers, 1, "idle")
-    run, calls, total_mb, command = run_against(
-        f"local/random?max_actions=1&latency_ms={size['inflight_latency_ms']}",
-        episodes,
-        concurrency,
-        "inflight",
-    )
+    # The fastest of `inflight_rounds` runs counts, as the fastest round does for
+    # overhead_ratio: what other processes on a shared machine add (this one's wall time
+    # moved by +-1 s between identical runs) is not the harness's cost. Memory is the
+    # largest of the runs'.
+    rounds = [
+        run_against(
+            f"local/random?max_actions=1&latency_ms={size['inflight_latency_ms']}",
+            episodes,
+            concurrency,
+            f"inflight{i}",
+        )
+        for i in range(size.get("inflight_rounds", 1))
+    ]
+    run, calls, _, command = min(rounds, key=lambda r: r[0]["wall_s"])
+    heaviest, _, total_mb, _ = max(rounds, key=lambda r: r[2])
+    walls = [round(r[0]["wall_s"], 2) for r in rounds]
     in_flight = min(episodes, workers * concurrency)
     ideal = calls * latency / in_flight
-    rss = run["probe"]["rss_kb"]
+    rss = heaviest["probe"]["rss_kb"]
     return {
         "inflight_wall_over_ideal": {
             "value": round(run["wall_s"] / ideal, 3),
@@ -508,6 +520,7 @@ def measure_inflight(size: dict[str, int], workdir: Path) -> dict[str, dict[str,
                 1000 * (run["cpu_s"] - base["cpu_s"]) / (calls - base_calls), 2
             ),
             "idle_cpu_s": round(base["cpu_s"], 2),
+            "walls_s": walls,
             "episodes": episodes,
             "model_calls": calls,
             "latency_ms": size["inflight_latency_ms"],
@@ -518,7 +531,7 @@ def measure_inflight(size: dict[str, int], workdir: Path) -> dict[str, dict[str,
         },
         "inflight_peak_rss_mb": {
             "value": round(total_mb, 1),
-            "controller_mb": round(run["probe"]["controller_rss_kb"] / 1024, 1),
+            "controller_mb": round(heaviest["probe"]["controller_rss_kb"] / 1024, 1),
             "per_worker_mb": {w: round(kb / 1024, 1) for w, kb in sorted(rss.items())},
             "note": f"sum of the peak RSS (VmHWM) of every process of the run, {in_flight} in flight "
             "(the model's server, in its own process, not included)",
@@ -576,7 +589,10 @@ def _run_served(
         run = _pytest_run(
             workdir / name,
             {f"evals/{name}.yaml": eval_text},
-            command + ["-m", "not crafter_payload", "--base-url", base_url],
+            # -p no:anyio: anyio's pytest plugin (openai depends on anyio) imports trio in
+            # every process when trio is installed, ~0.4 s each; only this repo's test
+            # extra (selenium) installs it, and no eval uses anyio.
+            command + ["-m", "not crafter_payload", "-p", "no:anyio", "--base-url", base_url],
             extra_env={"OPENAI_API_KEY": "sk-bench-not-a-key"},
         )
     return run, command
