@@ -32,7 +32,7 @@ import collections
 import copy
 import io
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import crafter
@@ -423,13 +423,36 @@ class CrafterEnv:
         ]
         nearest: dict[str, tuple[int, int]] = {}
         counts: collections.Counter[str] = collections.Counter()
-        for dx, dy in _VIEW_OFFSETS:
-            for thing in self._things((dx, dy)):
-                counts[thing] += 1
-                nearest.setdefault(thing, (dx, dy))
+        for offset, thing in self._view():
+            counts[thing] += 1
+            nearest.setdefault(thing, offset)
         for thing, offset in nearest.items():
             lines.append(f"- {thing}: {offset_text(*offset)} [{counts[thing]}]")
         return "\n".join(lines)
+
+    def _view(self) -> Iterator[tuple[tuple[int, int], str]]:
+        """(offset, name) of every material and creature in the 9x7 view but the
+        player's own tile, nearest first, a tile's material before its creature: what
+        `_things` gives offset by offset, read from one slice of each map."""
+        world, player = self._env._world, self._player
+        px, py = player.pos.tolist()
+        width, height = world.area
+        x0, x1 = max(px - VIEW_RADIUS_X, 0), min(px + VIEW_RADIUS_X + 1, width)
+        y0, y1 = max(py - VIEW_RADIUS_Y, 0), min(py + VIEW_RADIUS_Y + 1, height)
+        materials = world._mat_map[x0:x1, y0:y1].tolist()
+        indices = world._obj_map[x0:x1, y0:y1].tolist()
+        names, found = world._mat_names, world._objects
+        for dx, dy in _VIEW_OFFSETS:
+            x, y = px + dx - x0, py + dy - y0
+            if not (0 <= x < x1 - x0 and 0 <= y < y1 - y0):
+                continue  # outside the world
+            material = names[materials[x][y]]
+            if material is None:
+                continue
+            yield (dx, dy), material
+            obj = found[indices[x][y]]
+            if obj is not None and obj is not player:
+                yield (dx, dy), _creature_name(obj)
 
     def _things(self, offset) -> list[str]:
         """Names of the material and the creature (if any) at an offset from the player."""
