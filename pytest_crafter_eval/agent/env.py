@@ -162,8 +162,9 @@ class _Env(crafter.Env):
             if abs(ox - px) + abs(oy - py) < reach:  # Object.distance: the L1 distance
                 obj.update()
         if self._step % 10 == 0:
+            counts = self._chunk_counts()
             for chunk, objs in self._world.chunks.items():
-                self._balance_chunk(chunk, objs)
+                self._balance_counted(chunk, objs, counts)
         reward = (player.health - self._last_health) / 10
         self._last_health = player.health
         unlocked = {
@@ -179,6 +180,70 @@ class _Env(crafter.Env):
         if not self._reward:
             reward = 0.0
         return None, reward, dead or over, {}
+
+    def _chunk_counts(self) -> dict[str, np.ndarray]:
+        """Grass and path tiles per chunk ([x chunk, y chunk]), for a balancing round:
+        crafter masked and summed them per chunk and creature type (grass twice)."""
+        world = self._world
+        size_x, size_y = world._chunk_size
+        starts_x = np.arange(0, world.area[0], size_x)
+        starts_y = np.arange(0, world.area[1], size_y)
+        counts = {}
+        for material in ("grass", "path"):
+            tiles = (world._mat_map == world._mat_ids[material]).astype(np.int64)
+            counts[material] = np.add.reduceat(
+                np.add.reduceat(tiles, starts_x, axis=0), starts_y, axis=1
+            )
+        return counts
+
+    def _balance_counted(self, chunk, objs, counts) -> None:
+        """`crafter.Env._balance_chunk` with the chunk's tile counts given: the same
+        creatures, spawned and despawned on the same draws."""
+        light = self._world.daylight
+        cx, cy = chunk[0] // self._world._chunk_size[0], chunk[2] // self._world._chunk_size[1]
+        grass, path = int(counts["grass"][cx, cy]), int(counts["path"][cx, cy])
+        self._balance_one(
+            chunk, objs, objects.Zombie, "grass", grass, 6, 0, 0.3, 0.4,
+            lambda pos: objects.Zombie(self._world, pos, self._player),
+            lambda num, space: (0 if space < 50 else 3.5 - 3 * light, 3.5 - 3 * light),
+        )  # fmt: skip
+        self._balance_one(
+            chunk, objs, objects.Skeleton, "path", path, 7, 7, 0.1, 0.1,
+            lambda pos: objects.Skeleton(self._world, pos, self._player),
+            lambda num, space: (0 if space < 6 else 1, 2),
+        )  # fmt: skip
+        self._balance_one(
+            chunk, objs, objects.Cow, "grass", grass, 5, 5, 0.01, 0.1,
+            lambda pos: objects.Cow(self._world, pos),
+            lambda num, space: (0 if space < 30 else 1, 1.5 + light),
+        )  # fmt: skip
+
+    def _balance_one(
+        self, chunk, objs, cls, material, space, span_dist, despan_dist,
+        spawn_prob, despawn_prob, ctor, target_fn,
+    ) -> None:  # fmt: skip
+        """`crafter.Env._balance_object`, `space` (the chunk's tiles of `material`)
+        given; the mask is made only to place a spawn."""
+        random = self._world.random
+        creatures = [obj for obj in objs if isinstance(obj, cls)]
+        target_min, target_max = target_fn(len(creatures), space)
+        if len(creatures) < int(target_min) and random.uniform() < spawn_prob:
+            xmin, xmax, ymin, ymax = chunk
+            mask = self._world.mask(*chunk, material)
+            xs = np.tile(np.arange(xmin, xmax)[:, None], [1, ymax - ymin])
+            ys = np.tile(np.arange(ymin, ymax)[None, :], [xmax - xmin, 1])
+            xs, ys = xs[mask], ys[mask]
+            i = random.randint(0, len(xs))
+            pos = np.array((xs[i], ys[i]))
+            empty = self._world[pos][1] is None
+            away = self._player.distance(pos) >= span_dist
+            if empty and away:
+                self._world.add(ctor(pos))
+        elif len(creatures) > int(target_max) and random.uniform() < despawn_prob:
+            obj = creatures[random.randint(0, len(creatures))]
+            away = self._player.distance(obj.pos) >= despan_dist
+            if away:
+                self._world.remove(obj)
 
     def render(self, size=None):
         """`crafter.Env.render`, the same pixels, drawn in bulk: the 9x7 tiles from one
