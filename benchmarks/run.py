@@ -107,7 +107,7 @@ SIZES: dict[str, dict[str, int]] = {
     "full": {
         "overhead_seeds": 6,
         "overhead_steps": 50,
-        "overhead_rounds": 3,
+        "overhead_rounds": 5,
         "parallel_episodes": 32,
         "parallel_steps": 50,
         "workers": 2,
