@@ -228,10 +228,19 @@ class Pacer:
     whole seconds, so it does not hold for ever: after `CALM_PLACES` places given without
     a 429 it halves (a 429 while the queue lasts undoes the last halving), and once the
     queue has drained requests go at full speed until the next 429.
+
+    Halving probes for the provider's rate, and each probe below it cost a burst of 429s
+    (at 16 callers on a limit of 10 a second, 46% of requests were refused and ~1.6
+    calls in 600 ran out of their retries). So the spacing a refused request's place was
+    given at (`place`, then `limited(..., placed_at=)`) is remembered as too fast while
+    the queue lasts: halving stops at `MARGIN` times it, a bound eased by `FORGET` at
+    each calm step.
     """
 
     CALM_PLACES = 10
     CALM_FACTOR = 0.5
+    MARGIN = 1.1  # the queue goes no faster than this x a spacing shown too fast
+    FORGET = 0.98  # ... a bound that eases at each calm step, to probe again
 
     def __init__(self, run_dir: Path, model: str):
         digest = hashlib.sha256(model.encode()).hexdigest()[:16]
@@ -241,40 +250,60 @@ class Pacer:
         self.lock = directory / f"{digest}.lock"
 
     def turn(self, limit_s: float = math.inf, now: Callable[[], float] = time.time) -> float | None:
+        place = self.place(limit_s, now)
+        return None if place is None else place[0]
+
+    def place(
+        self, limit_s: float = math.inf, now: Callable[[], float] = time.time
+    ) -> tuple[float, float | None] | None:
+        """`turn`, and the spacing the place was given at (None when nothing queued):
+        tell it to `limited` if the request is refused."""
         if self._read()["not_before"] <= now():
-            return 0.0
+            return 0.0, None
         with _locked(self.lock):
             state = self._read()
             at = now()
             if state["not_before"] <= at:
-                return 0.0
+                return 0.0, None
             held = state["not_before"] - at
             if held > limit_s:
                 return None  # the caller gives up: its place stays free for the next
-            state["not_before"] += state["spacing"]
+            spacing = state["spacing"]
+            state["not_before"] += spacing
             state["calm"] += 1
-            if state["calm"] >= self.CALM_PLACES:  # no 429 for a while: go faster
-                state["before"], state["spacing"], state["calm"] = (
-                    state["spacing"],
-                    state["spacing"] * self.CALM_FACTOR,
-                    0,
-                )
+            if state["calm"] >= self.CALM_PLACES:  # no 429 for a while: go faster,
+                # but not as fast as a spacing a 429 has shown to be too fast
+                floor = state["too_fast"] * self.MARGIN
+                faster = max(spacing * self.CALM_FACTOR, min(spacing, floor))
+                state["before"], state["spacing"], state["calm"] = (spacing, faster, 0)
+                state["too_fast"] *= self.FORGET
             self._write(state)
-            return held
+            return held, spacing
 
-    def limited(self, wait_s: float, now: Callable[[], float] = time.time) -> None:
-        """A 429 asked for `wait_s`."""
+    def limited(
+        self,
+        wait_s: float,
+        now: Callable[[], float] = time.time,
+        placed_at: float | None = None,
+    ) -> None:
+        """A 429 asked for `wait_s`. `placed_at`: the spacing the refused request's place
+        in the queue was given at (`place`); None if it went straight away (nothing
+        queued) or is not known."""
         with _locked(self.lock):
             state = self._read()
             at = now()
             spacing = state["spacing"]
             queueing = state["not_before"] > at - 5 * max(spacing, wait_s)  # or just drained
+            too_fast = state["too_fast"] if queueing else 0.0
+            if queueing and placed_at is not None:  # places that far apart were too close
+                too_fast = max(too_fast, placed_at)
             self._write(
                 {
                     "not_before": max(state["not_before"], at + wait_s),
                     "spacing": max(spacing, state["before"], wait_s) if queueing else wait_s,
                     "before": state["before"] if queueing else 0.0,
                     "calm": 0,
+                    "too_fast": too_fast,
                 }
             )
 
@@ -291,7 +320,7 @@ class Pacer:
         os.replace(tmp, self.path)
 
 
-_PACE_KEYS = ("not_before", "spacing", "before", "calm")
+_PACE_KEYS = ("not_before", "spacing", "before", "calm", "too_fast")
 
 
 class Stop:

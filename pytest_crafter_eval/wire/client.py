@@ -227,10 +227,12 @@ class ModelClient:
         deadline = time.monotonic() + policy.deadline_s
         retries: list[Retry] = []
         while True:
+            placed = None  # the spacing of this attempt's place in the model's queue
             if self._pace is not None:  # a 429 to any worker or thread holds back all
-                held = self._pace.turn(deadline - time.monotonic())
-                if held is None:  # its place in the queue is beyond the deadline
+                place = self._pace.place(deadline - time.monotonic())
+                if place is None:  # its place in the queue is beyond the deadline
                     raise self._held(retries)
+                held, placed = place
                 if held > 0:
                     self._sleep(held)
             with self._held_slot(deadline, retries):
@@ -273,7 +275,8 @@ class ModelClient:
                 )
             retries.append(Retry(outcome.cause, wait))
             if self._pace is not None and outcome.status == 429 and outcome.retry_after_s:
-                self._pace.limited(outcome.retry_after_s)  # every request waits, in turn
+                # every request waits, in turn; a place that far apart was too close
+                self._pace.limited(outcome.retry_after_s, placed_at=placed)
             self._sleep(wait)
 
     @contextmanager
