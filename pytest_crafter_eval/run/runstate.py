@@ -218,9 +218,11 @@ class Pacer:
     them while they queue behind it (in `pace/<digest>.json`).
 
     `limited(wait_s)` (a 429 that asked for `wait_s`): no request before now + wait_s,
-    then one per spacing. `turn(limit_s)` before each request: the seconds to wait
+    then one per spacing. `place(limit_s)` before each request: the seconds to wait
     first (0 when nothing queues, checked without a lock), taking the next place in the
-    queue; None, taking nothing, when that place is more than `limit_s` away.
+    queue, and the spacing that place was given at (for `limited`, if the request is
+    refused); None, taking nothing, when that place is more than `limit_s` away.
+    `turn(limit_s)` is the wait alone.
 
     The spacing is the largest wait asked for while the queue lasts (a request that came
     just before the provider's next opening is told a tiny wait, which is not the time a
