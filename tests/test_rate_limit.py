@@ -169,7 +169,7 @@ def simulate(
             at(now(), lambda: start(0))
             return
         pause = policy.wait(retry, Attempt("429", "429", True, 429, told), rng)
-        pacer.limited(told, now=now, placed_at=placed)
+        pacer.limited(told, now=now, place_spacing=placed)
         at(now() + pause, lambda: start(retry + 1))
 
     for _ in range(clients):

@@ -234,7 +234,7 @@ class Pacer:
     Halving probes for the provider's rate, and each probe below it cost a burst of 429s
     (at 16 callers on a limit of 10 a second, 46% of requests were refused and ~1.6
     calls in 600 ran out of their retries). So the spacing a refused request's place was
-    given at (`place`, then `limited(..., placed_at=)`) is remembered as too fast while
+    given at (`place`, then `limited(..., place_spacing=)`) is remembered as too fast while
     the queue lasts: halving stops at `MARGIN` times it, a bound eased by `FORGET` at
     each calm step.
     """
@@ -286,9 +286,9 @@ class Pacer:
         self,
         wait_s: float,
         now: Callable[[], float] = time.time,
-        placed_at: float | None = None,
+        place_spacing: float | None = None,
     ) -> None:
-        """A 429 asked for `wait_s`. `placed_at`: the spacing the refused request's place
+        """A 429 asked for `wait_s`. `place_spacing`: the spacing the refused request's place
         in the queue was given at (`place`); None if it went straight away (nothing
         queued) or is not known."""
         with _locked(self.lock):
@@ -297,8 +297,8 @@ class Pacer:
             spacing = state["spacing"]
             queueing = state["not_before"] > at - 5 * max(spacing, wait_s)  # or just drained
             too_fast = state["too_fast"] if queueing else 0.0
-            if queueing and placed_at is not None:  # places that far apart were too close
-                too_fast = max(too_fast, placed_at)
+            if queueing and place_spacing is not None:  # places that far apart were too close
+                too_fast = max(too_fast, place_spacing)
             self._write(
                 {
                     "not_before": max(state["not_before"], at + wait_s),

@@ -276,7 +276,7 @@ class ModelClient:
             retries.append(Retry(outcome.cause, wait))
             if self._pace is not None and outcome.status == 429 and outcome.retry_after_s:
                 # every request waits, in turn; a place that far apart was too close
-                self._pace.limited(outcome.retry_after_s, placed_at=placed)
+                self._pace.limited(outcome.retry_after_s, place_spacing=placed)
             self._sleep(wait)
 
     @contextmanager
