@@ -19,19 +19,24 @@ from pytest_crafter_eval.wire.client import Attempt, ModelCallError, ModelClient
 from pytest_crafter_eval.wire.tools import TOOL
 
 
+def wait(pacer, clock):
+    """The seconds `pacer` tells a request to wait at the simulated time `clock[0]`."""
+    return pacer.place(now=lambda: clock[0])[0]
+
+
 def test_pacer_queues_requests_one_wait_apart_after_a_429(tmp_path):
     clock = [1000.0]
     pacer = runstate.Pacer(tmp_path, "m")
     other = runstate.Pacer(tmp_path, "m")  # another worker: the same files
-    assert pacer.turn(now=lambda: clock[0]) == 0  # nothing queues: go
+    assert wait(pacer, clock) == 0  # nothing queues: go
     pacer.limited(0.5, lambda: clock[0])
-    waits = [p.turn(now=lambda: clock[0]) for p in (pacer, other, pacer)]
+    waits = [wait(p, clock) for p in (pacer, other, pacer)]
     assert waits == [0.5, 1.0, 1.5]  # in turn, one wait apart
     pacer.limited(0.01, lambda: clock[0])  # a late request told a tiny wait
-    assert other.turn(now=lambda: clock[0]) == 2.0  # does not shrink the spacing
+    assert wait(other, clock) == 2.0  # does not shrink the spacing
     clock[0] += 60
-    assert pacer.turn(now=lambda: clock[0]) == 0  # drained: free again
-    assert runstate.Pacer(tmp_path, "n").turn(now=lambda: clock[0]) == 0  # per model
+    assert wait(pacer, clock) == 0  # drained: free again
+    assert wait(runstate.Pacer(tmp_path, "n"), clock) == 0  # per model
 
 
 def test_rpm_answers_429_with_retry_after_ms(server, sdk):
@@ -102,7 +107,7 @@ def test_a_queue_beyond_the_step_deadline_fails_at_once_and_keeps_its_place(serv
     assert "rate limited" in message and "--step-deadline" in message, message
     assert "--request-timeout" not in message and info.value.infra
     assert len(server.log) == before  # not sent
-    assert 29 < runstate.Pacer(tmp_path, model).turn() <= 30  # the next place is still 30 s
+    assert 29 < runstate.Pacer(tmp_path, model).place()[0] <= 30  # the next place is still 30 s
 
 
 class _Bucket:

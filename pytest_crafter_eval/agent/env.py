@@ -295,14 +295,13 @@ class _Env(crafter.Env):
 
     def _atlas(self, ux: int, uy: int) -> np.ndarray:
         """Material id -> its texture at this unit, RGB; one more entry, grey (127)."""
-        names = self._world._mat_names
-        key = (ux, uy, tuple(sorted(names.items(), key=lambda item: item[0])))
-        atlas = self._atlases.get(key)
+        atlas = self._atlases.get((ux, uy))  # every world names crafter's materials alike
         if atlas is None:
+            names = self._world._mat_names
             atlas = np.full((max(names) + 2, ux, uy, 3), 127, np.uint8)
             for index, name in names.items():
                 atlas[index] = self._textures.get(name, (ux, uy))[..., :3]
-            self._atlases[key] = atlas
+            self._atlases[ux, uy] = atlas
         return atlas
 
     def _items(self, unit: np.ndarray) -> np.ndarray:

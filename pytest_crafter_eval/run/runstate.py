@@ -222,7 +222,6 @@ class Pacer:
     first (0 when nothing queues, checked without a lock), taking the next place in the
     queue, and the spacing that place was given at (for `limited`, if the request is
     refused); None, taking nothing, when that place is more than `limit_s` away.
-    `turn(limit_s)` is the wait alone.
 
     The spacing is the largest wait asked for while the queue lasts (a request that came
     just before the provider's next opening is told a tiny wait, which is not the time a
@@ -251,15 +250,11 @@ class Pacer:
         self.path = directory / f"{digest}.json"
         self.lock = directory / f"{digest}.lock"
 
-    def turn(self, limit_s: float = math.inf, now: Callable[[], float] = time.time) -> float | None:
-        place = self.place(limit_s, now)
-        return None if place is None else place[0]
-
     def place(
         self, limit_s: float = math.inf, now: Callable[[], float] = time.time
     ) -> tuple[float, float | None] | None:
-        """`turn`, and the spacing the place was given at (None when nothing queued):
-        tell it to `limited` if the request is refused."""
+        """(seconds to wait, the spacing the place was given at, None when nothing
+        queued), or None; see the class docstring."""
         if self._read()["not_before"] <= now():
             return 0.0, None
         with _locked(self.lock):
