@@ -580,11 +580,17 @@ def _icon(achievement: str, big: bool = False) -> str:
 
 
 @functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=1)
 def _icon_css() -> str:
-    """One CSS class per achievement with its Crafter texture inlined as a data URI."""
-    import crafter
+    """One CSS class per achievement with its Crafter texture inlined as a data URI.
+    The textures are read where crafter is installed, without importing it (0.1 s in
+    a controller that plays no episode)."""
+    import importlib.util
 
-    assets = Path(crafter.__file__).parent / "assets"
+    spec = importlib.util.find_spec("crafter")
+    if spec is None or spec.origin is None:
+        raise ImportError("crafter is not installed")
+    assets = Path(spec.origin).parent / "assets"
     rules = []
     for achievement, texture in _ICONS.items():
         data = base64.b64encode((assets / f"{texture}.png").read_bytes()).decode("ascii")
