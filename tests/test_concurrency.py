@@ -402,3 +402,25 @@ def test_x_under_xdist_stops_every_worker(pytester):
     played = [r for r in records if r["outcome"] == "passed"]
     assert len(played) <= 10, len(played)  # of 40: the other worker did not play its 20
     done.stdout.fnmatch_lines(["*stopping after 1 failures*"])
+
+
+def test_a_stop_from_another_process_is_seen_within_its_freshness_window(tmp_path):
+    """`Stop.reason()` is asked before every model call: "no stop" is kept for
+    FRESH_S (50 ms), so another process's stop shows up that late at most, and a stop,
+    once seen, is kept."""
+    clock = [0.0]
+    here = runstate.Stop(tmp_path, clock=lambda: clock[0])
+    assert here.reason() is None
+    runstate.Stop(tmp_path).request("stopping after 1 failures")  # the controller
+    clock[0] += runstate.Stop.FRESH_S / 2
+    assert here.reason() is None  # not read again yet
+    clock[0] += runstate.Stop.FRESH_S / 2
+    assert here.reason() == "stopping after 1 failures"
+    (tmp_path / "stop").unlink()
+    clock[0] += 10
+    assert here.reason() == "stopping after 1 failures"  # for good
+    own = runstate.Stop(tmp_path / "x", clock=lambda: clock[0])
+    (tmp_path / "x").mkdir()
+    assert own.reason() is None
+    own.request("interrupted")
+    assert own.reason() == "interrupted"  # its own stop at once

@@ -39,6 +39,25 @@ def test_pacer_queues_requests_one_wait_apart_after_a_429(tmp_path):
     assert wait(runstate.Pacer(tmp_path, "n"), clock) == 0  # per model
 
 
+def test_a_429_from_another_process_holds_requests_within_the_freshness_window(tmp_path):
+    """The unlocked "nothing queues" check reuses what the pacer last read or wrote
+    for FRESH_S (50 ms): another worker's 429 holds this one's requests that late at
+    most; this pacer's own 429 holds them at once."""
+    clock, mono = [1000.0], [0.0]
+    pacer = runstate.Pacer(tmp_path, "m", clock=lambda: mono[0])
+    other = runstate.Pacer(tmp_path, "m")  # another worker
+    assert wait(pacer, clock) == 0
+    other.limited(2.0, lambda: clock[0])
+    assert wait(pacer, clock) == 0  # not read again yet
+    mono[0] += runstate.Pacer.FRESH_S
+    assert wait(pacer, clock) == 2.0  # read: in the queue, behind the 429's wait
+    clock[0] += 60
+    mono[0] += 60
+    assert wait(pacer, clock) == 0
+    pacer.limited(1.0, lambda: clock[0])
+    assert wait(pacer, clock) == 1.0  # its own 429: no freshness wait
+
+
 def test_rpm_answers_429_with_retry_after_ms(server, sdk):
     body = {
         "model": "local/random?rpm=60&seed=7",  # one a second, one at once

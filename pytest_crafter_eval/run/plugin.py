@@ -46,6 +46,7 @@ from .settings import (
     UsageError,
     check_cassette_options,
     flag_of,
+    freeze_gc,
     is_worker,
     limits,
     overrides,
@@ -54,6 +55,7 @@ from .settings import (
     run_dir,
     setting,
     shard_setting,
+    stop_of,
     tally_of,
 )
 
@@ -354,18 +356,6 @@ class _XdistHooks:
         report.user_properties = [(RESULT_KEY, record)]
 
 
-def freeze_gc() -> None:
-    """Move every object alive now (imported modules, the collected items) into the
-    garbage collector's permanent generation (`gc.freeze`), once a run holds episodes:
-    the collector's full passes during the run, and the five pytest makes at exit, then
-    walk only what the run makes. Before, they walked the imports of openai, numpy,
-    PIL and pytest again and again: ~2 s of CPU over the 3 processes of a 128-episode
-    `-n 2` run. Calling it again freezes what was made since (harmless)."""
-    import gc
-
-    gc.freeze()
-
-
 class _Controller:
     """Controller-only hooks: hand workers the report directory, gather the records."""
 
@@ -385,9 +375,7 @@ class _Controller:
             self.failures += 1
             maxfail = self.config.getoption("maxfail", 0) or 0
             if maxfail and self.failures >= maxfail:
-                from .runstate import Stop
-
-                Stop(run_dir(self.config)).request(f"stopping after {self.failures} failures")
+                stop_of(self.config).request(f"stopping after {self.failures} failures")
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """The episodes selected to run (without xdist: the workers report theirs)."""

@@ -242,20 +242,29 @@ class Pacer:
     CALM_FACTOR = 0.5
     MARGIN = 1.1  # the queue goes no faster than this x a spacing shown too fast
     FORGET = 0.98  # ... a bound that eases at each calm step, to probe again
+    # The unlocked check ("nothing queues: go") reuses what this object last read or
+    # wrote for this long: another process's 429 is seen that much later at most, and
+    # 64 episode threads do not each open the file before every request.
+    FRESH_S = 0.05
 
-    def __init__(self, run_dir: Path, model: str):
+    def __init__(self, run_dir: Path, model: str, clock: Callable[[], float] = time.monotonic):
         digest = hashlib.sha256(model.encode()).hexdigest()[:16]
         directory = Path(run_dir) / "pace"
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / f"{digest}.json"
         self.lock = directory / f"{digest}.lock"
+        self._clock = clock
+        self._seen = (-math.inf, 0.0)  # (clock() when read or written, its not_before)
 
     def place(
         self, limit_s: float = math.inf, now: Callable[[], float] = time.time
     ) -> tuple[float, float | None] | None:
         """(seconds to wait, the spacing the place was given at, None when nothing
         queued), or None; see the class docstring."""
-        if self._read()["not_before"] <= now():
+        seen_at, not_before = self._seen
+        if self._clock() - seen_at >= self.FRESH_S:
+            not_before = self._read()["not_before"]
+        if not_before <= now():
             return 0.0, None
         with _locked(self.lock):
             state = self._read()
@@ -305,16 +314,20 @@ class Pacer:
             )
 
     def _read(self) -> dict[str, float]:
+        at = self._clock()
         try:
             data = json.loads(self.path.read_text())
-            return {key: float(data.get(key, 0.0)) for key in _PACE_KEYS}
+            state = {key: float(data.get(key, 0.0)) for key in _PACE_KEYS}
         except (OSError, ValueError, TypeError, AttributeError):
-            return dict.fromkeys(_PACE_KEYS, 0.0)
+            state = dict.fromkeys(_PACE_KEYS, 0.0)
+        self._seen = (at, state["not_before"])
+        return state
 
     def _write(self, state: dict[str, float]) -> None:
         tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(state))
         os.replace(tmp, self.path)
+        self._seen = (self._clock(), state["not_before"])
 
 
 _PACE_KEYS = ("not_before", "spacing", "before", "calm", "too_fast")
@@ -323,10 +336,19 @@ _PACE_KEYS = ("not_before", "spacing", "before", "calm", "too_fast")
 class Stop:
     """The run's stop, in the file `stop` under the run directory: `request(reason)`
     (the controller, once -x or --maxfail is reached) writes it, `reason()` reads it
-    (None while the run goes on)."""
+    (None while the run goes on).
 
-    def __init__(self, run_dir: Path):
+    Every model call asks, so the answer "no stop" is kept for `FRESH_S`: another
+    process's stop is seen that much later at most, and 64 episode threads do not each
+    open the file at every step (every open hands the GIL over)."""
+
+    FRESH_S = 0.05
+
+    def __init__(self, run_dir: Path, clock: Callable[[], float] = time.monotonic):
         self.path = Path(run_dir) / "stop"
+        self._clock = clock
+        self._reason: str | None = None
+        self._checked = -math.inf  # when the file was last found absent
 
     def request(self, reason: str) -> None:
         if self.path.exists():
@@ -334,12 +356,19 @@ class Stop:
         tmp = self.path.with_name(f"stop.{os.getpid()}.tmp")
         tmp.write_text(reason)
         os.replace(tmp, self.path)
+        self._reason = reason
 
     def reason(self) -> str | None:
-        try:
-            return self.path.read_text() or "the run is stopping"
-        except OSError:
+        if self._reason is not None:  # a stop is for good
+            return self._reason
+        at = self._clock()
+        if at - self._checked < self.FRESH_S:
             return None
+        try:
+            self._reason = self.path.read_text() or "the run is stopping"
+        except OSError:
+            self._checked = at
+        return self._reason
 
 
 class Tally:
