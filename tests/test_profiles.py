@@ -361,3 +361,32 @@ def test_cost_counts_cached_input_at_the_cached_price():
         (600 * 0.15 + 400 * 0.075 + 200 * 0.6) / 1e6
     )
     assert resolve("local/heuristic").cost(10**6, 10**6) == 0.0
+
+
+def test_the_packaged_registry_is_read_once_though_threads_ask_at_once(monkeypatch):
+    """64 episodes in flight start at once and each asks for its run's profile: the
+    packaged profiles.yaml is read by one of them, the others wait for it."""
+    import threading
+
+    reads = []
+    check = profiles.check_entries
+
+    def counted(*args, **kwargs):
+        reads.append(1)
+        return check(*args, **kwargs)
+
+    monkeypatch.setattr(profiles, "check_entries", counted)
+    profiles._read_builtin.cache_clear()
+    start = threading.Barrier(8)
+
+    def ask():
+        start.wait()
+        profiles.builtin()
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    profiles._read_builtin.cache_clear()  # the next test reads the real one again
+    assert len(reads) == 1
