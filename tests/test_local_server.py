@@ -313,3 +313,27 @@ def test_heuristic_reads_the_text_parts_of_the_last_user_message():
     )
     assert last_user_text({"messages": TEXT + [{"role": "user", "content": parts}]}) == "a\nb"
     assert last_user_text({"messages": TEXT + IMAGE}) == ""
+
+
+def test_latency_ms_counts_from_the_request_as_a_remote_models_latency_does(monkeypatch):
+    """`latency_ms` is the time from the request to the answer, the model's own work
+    included (a bench's "model answering in 1 s" took 1 s plus the server's work under
+    load); 429s and bad requests come at once."""
+    from pytest_crafter_eval.wire.local import models
+
+    body = {"model": "local/random?latency_ms=200", "messages": [{"role": "user", "content": "x"}]}
+    answer = models._answer
+
+    def slow(*args, **kwargs):
+        time.sleep(0.15)  # the model's own work
+        return answer(*args, **kwargs)
+
+    monkeypatch.setattr(models, "_answer", slow)
+    started = time.monotonic()
+    models.complete(body)
+    took = time.monotonic() - started
+    assert 0.2 <= took < 0.3, took  # not 0.35: the work is inside the latency
+    started = time.monotonic()
+    with pytest.raises(models.ModelError):
+        models.complete({**body, "messages": []})
+    assert time.monotonic() - started < 0.1

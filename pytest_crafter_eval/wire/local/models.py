@@ -129,7 +129,12 @@ class Model:
 
 
 COMMON_OPTIONS = {
-    "latency_ms": Option(float, 0.0, help="sleep this long before answering"),
+    "latency_ms": Option(
+        float,
+        0.0,
+        help="answer this long after the request came (its own work included, as a "
+        "remote model's latency is; 429s and bad requests at once)",
+    ),
     "rpm": Option(
         float,
         0.0,
@@ -273,6 +278,7 @@ def complete(
     counts earlier identical requests (0 for the first). With a `cache`, the usage's
     `cached_tokens` is the prefix of the prompt that an earlier prompt of `scope` (the
     server's: the requested model and the `prompt_cache_key`) began with."""
+    started = time.monotonic()
     if not isinstance(body, dict):
         raise ModelError(400, "The request body must be a JSON object.")
     model, options = parse_model(body.get("model"))
@@ -285,8 +291,24 @@ def complete(
         raise ModelError(400, "`prompt_cache_key` must be a string.", param="prompt_cache_key")
     if options["rpm"]:
         _rate_limit(str(body.get("model")), options["rpm"])
-    if options["latency_ms"]:
-        time.sleep(options["latency_ms"] / 1000)
+    if options["latency_ms"]:  # the answer goes latency_ms after the request came
+        answer_at = started + options["latency_ms"] / 1000
+        try:
+            return _answer(body, model, options, messages, attempt, cache, scope)
+        finally:
+            time.sleep(max(0.0, answer_at - time.monotonic()))
+    return _answer(body, model, options, messages, attempt, cache, scope)
+
+
+def _answer(
+    body: dict[str, Any],
+    model: Model,
+    options: dict[str, Any],
+    messages: list[Any],
+    attempt: int,
+    cache: PromptCache | None,
+    scope: str,
+) -> dict[str, Any]:
     read = messages if model.reads_history else _instructions_and_last_user(messages)
     digest = hashlib.sha256(
         json.dumps([read, options["seed"], body.get("seed")], sort_keys=True, default=str).encode()

@@ -154,6 +154,9 @@ def serve(model: str = "local/heuristic", host: str = "127.0.0.1", port: int = 8
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: 128 episodes opening their connections at
+    # once overflowed it, and each dropped SYN cost its call a 1 s retransmit
+    request_queue_size = 1024
     owner: LocalServer
 
     def server_bind(self) -> None:
