@@ -580,7 +580,6 @@ def _icon(achievement: str, big: bool = False) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-@functools.lru_cache(maxsize=1)
 def _icon_css() -> str:
     """One CSS class per achievement with its Crafter texture inlined as a data URI.
     The textures are read where crafter is installed, without importing it (0.1 s in
