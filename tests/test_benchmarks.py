@@ -6,6 +6,7 @@ benchmarks work, so that `make bench` cannot rot unnoticed.
 """
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -51,10 +52,14 @@ def test_tiny_run_writes_every_key_with_its_goal(tmp_path):
     assert data["size"] == "tiny"
     machine = data["machine"]
     assert machine["cpus"] >= 1 and machine["python"] and machine["packages"]["crafter"] == "1.8.3"
+    # a difference of two runs' peaks: at the tiny size (3 episodes above the idle
+    # run's one) the allocator's noise can make it negative
+    differences = {"rss_mb_per_episode_in_flight"}
     for key in KEYS:
         result = data[key]
         assert result["goal"].split()[0] in ("<=", ">="), key
-        assert isinstance(result["value"], (int, float)) and result["value"] > 0, key
+        assert isinstance(result["value"], (int, float)) and math.isfinite(result["value"]), key
+        assert key in differences or result["value"] > 0, key
         assert isinstance(result["pass"], bool), key
     # the tiny sizes really ran: 2 models x 10 seeds collected, 2 episodes x 2 calls played
     assert data["collect_20k_s"]["items"] == 20
