@@ -322,7 +322,7 @@ def measure_overhead(size: dict[str, int]) -> dict[str, dict[str, Any]]:
     so this process's CPU time is the client's alone: observation, PNG, request, parse,
     record (no trace), per model call.
     """
-    from pytest_crafter_eval.agent.env import CrafterEnv, data_uri
+    from pytest_crafter_eval.agent.env import CrafterEnv
     from pytest_crafter_eval.agent.episode import run_episode
     from pytest_crafter_eval.config import spec
     from pytest_crafter_eval.wire.client import Connections
@@ -362,20 +362,11 @@ def measure_overhead(size: dict[str, int]) -> dict[str, dict[str, Any]]:
 
                 env = CrafterEnv(seed, size=64)
                 env.reset()
-                data_uri(env.frame())
-                _play(env, actions[0])
-                started = (time.perf_counter(), time.process_time())
-                steps = 0
-                for step_actions in actions[1:]:
-                    data_uri(env.frame())
-                    steps += _play(env, step_actions)
-                ended = (time.perf_counter(), time.process_time())
+                steps, spent = _time_floor(env, actions)
+                played, spent_stock = _time_floor(_StockGame(seed), actions)
                 for i in range(2):
-                    best_floor[i] = min(best_floor[i], ended[i] - started[i])
-
-                played, spent = _stock_floor(seed, actions)
-                for i in range(2):
-                    best_stock[i] = min(best_stock[i], spent[i])
+                    best_floor[i] = min(best_floor[i], spent[i])
+                    best_stock[i] = min(best_stock[i], spent_stock[i])
             timed_steps += steps
             timed_calls += calls_timed
             stock_steps += played
@@ -418,37 +409,39 @@ def measure_overhead(size: dict[str, int]) -> dict[str, dict[str, Any]]:
     }
 
 
-def _stock_floor(seed: int, actions: list[list[str]]) -> tuple[int, tuple[float, float]]:
-    """Stock `crafter.Env` (1.8.3; its step renders a frame) on `seed` with the episode's
-    actions, a frame and its data URI per model call; timed like the harness, from the
-    end of the first call: (steps played, (wall, CPU seconds))."""
-    import crafter
-    from crafter import constants
+class _StockGame:
+    """Stock `crafter.Env` (1.8.3; its step renders a frame) on `seed`, reset, stepped by
+    action name as `CrafterEnv` is: what `_time_floor` plays."""
 
+    def __init__(self, seed: int):
+        import crafter
+        from crafter import constants
+
+        self._env = crafter.Env(size=(64, 64), seed=seed)
+        self._env.reset()
+        self._index = {name: i for i, name in enumerate(constants.actions)}
+        self.done = False
+
+    def step(self, action: str) -> None:
+        _, _, self.done, _ = self._env.step(self._index[action])
+
+    def frame(self):
+        return self._env.render()
+
+
+def _time_floor(game, actions: list[list[str]]) -> tuple[int, tuple[float, float]]:
+    """The floor of an episode's model calls on `game` (reset; `CrafterEnv` or
+    `_StockGame`): a frame and its data URI, then the call's actions, per call; timed
+    like the harness, from the end of the first call: (steps played, (wall, CPU s))."""
     from pytest_crafter_eval.agent.env import data_uri
 
-    env = crafter.Env(size=(64, 64), seed=seed)
-    env.reset()
-    index = {name: i for i, name in enumerate(constants.actions)}
-    done = False
-
-    def play(call: list[str]) -> int:
-        nonlocal done
-        played = 0
-        for action in call:
-            if done:
-                break
-            _, _, done, _ = env.step(index[action])
-            played += 1
-        return played
-
-    data_uri(env.render())
-    play(actions[0])
+    data_uri(game.frame())
+    _play(game, actions[0])
     started = (time.perf_counter(), time.process_time())
     steps = 0
     for call in actions[1:]:
-        data_uri(env.render())
-        steps += play(call)
+        data_uri(game.frame())
+        steps += _play(game, call)
     ended = (time.perf_counter(), time.process_time())
     return steps, (ended[0] - started[0], ended[1] - started[1])
 
