@@ -433,3 +433,30 @@ def test_a_stop_from_another_process_is_seen_within_its_freshness_window(tmp_pat
     assert own.reason() is None
     own.request("interrupted")
     assert own.reason() == "interrupted"  # its own stop at once
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a thread has its own nice value on Linux")
+def test_a_background_import_runs_at_the_lowest_priority_and_leaves_the_process_alone(
+    tmp_path, monkeypatch
+):
+    from pytest_crafter_eval.run.settings import import_in_background
+
+    (tmp_path / "crafter_eval_probe_import.py").write_text(
+        "import os, threading\n"
+        "NICE = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())\n"
+        "NAME = threading.current_thread().name\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    thread = import_in_background("crafter_eval_probe_import")
+    assert thread is not None
+    thread.join(10)
+    probe = sys.modules.pop("crafter_eval_probe_import")
+    assert (probe.NICE, probe.NAME) == (19, "crafter-eval-import")
+    # the calling thread (the controller's main thread) keeps its priority
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
+    # a module that fails to import fails quietly here (and loudly where it is needed)
+    failing = import_in_background("crafter_eval_no_such_module")
+    assert failing is not None
+    failing.join(10)
+    assert "crafter_eval_no_such_module" not in sys.modules

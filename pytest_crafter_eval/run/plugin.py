@@ -51,6 +51,7 @@ from .settings import (
     limits,
     overrides,
     path_setting,
+    prefetch_reports,
     report_dir,
     run_dir,
     setting,
@@ -388,6 +389,7 @@ class _Controller:
         self.config.stash.setdefault(EXPECTED, set()).update(selected)
         if selected:
             freeze_gc()
+            prefetch_reports()  # the controller waits idle from here
 
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
         """-x, --maxfail (pytest's and xdist's `Interrupted`, with the reason) or Ctrl-C."""
