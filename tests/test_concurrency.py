@@ -48,8 +48,9 @@ def test_pool_runs_jobs_in_order_and_stop_cancels_the_rest():
             started.append(n)
             for _ in range(200):
                 pool.check_stop()  # what the Checked client does before each model call
-                if release.wait(0.01):
-                    return n
+                with pool.waiting():  # and it waits for the model without the turn
+                    if release.wait(0.01):
+                        return n
             return n
 
         return run
@@ -81,6 +82,66 @@ def test_checked_client_raises_cancelled_once_stopping():
     pool.stop()
     with pytest.raises(inflight.Cancelled):
         client.complete({"a": 1})
+
+
+def test_episodes_take_turns_computing_and_compute_while_others_wait():
+    pool = inflight.Pool(3)
+    computing: list[int] = []  # the jobs computing now
+    overlaps = []
+    waited = threading.Barrier(3, timeout=10)  # every job waits on its model at once
+
+    def job(n):
+        def run():
+            for step in range(3):
+                computing.append(n)
+                if len(computing) > 1:
+                    overlaps.append((step, list(computing)))
+                time.sleep(0.01)  # a step's CPU, as far as the other threads can tell
+                computing.remove(n)
+                with pool.waiting():  # the model call
+                    if step == 0:
+                        waited.wait()  # only possible if waiting gives up the turn
+                    time.sleep(0.005)
+            if n == 1:
+                raise ValueError("an episode that fails gives its turn back")
+            return n
+
+        return run
+
+    for n in range(3):
+        pool.submit(n, job(n))
+    assert pool.claim(0).result(timeout=10) == 0
+    with pytest.raises(ValueError):
+        pool.claim(1).result(timeout=10)
+    assert pool.claim(2).result(timeout=10) == 2
+    assert overlaps == []  # never two computing at once
+    assert not pool.turn.locked()
+    pool.stop()
+
+
+def test_checked_client_waits_for_the_answer_without_the_turn():
+    pool = inflight.Pool(1)
+    held = []
+
+    class Client:
+        def complete(self, body):
+            held.append(pool.turn.locked())
+            if body == "fail":
+                raise inflight.Cancelled("the run is stopping")
+            return body
+
+    def job():
+        client = inflight.Checked(Client(), pool.check_stop, pool.waiting)
+        held.append(pool.turn.locked())
+        assert client.complete("a") == "a"
+        with pytest.raises(inflight.Cancelled):
+            client.complete("fail")
+        held.append(pool.turn.locked())  # back, after an answer and after an error
+
+    pool.submit("j", job)
+    pool.claim("j").result(timeout=10)
+    assert held == [True, False, False, True]
+    pool.stop()
 
 
 @pytest.mark.slow

@@ -212,12 +212,13 @@ class EpisodeItem(pytest.Function):
         if outcome == "skipped":  # cut by the budget: neither passed nor failed
             raise pytest.skip.Exception(message or "", _use_item_location=True)
 
-    def play(self, check_stop=None) -> None:
+    def play(self, check_stop=None, waiting=None) -> None:
         """Play this episode (or take it from --resume) into `self.result`. Raises
         pytest's skip (budget spent) or fail (missing key with --require-api-key).
         Needs no pytest state of the running test: the in-flight pool runs it on a
         thread, ahead of `setup`; `check_stop` is called before each model call (it raises
-        `inflight.Cancelled` when the run stops). With --max-tokens or --max-cost the
+        `inflight.Cancelled` when the run stops), and each call waits for its answer
+        inside `waiting` (the pool's `Pool.waiting`: other episodes compute then). With --max-tokens or --max-cost the
         budget is checked before each model call too: once it is spent the episode is
         cut there (`episode.Cut`), and judged skipped."""
         from ..agent.episode import Cut, EpisodeResult, run_episode
@@ -254,10 +255,10 @@ class EpisodeItem(pytest.Function):
             if spent is not None:
                 raise Cut(spent)
 
-        if check_stop is not None or budgeted:
+        if check_stop is not None or budgeted or waiting is not None:
             from .inflight import Checked
 
-            client = Checked(client, before_call)
+            client = Checked(client, before_call, waiting)
         from ..data import trace
 
         where = trace.episode_path(self.spec.name, self.run.model, self.seed)

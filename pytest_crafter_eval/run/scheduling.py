@@ -127,7 +127,11 @@ class InflightHooks:
                 self.items[other.nodeid] = other
                 pool.submit(
                     other.nodeid,
-                    functools.partial(other.play, check_stop=lambda: check_stop(self.config)),
+                    functools.partial(
+                        other.play,
+                        check_stop=lambda: check_stop(self.config),
+                        waiting=pool.waiting,
+                    ),
                 )
 
     def _own_items(self) -> Sequence[pytest.Item]:
