@@ -218,9 +218,9 @@ class EpisodeItem(pytest.Function):
         Needs no pytest state of the running test: the in-flight pool runs it on a
         thread, ahead of `setup`; `check_stop` is called before each model call (it raises
         `inflight.Cancelled` when the run stops), and each call waits for its answer
-        inside `waiting` (the pool's `Pool.waiting`: other episodes compute then). With --max-tokens or --max-cost the
-        budget is checked before each model call too: once it is spent the episode is
-        cut there (`episode.Cut`), and judged skipped."""
+        inside `waiting` (the pool's `Pool.waiting`: other episodes compute then). With
+        --max-tokens or --max-cost the budget is checked before each model call too: once
+        it is spent the episode is cut there (`episode.Cut`), and judged skipped."""
         from ..agent.episode import Cut, EpisodeResult, run_episode
         from ..wire.client import MissingKey
 
