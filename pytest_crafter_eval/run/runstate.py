@@ -236,10 +236,18 @@ class Pacer:
     given at (`place`, then `limited(..., place_spacing=)`) is remembered as too fast while
     the queue lasts: halving stops at `MARGIN` times it, a bound eased by `FORGET` at
     each calm step.
+
+    A refused place also widens the spacing to `GROW` times its own. The waits a token
+    bucket asks for say when its next token comes, not how far apart requests must be:
+    when the first 429 came with a short wait (callers that started over a second, as
+    episodes do, drained the bucket slowly), the spacing stayed below the provider's
+    rate for good, every wait asked being shorter still. Then about 45% of requests were
+    refused all run long, and up to 19 calls a minute ran out of their retries.
     """
 
     CALM_PLACES = 10
     CALM_FACTOR = 0.5
+    GROW = 1.25  # ... and its next places go this much further apart
     MARGIN = 1.1  # the queue goes no faster than this x a spacing shown too fast
     FORGET = 0.98  # ... a bound that eases at each calm step, to probe again
     # The unlocked check ("nothing queues: go") reuses what this object last read or
@@ -301,12 +309,14 @@ class Pacer:
             spacing = state["spacing"]
             queueing = state["not_before"] > at - 5 * max(spacing, wait_s)  # or just drained
             too_fast = state["too_fast"] if queueing else 0.0
+            grown = 0.0
             if queueing and place_spacing is not None:  # places that far apart were too close
                 too_fast = max(too_fast, place_spacing)
+                grown = place_spacing * self.GROW
             self._write(
                 {
                     "not_before": max(state["not_before"], at + wait_s),
-                    "spacing": max(spacing, state["before"], wait_s) if queueing else wait_s,
+                    "spacing": max(spacing, state["before"], wait_s, grown) if queueing else wait_s,
                     "before": state["before"] if queueing else 0.0,
                     "calm": 0,
                     "too_fast": too_fast,
