@@ -155,12 +155,14 @@ def simulate(
     seconds: float = 60.0,
     seed: int = 0,
     spread_s: float = 0.01,
+    spurious: float = 0.0,
 ) -> dict[str, float]:
     """`clients` call back to back (each answer takes `latency_s`) through one real
     `runstate.Pacer` and `RetryPolicy` (4 retries, the SDK's backoff) against a provider
     taking `rate` requests a second; a 429 says when the next one goes, in ms (`hint=ms`)
     or rounded up to whole seconds (`s`). With `one_off_at`, the provider also refuses the
-    first request after that time with `Retry-After: 1`. Returns ok/s in the second half,
+    first request after that time with `Retry-After: 1`; with `spurious`, that share of
+    requests at random (a 50 ms wait), whatever the rate. Clients start within `spread_s`. Returns ok/s in the second half,
     429s, and calls that failed past --max-retries."""
     clock = [0.0]
     now = lambda: clock[0]  # noqa: E731
@@ -182,6 +184,8 @@ def simulate(
     def send(retry, placed):
         if one_off[0] is not None and now() >= one_off[0]:
             one_off[0], wait = None, 1.0
+        elif spurious and rng.random() < spurious:  # refused, whatever the rate
+            wait = 0.05
         else:
             wait = bucket.take(now())
         if wait == 0:
@@ -204,6 +208,16 @@ def simulate(
         what()
     late = sum(1 for t in oks if t > seconds / 2)
     return {"ok_per_s": late / (seconds / 2), **counts}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_429s_unrelated_to_the_rate_do_not_widen_the_spacing_without_end(tmp_path, seed):
+    """5% of requests refused at random (another client on the same key), 5 simulated
+    minutes: each refused place widened the spacing 1.25x with nothing to stop it, and
+    the model ended at 0.6 requests a second; the widening is capped at 2x the longest
+    wait asked (here 4.9 a second, against a limit of 10)."""
+    done = simulate(tmp_path, clients=16, latency_s=0.2, seed=seed, spurious=0.05, seconds=300)
+    assert done["ok_per_s"] >= 4.5 and done["failed"] == 0, done
 
 
 def test_the_pace_recovers_after_a_one_off_whole_second_retry_after(tmp_path):
@@ -241,6 +255,10 @@ if __name__ == "__main__":  # the README's table
         (
             "16 clients starting over 1 s, at the limit, ms hints",
             {"clients": 16, "latency_s": 0.2, "spread_s": 1.0},
+        ),
+        (
+            "16 clients, 5% of requests refused at random (5 minutes)",
+            {"clients": 16, "latency_s": 0.2, "spurious": 0.05, "seconds": 300},
         ),
         ("64 clients at the limit, ms hints", {"clients": 64, "latency_s": 0.2}),
         (
