@@ -12,13 +12,16 @@ all its time waiting on the model, and Crafter's step is a short CPU burst eithe
 One SDK client per base URL is shared by the threads (httpx's pool is thread-safe).
 
 Episodes take turns (`Pool.turn`): a job holds the pool's turn while it computes, and
-gives it up only while it waits on its model (`Checked`, with `Pool.waiting`). The GIL
+gives it up only while it waits on its model (`Checked`, with `Pool.waiting`: the whole
+SDK call, which encodes, sends and reads, runs outside the turn). The turn is a plain
+lock, not a queue: a job whose answer is back may wait behind one starting. The GIL
 alone lets threads interleave at every I/O call and every numpy or PIL call that lets it
 go, and 64 episodes computing at once then handed it back and forth mid-step: a model
 call took about twice its CPU one at a time, and every episode's wall time paid for the
 waits. In the in-flight benchmark (128 episodes of 20 calls at 1 s, `-n 2 --concurrency
-64`), turns took its CPU from 5.6 to 4.1 ms a call, and 5 runs alternating with and
-without them from 23.86 s to 23.26 s on average. Nothing an episode does while it holds
+64`), turns took its CPU from 5.6 to 4.1 ms a call, and in 5 pairs of runs, with and
+without them in turn, the run with turns was faster in every pair (23.26 s against
+23.86 s on average; identical runs move by up to 1 s with the machine's moment). Nothing an episode does while it holds
 its turn waits on another episode, so turns cannot deadlock.
 
 `stop()` (Ctrl-C, -x, the end of the run) starts nothing more, asks the episodes in
