@@ -21,8 +21,9 @@ call took about twice its CPU one at a time, and every episode's wall time paid 
 waits. In the in-flight benchmark (128 episodes of 20 calls at 1 s, `-n 2 --concurrency
 64`), turns took its CPU from 5.6 to 4.1 ms a call, and in 5 pairs of runs, with and
 without them in turn, the run with turns was faster in every pair (23.26 s against
-23.86 s on average; identical runs move by up to 1 s with the machine's moment). Nothing an episode does while it holds
-its turn waits on another episode, so turns cannot deadlock.
+23.86 s on average; identical runs move by up to 1 s with the machine's moment).
+Nothing an episode does while it holds its turn waits on another episode, so turns
+cannot deadlock.
 
 `stop()` (Ctrl-C, -x, the end of the run) starts nothing more, asks the episodes in
 flight to end (`Checked` wraps an episode's model client so that each model call first

@@ -246,8 +246,8 @@ class Pacer:
     run long, and calls ran out of their retries (12.6 a simulated minute, README). The
     cap keeps 429s that have nothing to do with the rate (another client on the same
     key) from widening it without end: with 5% of requests refused at random the model
-    went at 0.6 requests a second after 5 simulated minutes uncapped, 4.9 capped (limit
-    10).
+    went at 0.6 requests a second after 5 simulated minutes uncapped, 4.9-7.1 capped
+    (limit 10; no widening: 10, but 33 calls a run out of their retries).
     """
 
     CALM_PLACES = 10
