@@ -113,7 +113,9 @@ _TEMPLATES_LOCK = threading.Lock()
 # small numpy calls, and numpy lets go of the GIL in each: 64 episode threads starting
 # at once handed it back and forth at every call, and a reset then cost about 3x its
 # CPU (25 ms against 8 ms): the last of 64 episodes started 1.2 s after the first,
-# against 0.6 s one at a time (measured with 64 threads against a served model).
+# against 0.6 s one at a time (measured with 64 threads against a served model). The
+# plugin's in-flight pool now lets one episode compute at a time anyway (run/inflight.py);
+# this lock still orders the threads of a script or an RL loop calling reset at once.
 _WORLDGEN_LOCK = threading.Lock()
 
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 
@@ -129,7 +129,5 @@ class Checked:
 
     def complete(self, *args: Any, **kwargs: Any) -> Any:
         self.check()
-        if self.waiting is None:
-            return self.client.complete(*args, **kwargs)
-        with self.waiting():
+        with (self.waiting or nullcontext)():
             return self.client.complete(*args, **kwargs)
