@@ -181,6 +181,7 @@ class EpisodeItem(pytest.Function):
         self.spec, self.run, self.seed = eval_spec, run, seed
         self.result: EpisodeResult | None = None
         self.resumed_from: dict | None = None  # the earlier record --resume reuses
+        self.written = False  # its record is in results.jsonl (or is left out on purpose)
         self.add_marker(pytest.mark.crafter)
 
     @functools.cached_property

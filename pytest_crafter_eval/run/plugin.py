@@ -532,27 +532,31 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             # On this report and the ones after it (teardown, which junitxml writes out).
             item.user_properties.append((RESULT_KEY, record))
             report.user_properties.append((RESULT_KEY, record))
-            prior = item.resumed_from
-            if (prior is None or prior.get("outcome") != record["outcome"]) and not item.repeats(
-                record
-            ):
-                results.append(report_dir(item.config), record)
+            _write_result(item, record)
     return report
+
+
+def _write_result(item: EpisodeItem, record: dict) -> None:
+    """Append `record` to results.jsonl, unless --resume reused an earlier record that
+    says the same; then mark the item written."""
+    prior = item.resumed_from
+    if (prior is None or prior.get("outcome") != record["outcome"]) and not item.repeats(record):
+        results.append(report_dir(item.config), record)
+    item.written = True
 
 
 def record_unreported(item: EpisodeItem) -> None:
     """Make sure a played episode is recorded, though the run stopped (Ctrl-C, -x) before
-    pytest reported it: judged as `runtest` would, in results.jsonl, and in this run's
-    reports when this process is the controller."""
+    pytest reported it, or while it did: judged as `runtest` would, in results.jsonl,
+    and in this run's reports when this process is the controller."""
     made = [v for name, v in item.user_properties if name == RESULT_KEY and isinstance(v, dict)]
     if made:
         record = made[-1]  # reported, perhaps stopped before the controller counted it
     else:
         record = item.record(*item.verdict())
         decisions.note(run_dir(item.config), item.run, record)
-        prior = item.resumed_from
-        if prior is None or prior.get("outcome") != record["outcome"]:
-            results.append(report_dir(item.config), record)
+    if not item.written:  # Ctrl-C came before (or while) its report wrote it
+        _write_result(item, record)
     if not is_worker(item.config):
         add_record(item.config, record)
 
