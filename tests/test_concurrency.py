@@ -533,3 +533,55 @@ def test_episodes_in_flight_wait_on_their_models_at_once(pytester):
     last = done.stdout.lines[-1]  # "4 passed, 1 deselected in 2.80s"
     seconds = float(re.search(r" in ([\d.]+)s", last).group(1))
     assert seconds < 6, seconds
+
+
+def test_a_ctrl_c_while_a_report_writes_results_jsonl_loses_no_record(pytester):
+    """Ctrl-C lands while pytest reports the second episode, as results.jsonl is opened
+    for its record (simulated at `os.open`, once): the record, made but not written, is
+    written when the run stops, with every other finished episode's."""
+    pytester.makefile(
+        ".yaml",
+        **{
+            "evals/few": (
+                "models:\n  - local/random:\n      expect: {min_achievements: 0}\n"
+                "seeds: 0-3\nsteps: 2\n"
+            )
+        },
+    )
+    pytester.makeconftest(
+        """
+        import os, threading
+
+        _open, opened = os.open, []
+
+        def interrupted_open(path, *args, **kwargs):
+            if str(path).endswith("results.jsonl") and threading.current_thread() is threading.main_thread():
+                opened.append(path)
+                if len(opened) == 2:  # the second episode's report
+                    raise KeyboardInterrupt
+            return _open(path, *args, **kwargs)
+
+        os.open = interrupted_open
+        """
+    )
+    done = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        "not crafter_payload",
+        "evals",
+        "--concurrency",
+        "4",
+        "--trace-dir",
+        "traces",
+    )
+    assert done.ret == pytest.ExitCode.INTERRUPTED
+    results = pytester.path / "reports" / "results.jsonl"
+    seeds = [json.loads(line)["seed"] for line in results.read_text().splitlines()]
+    finished = {
+        int(steps.parent.name.split("-")[1])
+        for steps in (pytester.path / "traces").rglob("steps.jsonl")
+        if len(steps.read_text().splitlines()) == 2
+    }
+    assert {0, 1} <= finished == set(seeds)  # seed 1's too, though its report was cut
+    assert len(seeds) == len(set(seeds))  # each once
